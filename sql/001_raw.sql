@@ -1,0 +1,61 @@
+-- Raw layer, owned by the Python ingest. Applied at every start; every statement is idempotent.
+create schema if not exists raw;
+
+-- One row per file ever seen in the dropbox.
+create table if not exists raw.files (
+    file_id        bigserial primary key,
+    sha256         text not null,
+    name           text not null,
+    format         text,
+    status         text not null check (status in ('loaded', 'quarantined', 'duplicate')),
+    rule           text,
+    reason         text,
+    duplicate_of   bigint references raw.files (file_id),
+    rows           bigint not null default 0,
+    months         date[] not null default '{}',
+    first_interval timestamptz,
+    last_interval  timestamptz,
+    stored_as      text,
+    received_at    timestamptz not null,
+    processed_at   timestamptz not null default now()
+);
+-- A content hash is loaded (or rejected) once; later copies are recorded as duplicates.
+create unique index if not exists files_sha256_once
+    on raw.files (sha256) where status <> 'duplicate';
+
+-- Meter metadata; a meter may have readings before it has a row here.
+create table if not exists raw.meters (
+    meter_id    text primary key,
+    name        text,
+    feeder      text,
+    customer_id text,
+    multiplier  double precision not null default 1,
+    site_id     text,
+    timezone    text,
+    file_id     bigint references raw.files (file_id),
+    updated_at  timestamptz not null default now()
+);
+
+-- Interval readings in long form, one partition per month of interval start.
+create table if not exists raw.readings (
+    meter_id         text not null,
+    interval_start   timestamptz not null,
+    interval_seconds integer not null check (interval_seconds > 0),
+    channel          text not null,
+    value            double precision,
+    file_id          bigint not null
+) partition by range (interval_start);
+create index if not exists readings_meter_time on raw.readings (meter_id, interval_start);
+
+-- Per file and meter: the span and interval length it brought. Small, so meter spans and the
+-- months a meter touches are cheap to find without scanning readings.
+create table if not exists raw.file_meters (
+    file_id          bigint not null references raw.files (file_id),
+    meter_id         text not null,
+    interval_seconds integer not null,
+    first_interval   timestamptz not null,
+    last_interval    timestamptz not null,
+    rows             bigint not null,
+    primary key (file_id, meter_id)
+);
+create index if not exists file_meters_meter on raw.file_meters (meter_id);
