@@ -1,0 +1,17 @@
+{# The [month_start, month_end) window of this run as SQL timestamptz literals. #}
+{% macro month_start() -%}
+    '{{ var("month_start") }}'::timestamptz
+{%- endmacro %}
+
+{% macro month_end() -%}
+    '{{ var("month_end") }}'::timestamptz
+{%- endmacro %}
+
+{# Pre-hook of a month-partitioned model: drop the window's rows, inside the same transaction
+   as the insert that rebuilds them, so a rebuild is idempotent and removes vanished rows. #}
+{% macro delete_month_window(time_column) -%}
+    {% if is_incremental() %}
+    delete from {{ this }}
+    where {{ time_column }} >= {{ month_start() }} and {{ time_column }} < {{ month_end() }}
+    {% endif %}
+{%- endmacro %}

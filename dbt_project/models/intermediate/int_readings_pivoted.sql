@@ -1,0 +1,25 @@
+-- The run's month window of readings, one row per meter and interval, one column per channel.
+-- When several files carry the same meter, interval and channel, the latest file wins.
+with window_readings as (
+    select meter_id, interval_start, channel, value, file_id
+    from {{ ref('stg_readings') }}
+    where interval_start >= {{ month_start() }}
+      and interval_start < {{ month_end() }}
+),
+
+latest_readings as (
+    select distinct on (meter_id, interval_start, channel)
+        meter_id, interval_start, channel, value
+    from window_readings
+    order by meter_id, interval_start, channel, file_id desc
+)
+
+select
+    meter_id,
+    interval_start,
+    max(value) filter (where channel = 'kw_del') as kw_del,
+    max(value) filter (where channel = 'kw_rec') as kw_rec,
+    max(value) filter (where channel = 'kva_del') as kva_del,
+    max(value) filter (where channel = 'kva_rec') as kva_rec
+from latest_readings
+group by meter_id, interval_start

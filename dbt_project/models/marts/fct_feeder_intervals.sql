@@ -1,0 +1,52 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    tags=['monthly'],
+    pre_hook="{{ delete_month_window('interval_start') }}",
+    indexes=[{'columns': ['feeder', 'interval_start'], 'unique': True}],
+) }}
+
+-- Feeder load per interval in MW / MVA; meters without metadata have no feeder and stay out.
+with clean as (
+    select *
+    from {{ ref('fct_intervals_clean') }}
+    where interval_start >= {{ month_start() }}
+      and interval_start < {{ month_end() }}
+      and feeder is not null
+),
+
+summed as (
+    select
+        feeder,
+        interval_start,
+        sum(kw_del) / 1000 as mw_del,
+        sum(kw_rec) / 1000 as mw_rec,
+        sum(kva_del) / 1000 as mva_del,
+        sum(kva_rec) / 1000 as mva_rec,
+        count(*) filter (where quality = 'ok') as meters_reporting,
+        count(*) as meters_expected
+    from clean
+    group by feeder, interval_start
+),
+
+netted as (
+    select
+        *,
+        mw_del - coalesce(mw_rec, 0) as mw_net,
+        mva_del - coalesce(mva_rec, 0) as mva_net
+    from summed
+)
+
+select
+    feeder,
+    interval_start,
+    mw_del,
+    mw_rec,
+    mva_del,
+    mva_rec,
+    mw_net,
+    mva_net,
+    mw_net / nullif(mva_net, 0) as pf_net,
+    meters_reporting,
+    meters_expected
+from netted

@@ -1,0 +1,33 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    tags=['monthly'],
+    pre_hook="{{ delete_month_window('interval_start') }}",
+    indexes=[{'columns': ['interval_start'], 'unique': True}],
+) }}
+
+-- The whole system per interval: the feeders' net load added up.
+with feeders as (
+    select *
+    from {{ ref('fct_feeder_intervals') }}
+    where interval_start >= {{ month_start() }}
+      and interval_start < {{ month_end() }}
+),
+
+summed as (
+    select
+        interval_start,
+        sum(mw_net) as mw_total,
+        sum(mva_net) as mva_total,
+        count(mw_net) as feeders_reporting
+    from feeders
+    group by interval_start
+)
+
+select
+    interval_start,
+    mw_total,
+    mva_total,
+    mw_total / nullif(mva_total, 0) as pf_total,
+    feeders_reporting
+from summed
