@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,9 @@ class Settings:
             default_timezone=os.environ.get("ENERGY_TIMEZONE", "UTC"),
             file_stable_seconds=float(os.environ.get("ENERGY_FILE_STABLE_SECONDS", "2")),
         )
+
+    def with_home(self, home: Path) -> Settings:
+        return replace(self, home=home.resolve())
 
     @property
     def dropbox(self) -> Path:

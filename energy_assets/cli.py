@@ -1,0 +1,134 @@
+"""The `energy` command: run the platform, load the dropbox once, print connection strings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from energy_assets.settings import REPO_ROOT, Settings
+
+BIN = Path(sys.executable).parent
+
+
+def _reset_signals() -> None:
+    # Children of a non-interactive shell inherit SIGINT/SIGTERM as ignored; undo that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        args, cwd=REPO_ROOT, env=os.environ.copy(), preexec_fn=_reset_signals,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _stop(procs: list[subprocess.Popen], grace: float = 30.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Database, Dagster webserver and daemon (with the sensors) until Ctrl-C or SIGTERM."""
+    from energy_assets.platform import platform_session
+
+    settings = Settings.from_env()
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    with platform_session(settings) as db:
+        workspace = str(REPO_ROOT / "workspace.yaml")
+        procs = [
+            _start([str(BIN / "dagster-webserver"), "-h", args.host, "-p", str(args.port),
+                    "-w", workspace]),
+            _start([str(BIN / "dagster-daemon"), "run", "-w", workspace]),
+        ]  # fmt: skip
+        print(
+            f"Dagster UI    http://{args.host}:{args.port}\n"
+            f"Dropbox       {settings.dropbox}\n"
+            f"Warehouse     {db.warehouse_url}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        code = 0
+        try:
+            while not stop:
+                if any(p.poll() is not None for p in procs):
+                    print("a platform process exited; stopping", file=sys.stderr)
+                    code = 1
+                    break
+                time.sleep(0.5)
+        finally:
+            _stop(procs)
+    print("stopped")
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from energy_assets.operations import run_once
+
+    report = run_once(Settings.from_env())
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from energy_assets.postgres import WAREHOUSE_DB, EmbeddedPostgres
+
+    settings = Settings.from_env()
+    if settings.database_url:
+        print(settings.database_url)
+        return 0
+    port = EmbeddedPostgres(settings.pgdata, settings.pg_port).running_port()
+    if port is None:
+        print("the embedded PostgreSQL is not running (start it with `energy up`)", file=sys.stderr)
+        port = settings.pg_port
+    print(f"postgresql://postgres@127.0.0.1:{port}/{WAREHOUSE_DB}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from energy_assets.sample import write_sample
+
+    settings = Settings.from_env()
+    if settings.archive.exists() and any(settings.archive.iterdir()) and not args.force:
+        print("the platform has loaded files before; not adding sample data (use --force)")
+        return 0
+    for path in write_sample(settings.dropbox):
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="energy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the platform: database, Dagster UI, daemon and sensors")
+    up.add_argument("--host", default=os.environ.get("ENERGY_UI_HOST", "127.0.0.1"))
+    up.add_argument("--port", type=int, default=int(os.environ.get("ENERGY_UI_PORT", "3000")))
+    up.set_defaults(func=cmd_up)
+    run = sub.add_parser("run", help="load everything in the dropbox now and build its months")
+    run.set_defaults(func=cmd_run)
+    db_url = sub.add_parser("db-url", help="print the warehouse connection string")
+    db_url.set_defaults(func=cmd_db_url)
+    sample = sub.add_parser("sample", help="drop generated sample meter files in the dropbox")
+    sample.add_argument("--force", action="store_true", help="even if files were loaded before")
+    sample.set_defaults(func=cmd_sample)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

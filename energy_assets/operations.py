@@ -1,0 +1,95 @@
+"""`energy run`: load the dropbox once and build every touched month, through Dagster runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from energy_assets.ingest import dropbox_files, wait_until_stable
+from energy_assets.partitions import partition_key
+from energy_assets.settings import Settings
+from energy_assets.warehouse import next_month
+
+
+def month_ranges(months: list[date]) -> list[tuple[date, date]]:
+    """Consecutive months grouped into [first, last] ranges, so each range is one dbt build."""
+    ranges: list[tuple[date, date]] = []
+    for month in sorted(set(months)):
+        if ranges and next_month(ranges[-1][1]) == month:
+            ranges[-1] = (ranges[-1][0], month)
+        else:
+            ranges.append((month, month))
+    return ranges
+
+
+@dataclass
+class RunReport:
+    files: list[dict] = field(default_factory=list)
+    steps: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(success for _, success in self.steps)
+
+    def table(self) -> str:
+        lines = [f"{'file':<40} {'status':<12} {'rows':>10}  {'months':<16} reason"]
+        for row in self.files:
+            lines.append(
+                f"{row['file'][:40]:<40} {row['status']:<12} {row['rows']:>10}  "
+                f"{','.join(row['months'])[:16]:<16} {row['reason'] or ''}"
+            )
+        counts = {s: sum(r["status"] == s for r in self.files)
+                  for s in ("loaded", "quarantined", "duplicate")}  # fmt: skip
+        rows = sum(r["rows"] for r in self.files if r["status"] == "loaded")
+        lines.append(
+            f"{len(self.files)} files: {counts['loaded']} loaded ({rows} rows), "
+            f"{counts['quarantined']} quarantined, {counts['duplicate']} duplicate"
+        )
+        for name, success in self.steps:
+            lines.append(f"{'ok    ' if success else 'FAILED'} {name}")
+        return "\n".join(lines)
+
+
+def run_once(settings: Settings) -> RunReport:
+    """Ingest every (stable) file in the dropbox, then build the marts for the touched months.
+
+    Each stage is a Dagster run recorded in the platform's instance, as if the sensor had
+    launched it, so the UI shows what `energy run` did.
+    """
+    from dagster import DagsterInstance
+
+    from energy_assets.platform import platform_session
+
+    report = RunReport()
+    with platform_session(settings):
+        from energy_assets.definitions import defs
+
+        instance = DagsterInstance.get()
+        paths = wait_until_stable(dropbox_files(settings.dropbox), settings.file_stable_seconds)
+        ingest = defs.resolve_job_def("ingest_dropbox").execute_in_process(
+            run_config={"ops": {"ingest_files": {"config": {"files": [p.name for p in paths]}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        report.steps.append((f"ingest {len(paths)} files", ingest.success))
+        if not ingest.success:
+            return report
+        report.files = ingest.output_for_node("ingest_files")
+        months = sorted(
+            {date.fromisoformat(m + "-01") for row in report.files
+             if row["status"] == "loaded" for m in row["months"]}
+        )  # fmt: skip
+        monthly = defs.resolve_job_def("monthly_marts_job")
+        for first, last in month_ranges(months):
+            tags = {
+                "dagster/asset_partition_range_start": partition_key(first),
+                "dagster/asset_partition_range_end": partition_key(last),
+            }
+            result = monthly.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", result.success))
+        if months:
+            views = defs.resolve_job_def("unpartitioned_marts_job").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+            report.steps.append(("views", views.success))
+    return report

@@ -1,0 +1,14 @@
+"""The one month partitioning shared by raw, dbt and ML assets."""
+
+from datetime import date
+
+from dagster import MonthlyPartitionsDefinition
+
+FIRST_MONTH = date(1990, 1, 1)  # ingest rejects readings before this
+
+monthly_partitions = MonthlyPartitionsDefinition(start_date=f"{FIRST_MONTH:%Y-%m-%d}", end_offset=1)
+
+
+def partition_key(month: date) -> str:
+    """The partition key of the month that holds `month` (keys look like 2024-01-01)."""
+    return f"{month:%Y-%m}-01"

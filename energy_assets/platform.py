@@ -1,0 +1,75 @@
+"""Bringing the platform up for a command: database, schema, dbt manifest, Dagster instance."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from energy_assets import warehouse
+from energy_assets.dbt_project import ensure_manifest
+from energy_assets.postgres import Database, platform_database, sqlalchemy_url
+from energy_assets.settings import Settings
+
+MONTH_RUN_TAG = "energy/month-run"
+
+
+def platform_env(settings: Settings, db: Database) -> dict[str, str]:
+    """Environment every platform process needs: Dagster's home, the warehouse, dbt's profile."""
+    url = urlsplit(db.warehouse_url)
+    return {
+        "ENERGY_HOME": str(settings.home),
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "ENERGY_WAREHOUSE_URL": db.warehouse_url,
+        "ENERGY_PGHOST": url.hostname or "127.0.0.1",
+        "ENERGY_PGPORT": str(url.port or 5432),
+        "ENERGY_PGUSER": url.username or os.environ.get("USER", "postgres"),
+        "ENERGY_PGPASSWORD": url.password or "",
+        "ENERGY_PGDATABASE": url.path.lstrip("/"),
+    }
+
+
+def dagster_config(dagster_url: str, month_run_concurrency: int = 1) -> dict:
+    """dagster.yaml: run/event/schedule storage in PostgreSQL, a queue that serialises month runs.
+
+    Month runs share a tag limited to one at a time: two first runs of a brand-new incremental
+    model would otherwise race to create its table.
+    """
+    return {
+        "storage": {"postgres": {"postgres_url": sqlalchemy_url(dagster_url)}},
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": 4,
+                "dequeue_interval_seconds": 1,
+                "tag_concurrency_limits": [{"key": MONTH_RUN_TAG, "limit": month_run_concurrency}],
+            },
+        },
+        "sensors": {"use_threads": True, "num_workers": 2},
+        "telemetry": {"enabled": False},
+    }
+
+
+def write_dagster_yaml(dagster_home: Path, dagster_url: str) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(dagster_config(dagster_url), sort_keys=False)
+    path = dagster_home / "dagster.yaml"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+@contextlib.contextmanager
+def platform_session(settings: Settings) -> Iterator[Database]:
+    """Database up, schema applied, manifest parsed, dagster.yaml written, env exported."""
+    settings.ensure_dirs()
+    with platform_database(settings) as db:
+        warehouse.apply_schema(db.warehouse_url)
+        ensure_manifest()
+        write_dagster_yaml(settings.dagster_home, db.dagster_url)
+        os.environ.update(platform_env(settings, db))
+        yield db
