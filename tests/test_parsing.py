@@ -1,0 +1,420 @@
+"""Pure unit tests for format detection and file parsing: no database, no Dagster."""
+
+import pandas as pd
+import pytest
+
+from energy_assets.formats import detect_format, load_formats, normalize_header
+from energy_assets.parsing import Rejected, meter_from_filename, parse_file
+
+FORMATS = load_formats()
+FEEDER = "Start Time,kW del,kW rec,kVA del,kVA rec\n"
+TWO = "Start Time,kW del,kW rec\n"
+
+
+def utc(text):
+    return pd.Timestamp(text, tz="UTC")
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def parse(path, tz="UTC", formats=FORMATS):
+    return parse_file(path, formats, timezone_for=lambda meter: tz)
+
+
+def readings(tmp_path, text, name="M1001_2024-01.csv", tz="UTC"):
+    return parse(write(tmp_path, name, text), tz).readings
+
+
+def rejected(tmp_path, text, name="M1001_2024-01.csv"):
+    with pytest.raises(Rejected) as info:
+        parse(write(tmp_path, name, text))
+    return info.value
+
+
+def starts(frame):
+    return frame["interval_start"].drop_duplicates().tolist()
+
+
+# --- header normalisation and format detection -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("kW del", "kwdel"),
+        (" KW_Del ", "kwdel"),
+        ("KW__DEL", "kwdel"),
+        ("Start  Time", "starttime"),
+        ("\ufeffStart_Time", "starttime"),
+        ("Multiplier", "multiplier"),
+    ],
+)
+def test_normalize_header(raw, expected):
+    assert normalize_header(raw) == expected
+
+
+def test_shipped_formats():
+    assert {fmt.name for fmt in FORMATS} == {"feeder_meter", "meter_metadata"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["Start Time", "kW del", "kW rec", "kVA del", "kVA rec"],
+        ["START_TIME", " KW_DEL", " kw rec"],
+        ["\ufeffstart time", "KW DELIVERED"],
+    ],
+)
+def test_detect_feeder_meter(header):
+    match = detect_format(header, FORMATS)
+    assert match is not None
+    assert match.format.name == "feeder_meter"
+    assert match.columns["timestamp"] == header[0]
+    assert match.columns["kw_del"] == header[1]
+
+
+def test_detect_feeder_meter_maps_every_seed_column():
+    header = ["Start Time", "kW del", "kW rec", "kVA del", "kVA rec"]
+    match = detect_format(header, FORMATS)
+    assert match.columns == {
+        "timestamp": "Start Time", "kw_del": "kW del", "kw_rec": "kW rec",
+        "kva_del": "kVA del", "kva_rec": "kVA rec",
+    }  # fmt: skip
+
+
+def test_detect_meter_metadata():
+    match = detect_format(["ID", "Name", "Multiplier"], FORMATS)
+    assert match.format.name == "meter_metadata"
+    assert match.columns == {"meter_id": "ID", "feeder": "Name", "multiplier": "Multiplier"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [["Zeit", "Wirkleistung Bezug"], ["Start Time", "Voltage"], ["kW del", "kW rec"], []],
+)
+def test_detect_unknown_header(header):
+    assert detect_format(header, FORMATS) is None
+
+
+GERMAN = """\
+name: german_meter
+kind: readings
+timestamp: [zeit]
+channels:
+  kw_del: [wirkleistung bezug]
+  kw_rec: [wirkleistung lieferung]
+required: [kw_del]
+default_interval_minutes: 15
+"""
+
+
+def test_user_format_makes_new_header_loadable(tmp_path):
+    user_dir = tmp_path / "formats"
+    user_dir.mkdir()
+    (user_dir / "german.yaml").write_text(GERMAN, encoding="utf-8")
+    formats = load_formats(user_dir)
+    assert {fmt.name for fmt in formats} == {"feeder_meter", "meter_metadata", "german_meter"}
+
+    path = write(
+        tmp_path, "M7_2024-01.csv",
+        "Zeit,Wirkleistung Bezug\n2024-01-15 00:00,1.5\n2024-01-15 00:15,2.5\n",
+    )  # fmt: skip
+    with pytest.raises(Rejected) as info:
+        parse(path)
+    assert info.value.rule == "unknown_header"
+
+    parsed = parse(path, formats=formats)
+    assert parsed.format.name == "german_meter"
+    assert parsed.readings["meter_id"].tolist() == ["M7", "M7"]
+    assert parsed.readings["channel"].tolist() == ["kw_del", "kw_del"]
+    assert parsed.readings["value"].tolist() == [1.5, 2.5]
+
+
+def test_user_format_with_same_name_replaces_shipped(tmp_path):
+    (tmp_path / "feeder.yml").write_text(
+        GERMAN.replace("german_meter", "feeder_meter"), encoding="utf-8"
+    )
+    formats = load_formats(tmp_path)
+    assert sorted(fmt.name for fmt in formats) == ["feeder_meter", "meter_metadata"]
+    feeder = next(fmt for fmt in formats if fmt.name == "feeder_meter")
+    assert feeder.source == tmp_path / "feeder.yml"
+    assert detect_format(["Zeit", "Wirkleistung Bezug"], formats).format is feeder
+    assert detect_format(["Start Time", "kW del"], formats) is None
+
+
+def test_missing_user_dir_is_ignored(tmp_path):
+    assert load_formats(tmp_path / "absent") == FORMATS
+
+
+def test_meter_from_filename():
+    assert meter_from_filename("M1001_2024-01.csv") == "M1001"
+    assert meter_from_filename("M1001.csv") == "M1001"
+
+
+# --- parsing readings --------------------------------------------------------------------------
+
+
+def test_long_frame_has_one_row_per_meter_interval_channel(tmp_path):
+    frame = readings(
+        tmp_path,
+        FEEDER + "2024-01-15 00:00,1,2,3,4\n2024-01-15 00:15,5,6,7,8\n2024-01-15 00:30,9,,11,12\n",
+    )
+    assert list(frame.columns) == [
+        "meter_id", "interval_start", "interval_seconds", "channel", "value"
+    ]  # fmt: skip
+    assert len(frame) == 3 * 4 - 1
+    assert set(frame["meter_id"]) == {"M1001"}
+    assert set(frame["interval_seconds"]) == {900}
+    assert starts(frame) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
+                             utc("2024-01-15 00:30")]  # fmt: skip
+    first = frame[frame["interval_start"] == utc("2024-01-15 00:00")]
+    assert dict(zip(first["channel"], first["value"], strict=True)) == {
+        "kva_del": 3, "kva_rec": 4, "kw_del": 1, "kw_rec": 2
+    }  # fmt: skip
+
+
+def test_thirty_minute_interval_detected(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:30,3,4\n"
+                               "2024-01-15 01:00,5,6\n")  # fmt: skip
+    assert len(frame) == 6
+    assert set(frame["interval_seconds"]) == {1800}
+
+
+def test_fifteen_minute_interval_detected_across_a_gap(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+                               "2024-01-15 01:00,5,6\n2024-01-15 01:15,7,8\n")  # fmt: skip
+    assert set(frame["interval_seconds"]) == {900}
+
+
+def test_single_row_uses_default_interval(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n")
+    assert frame["interval_seconds"].tolist() == [900, 900]
+
+
+def test_blank_nan_and_null_are_gaps_not_zeros(tmp_path):
+    frame = readings(
+        tmp_path,
+        TWO + "2024-01-15 00:00,,1\n2024-01-15 00:15,NaN,2\n2024-01-15 00:30,Null,null\n"
+        "2024-01-15 00:45,0,n/a\n",
+    )
+    assert list(zip(frame["interval_start"], frame["channel"], frame["value"], strict=True)) == [
+        (utc("2024-01-15 00:00"), "kw_rec", 1),
+        (utc("2024-01-15 00:15"), "kw_rec", 2),
+        (utc("2024-01-15 00:45"), "kw_del", 0),
+    ]
+
+
+def test_identical_duplicate_rows_kept_once(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+                               "2024-01-15 00:15,3,4\n2024-01-15 00:30,5,\n"
+                               "2024-01-15 00:30,5,\n")  # fmt: skip
+    assert len(frame) == 5
+    assert starts(frame) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
+                             utc("2024-01-15 00:30")]  # fmt: skip
+    assert set(frame["interval_seconds"]) == {900}
+
+
+def test_conflicting_duplicate_rejected_with_both_lines(tmp_path):
+    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+                                     "2024-01-15 00:30,5,6\n2024-01-15 00:15,3,9\n")  # fmt: skip
+    assert error.rule == "conflicting_duplicate"
+    assert error.lines == [3, 5]
+
+
+def test_duplicate_with_value_and_gap_conflicts(tmp_path):
+    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:00,1,\n")
+    assert error.rule == "conflicting_duplicate"
+    assert error.lines == [2, 3]
+
+
+def test_off_grid_timestamp_rejected(tmp_path):
+    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
+                                     "2024-01-15 00:30,1,2\n2024-01-15 00:37,1,2\n"
+                                     "2024-01-15 00:45,1,2\n2024-01-15 01:00,1,2\n")  # fmt: skip
+    assert error.rule == "off_interval_grid"
+    assert error.lines == [5]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="step = first mode of the diffs (15, 22, 8 min all tie, so 8 min wins): the valid "
+    "00:15 on line 3 is reported instead of 00:37 on line 4",
+)
+def test_off_grid_timestamp_in_short_file_reports_offending_line(tmp_path):
+    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
+                                     "2024-01-15 00:37,1,2\n2024-01-15 00:45,1,2\n")  # fmt: skip
+    assert error.rule == "off_interval_grid"
+    assert error.lines == [4]
+
+
+@pytest.mark.parametrize(
+    "text, rule, lines",
+    [
+        (TWO + "2024-01-15 00:00,1,2\nyesterday,3,4\n", "bad_timestamp", [3]),
+        (TWO + "2024-01-15 00:00,1,2\n,3,4\n", "bad_timestamp", [3]),
+        (TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n2024-01-15 00:30,3,4 kW\n",
+         "non_numeric", [4]),
+        (TWO + "2024-01-15 00:00,one,2\n", "non_numeric", [2]),
+        (TWO, "header_only", []),
+        ("", "empty_file", []),
+        ("Zeit,Wirkleistung Bezug\n2024-01-15 00:00,1\n", "unknown_header", [1]),
+        ("Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n ,2024-01-15 00:15,2\n",
+         "missing_meter_id", [3]),
+    ],
+    ids=["bad_timestamp", "blank_timestamp", "non_numeric", "non_numeric_first", "header_only",
+         "empty_file", "unknown_header", "missing_meter_id"],
+)  # fmt: skip
+def test_rejections(tmp_path, text, rule, lines):
+    error = rejected(tmp_path, text)
+    assert error.rule == rule
+    assert error.lines == lines
+
+
+def test_out_of_order_rows_accepted_and_sorted(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-01-15 00:30,5,6\n2024-01-15 00:00,1,2\n"
+                               "2024-01-15 00:15,3,4\n")  # fmt: skip
+    assert starts(frame) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
+                             utc("2024-01-15 00:30")]  # fmt: skip
+    assert frame.loc[frame["channel"] == "kw_del", "value"].tolist() == [1, 3, 5]
+    assert set(frame["interval_seconds"]) == {900}
+
+
+def test_meter_column_names_meters_each_on_its_own_grid(tmp_path):
+    frame = readings(
+        tmp_path,
+        "Meter,Start Time,kW del\n"
+        "A,2024-01-15 00:00,1\nB,2024-01-15 00:10,7\nA,2024-01-15 00:15,2\n"
+        "B,2024-01-15 00:40,8\nA,2024-01-15 00:30,3\nB,2024-01-15 01:10,9\n"
+        "B,2024-01-15 00:10,7\n",
+        name="feeder-export.csv",
+    )
+    a = frame[frame["meter_id"] == "A"]
+    b = frame[frame["meter_id"] == "B"]
+    assert len(frame) == 6
+    assert starts(a) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
+                         utc("2024-01-15 00:30")]  # fmt: skip
+    assert starts(b) == [utc("2024-01-15 00:10"), utc("2024-01-15 00:40"),
+                         utc("2024-01-15 01:10")]  # fmt: skip
+    assert set(a["interval_seconds"]) == {900}
+    assert set(b["interval_seconds"]) == {1800}
+    assert b["value"].tolist() == [7, 8, 9]
+
+
+def test_same_timestamp_for_two_meters_is_not_a_duplicate(tmp_path):
+    frame = readings(tmp_path, "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n"
+                               "B,2024-01-15 00:00,2\n", name="x.csv")  # fmt: skip
+    assert frame["meter_id"].tolist() == ["A", "B"]
+    assert frame["value"].tolist() == [1, 2]
+
+
+def test_naive_timestamps_read_in_meter_timezone(tmp_path):
+    winter = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n",
+                      tz="America/New_York")  # fmt: skip
+    assert starts(winter) == [utc("2024-01-15 05:00"), utc("2024-01-15 05:15")]
+    summer = readings(tmp_path, TWO + "2024-07-15 00:00,1,2\n", tz="America/New_York")
+    assert starts(summer) == [utc("2024-07-15 04:00")]
+
+
+def test_timezone_looked_up_per_meter(tmp_path):
+    zones = {"A": "America/New_York", "B": "Europe/Berlin"}
+    path = write(tmp_path, "x.csv", "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n"
+                                    "B,2024-01-15 00:00,2\n")  # fmt: skip
+    frame = parse_file(path, FORMATS, timezone_for=zones.__getitem__).readings
+    assert list(zip(frame["meter_id"], frame["interval_start"], strict=True)) == [
+        ("A", utc("2024-01-15 05:00")), ("B", utc("2024-01-14 23:00"))
+    ]  # fmt: skip
+
+
+def test_repeated_local_hour_at_dst_end_is_inferred(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-11-03 00:30,1,2\n2024-11-03 01:00,1,2\n"
+                               "2024-11-03 01:30,1,2\n2024-11-03 01:00,1,2\n"
+                               "2024-11-03 01:30,1,2\n2024-11-03 02:00,1,2\n",
+                     tz="America/New_York")  # fmt: skip
+    assert starts(frame) == [utc("2024-11-03 04:30"), utc("2024-11-03 05:00"),
+                             utc("2024-11-03 05:30"), utc("2024-11-03 06:00"),
+                             utc("2024-11-03 06:30"), utc("2024-11-03 07:00")]  # fmt: skip
+    assert set(frame["interval_seconds"]) == {1800}
+
+
+def test_nonexistent_local_time_rejected(tmp_path):
+    path = write(tmp_path, "M1_x.csv", TWO + "2024-03-10 01:45,1,2\n2024-03-10 02:00,1,2\n")
+    with pytest.raises(Rejected) as info:
+        parse(path, tz="America/New_York")
+    assert info.value.rule == "bad_local_time"
+
+
+def test_explicit_offsets_converted_to_utc(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-01-15T00:00:00+02:00,1,2\n"
+                               "2024-01-15T00:15:00+02:00,3,4\n",
+                     tz="America/New_York")  # fmt: skip
+    assert starts(frame) == [utc("2024-01-14 22:00"), utc("2024-01-14 22:15")]
+    assert set(frame["interval_seconds"]) == {900}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="pandas 3 to_datetime raises ValueError('Mixed timezones detected') when offsets "
+    "differ, so a file crossing a DST change with explicit offsets is not parsed",
+)
+def test_explicit_offsets_across_dst_change_converted_to_utc(tmp_path):
+    frame = readings(tmp_path, TWO + "2024-03-31T01:30:00+01:00,1,2\n"
+                               "2024-03-31T01:45:00+01:00,3,4\n"
+                               "2024-03-31T03:00:00+02:00,5,6\n")  # fmt: skip
+    assert starts(frame) == [utc("2024-03-31 00:30"), utc("2024-03-31 00:45"),
+                             utc("2024-03-31 01:00")]  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="pandas 3 raises ValueError inside to_datetime, so the `dtype == object` branch "
+    "never runs and the file is not rejected with rule mixed_timezones",
+)
+def test_offsets_mixed_with_local_times_rejected(tmp_path):
+    error = rejected(tmp_path, TWO + "2024-01-15T00:00:00+02:00,1,2\n2024-01-15 00:15,3,4\n")
+    assert error.rule == "mixed_timezones"
+
+
+def test_bom_and_vendor_spelling_in_file(tmp_path):
+    path = tmp_path / "M5_2024-01.csv"
+    path.write_text("START_TIME, KW_DEL, kw rec\n2024-01-15 00:00, 1.5, 2\n", encoding="utf-8-sig")
+    frame = parse(path).readings
+    assert frame["channel"].tolist() == ["kw_del", "kw_rec"]
+    assert frame["value"].tolist() == [1.5, 2.0]
+    assert frame["meter_id"].tolist() == ["M5", "M5"]
+
+
+# --- parsing meter metadata --------------------------------------------------------------------
+
+
+def test_meter_metadata(tmp_path):
+    parsed = parse(write(tmp_path, "meter-data.csv",
+                         "ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,0.5\n"
+                         "M1003,Feeder 2,\n"))  # fmt: skip
+    assert parsed.format.name == "meter_metadata"
+    assert parsed.readings.empty
+    meters = parsed.meters
+    assert list(meters.columns) == ["meter_id", "feeder", "multiplier"]
+    assert meters["meter_id"].tolist() == ["M1001", "M1002", "M1003"]
+    assert meters["feeder"].tolist() == ["Feeder 1", "Feeder 1", "Feeder 2"]
+    assert meters["multiplier"].dtype == float
+    assert meters["multiplier"].tolist() == [2.0, 0.5, 1.0]
+
+
+def test_meter_metadata_non_numeric_multiplier(tmp_path):
+    error = rejected(tmp_path, "ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,x2\n",
+                     name="meter-data.csv")  # fmt: skip
+    assert error.rule == "non_numeric"
+    assert error.lines == [3]
+    assert error.sample == "x2"
+
+
+def test_meter_metadata_duplicate_meter(tmp_path):
+    error = rejected(tmp_path, "ID,Name\nM1,F1\nM2,F1\nM1,F2\n", name="meter-data.csv")
+    assert error.rule == "duplicate_meter"
+    assert error.lines == [2, 4]
