@@ -101,30 +101,60 @@ def parse_meters(table: pd.DataFrame, match: Match) -> pd.DataFrame:
     return meters
 
 
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _first_bad(mask: pd.Series) -> int:
+    """Position of the first True in `mask`."""
+    return int(np.flatnonzero(mask.to_numpy())[0])
+
+
 def _parse_times(
     raw: pd.Series, meters: pd.Series, timezone_for: Callable[[str], str]
 ) -> pd.Series:
-    """Timestamps to UTC; naive ones are read in the meter's timezone."""
-    parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
-    bad = parsed.isna()
-    if bad.any():
-        line = int(np.flatnonzero(bad)[0]) + 2
-        value = raw.iloc[line - 2]
-        raise Rejected("bad_timestamp", f"line {line}: {value!r} is not a timestamp", [line], value)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        return parsed.dt.tz_convert("UTC")
-    if parsed.dtype == object:  # a mix of offsets and naive times
+    """Timestamps to UTC: explicit offsets are honoured, naive times read in the meter's zone."""
+    has_offset = raw.str.contains(_OFFSET, regex=True)
+    if has_offset.any() and not has_offset.all():
+        first = _first_bad(has_offset != has_offset.iloc[0])
         raise Rejected(
-            "mixed_timezones", "timestamps mix explicit offsets and local times", [2], raw.iloc[0]
+            "mixed_timezones",
+            f"line {first + 2}: timestamps mix explicit UTC offsets and local times",
+            [2, first + 2],
+            raw.iloc[first],
         )
+    parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=bool(has_offset.all()))
+    if parsed.isna().any():
+        first = _first_bad(parsed.isna())
+        raise Rejected(
+            "bad_timestamp",
+            f"line {first + 2}: {raw.iloc[first]!r} is not a timestamp",
+            [first + 2],
+            raw.iloc[first],
+        )
+    if has_offset.all():
+        return parsed
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     for meter, rows in parsed.groupby(meters, sort=False):
         tz = timezone_for(str(meter))
         try:
-            out[rows.index] = rows.dt.tz_localize(tz, ambiguous="infer", nonexistent="raise")
-        except (ValueError, Exception) as exc:  # pytz/zoneinfo raise several types
+            local = rows.dt.tz_localize(tz, ambiguous="infer", nonexistent="raise")
+        except Exception as exc:  # pytz / zoneinfo / pandas raise several types here
             raise Rejected("bad_local_time", f"meter {meter}: local time in {tz}: {exc}") from exc
-    return out.dt.tz_convert("UTC")
+        out[rows.index] = local.dt.tz_convert("UTC")
+    return out
+
+
+def detect_step(diffs: pd.Series, default: pd.Timedelta) -> pd.Timedelta:
+    """The interval length: the most common difference between consecutive distinct times.
+
+    On a tie (short files) the format's usual interval wins if it is among the candidates,
+    else the longest, so one stray timestamp cannot shrink the grid to fit itself.
+    """
+    if diffs.empty:
+        return default
+    counts = diffs.value_counts()
+    candidates = counts.index[counts == counts.max()]
+    return default if default in candidates else max(candidates)
 
 
 def check_sequence(
@@ -154,8 +184,7 @@ def check_sequence(
                     str(when),
                 )
         distinct = t.drop_duplicates()
-        diffs = distinct.diff().dropna()
-        step = diffs.mode().iloc[0] if len(diffs) else default_step
+        step = detect_step(distinct.diff().dropna(), default_step)
         offset = (t - t.iloc[0]) % step
         off_grid = offset != pd.Timedelta(0)
         if off_grid.any():

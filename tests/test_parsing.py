@@ -239,11 +239,6 @@ def test_off_grid_timestamp_rejected(tmp_path):
     assert error.lines == [5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="step = first mode of the diffs (15, 22, 8 min all tie, so 8 min wins): the valid "
-    "00:15 on line 3 is reported instead of 00:37 on line 4",
-)
 def test_off_grid_timestamp_in_short_file_reports_offending_line(tmp_path):
     error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
                                      "2024-01-15 00:37,1,2\n2024-01-15 00:45,1,2\n")  # fmt: skip
@@ -355,12 +350,6 @@ def test_explicit_offsets_converted_to_utc(tmp_path):
     assert set(frame["interval_seconds"]) == {900}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="pandas 3 to_datetime raises ValueError('Mixed timezones detected') when offsets "
-    "differ, so a file crossing a DST change with explicit offsets is not parsed",
-)
 def test_explicit_offsets_across_dst_change_converted_to_utc(tmp_path):
     frame = readings(tmp_path, TWO + "2024-03-31T01:30:00+01:00,1,2\n"
                                "2024-03-31T01:45:00+01:00,3,4\n"
@@ -369,12 +358,6 @@ def test_explicit_offsets_across_dst_change_converted_to_utc(tmp_path):
                              utc("2024-03-31 01:00")]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="pandas 3 raises ValueError inside to_datetime, so the `dtype == object` branch "
-    "never runs and the file is not rejected with rule mixed_timezones",
-)
 def test_offsets_mixed_with_local_times_rejected(tmp_path):
     error = rejected(tmp_path, TWO + "2024-01-15T00:00:00+02:00,1,2\n2024-01-15 00:15,3,4\n")
     assert error.rule == "mixed_timezones"
