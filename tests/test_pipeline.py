@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import psycopg2
 import pytest
 from meter_files import expected_marts, three_meters_two_feeders, write_meter_data, write_meter_file
 
@@ -143,3 +144,38 @@ def test_meter_without_metadata_joins_its_feeder_when_metadata_arrives(platform)
         "select sum(value) from raw.readings where channel = 'kw_del' and meter_id = 'M1'"
     )
     assert feeder["mw_del"].sum() == pytest.approx(raw_kw * 120 / 1000)
+
+
+def test_failing_dbt_test_is_a_failed_asset_check_that_blocks_downstream(platform):
+    three_meters_two_feeders(platform.settings.dropbox)
+    assert run_once(platform.settings).ok
+    feeder_before = platform.query(
+        "select * from marts.fct_feeder_intervals order by feeder, interval_start"
+    )
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:  # a corrupt raw row: negative delivered kW
+        cur.execute(
+            "update raw.readings set value = -5 where meter_id = 'M2' and channel = 'kw_del'"
+            " and interval_start = '2024-01-05 12:00+00'"
+        )
+    conn.close()
+
+    from dagster import DagsterInstance
+
+    from energy_assets.definitions import defs
+    from energy_assets.platform import platform_session
+
+    with platform_session(platform.settings):
+        result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
+            partition_key="2024-01-01", instance=DagsterInstance.get(), raise_on_error=False
+        )
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["accepted_range_fct_intervals_clean_kw_del__0"] is False
+    built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "marts/fct_intervals_clean" in built
+    assert "marts/fct_feeder_intervals" not in built  # blocked by the failed check
+    pd.testing.assert_frame_equal(
+        platform.query("select * from marts.fct_feeder_intervals order by feeder, interval_start"),
+        feeder_before,
+    )
