@@ -22,7 +22,8 @@ from psycopg2.extras import execute_values
 
 from energy_assets import warehouse
 from energy_assets.formats import Format, load_formats
-from energy_assets.parsing import ParsedFile, Rejected, parse_file
+from energy_assets.parsing import ParsedFile, parse_file
+from energy_assets.rejections import Rejected
 from energy_assets.settings import Settings
 
 METER_FIELDS = ("name", "feeder", "customer_id", "multiplier", "site_id", "timezone")

@@ -11,25 +11,9 @@ import numpy as np
 import pandas as pd
 
 from energy_assets.formats import Format, Match, detect_format
+from energy_assets.rejections import Rejected
 
 HEADER_LINE = 1  # data row i sits on file line i + 2
-
-
-class Rejected(Exception):
-    """The file breaks a rule; it goes to quarantine with this explanation."""
-
-    def __init__(
-        self, rule: str, message: str, lines: list[int] | None = None, sample: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.rule = rule
-        self.message = message
-        self.lines = lines or []
-        self.sample = sample
-
-    def as_dict(self) -> dict:
-        return {"rule": self.rule, "message": self.message, "lines": self.lines,
-                "sample": self.sample}  # fmt: skip
 
 
 @dataclass

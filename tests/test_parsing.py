@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from energy_assets.formats import detect_format, load_formats, normalize_header
-from energy_assets.parsing import Rejected, meter_from_filename, parse_file
+from energy_assets.parsing import meter_from_filename, parse_file
+from energy_assets.rejections import Rejected
 
 FORMATS = load_formats()
 FEEDER = "Start Time,kW del,kW rec,kVA del,kVA rec\n"
