@@ -122,6 +122,8 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.running_port() is not None:
+            if self.os_user:
+                self._grant_os_user()
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
 
 

@@ -7,8 +7,11 @@ its own warehouse and Dagster databases on that server, dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,18 +45,33 @@ def with_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """URL of a PostgreSQL server (its `postgres` database) that tests may create databases on."""
     existing = os.environ.get("ENERGY_DATABASE_URL")
     if existing:
         yield with_database(existing, "postgres")
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("server") / "pgdata", free_port())
-    port = server.start()
+    with server_home() as home:
+        server = EmbeddedPostgres(home / "pgdata", free_port())
+        port = server.start()
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def server_home() -> Iterator[Path]:
+    """A folder for an embedded server's data outside pytest's temporary root.
+
+    pytest resets its root to mode 0700 at every session start, which would lock out the
+    unprivileged user the server runs as when the tests run as root.
+    """
+    home = Path(tempfile.mkdtemp(prefix="energy-test-"))
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield home
     finally:
-        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import psutil
 import psycopg2
 import pytest
 import requests
-from conftest import PLATFORM_ENV, free_port
+from conftest import PLATFORM_ENV, free_port, server_home
 
 from energy_assets.postgres import platform_database
 from energy_assets.sample import write_sample
@@ -56,10 +56,18 @@ def system_intervals(db_port: int) -> int:
         conn.close()
 
 
-def test_energy_up_serves_ui_loads_dropped_files_and_stops_cleanly(tmp_path, monkeypatch):
+@pytest.fixture
+def embedded_home():
+    with server_home() as home:
+        yield home
+
+
+def test_energy_up_serves_ui_loads_dropped_files_and_stops_cleanly(
+    embedded_home, tmp_path, monkeypatch
+):
     for key in PLATFORM_ENV:
         monkeypatch.delenv(key, raising=False)
-    home, ui_port, db_port = tmp_path / "home", free_port(), free_port()
+    home, ui_port, db_port = embedded_home, free_port(), free_port()
     monkeypatch.setenv("ENERGY_HOME", str(home))
     monkeypatch.setenv("ENERGY_PG_PORT", str(db_port))
     monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
