@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from dagster_dbt import DbtProject
 from energy_assets.settings import DBT_PROJECT_DIR
 
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+_CREATE_LOCK = 7_310_002  # advisory lock key: creating mart relations
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -41,3 +43,42 @@ def ensure_manifest() -> Path:
                 check=True,
             )  # fmt: skip
     return manifest
+
+
+def relations(monthly: bool) -> list[tuple[str, str]]:
+    """(schema, name) of the models dbt materializes: the month-partitioned ones, or the rest."""
+    nodes = json.loads(dbt_project.manifest_path.read_text())["nodes"].values()
+    return [
+        (node["schema"], node["alias"])
+        for node in nodes
+        if node["resource_type"] == "model"
+        and node["config"]["materialized"] != "ephemeral"
+        and ("monthly" in node["tags"]) == monthly
+    ]
+
+
+def ensure_relations(warehouse_url: str) -> None:
+    """Create any missing mart tables (empty) and views before runs may go in parallel.
+
+    Two runs that both find a table or view missing would both try to create it (see
+    dagster#18733); creating them here, one process at a time, leaves runs only the
+    delete + insert of their month, which a per-model lock serialises.
+    """
+    from energy_assets import warehouse
+
+    conn = warehouse.connect(warehouse_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+            for monthly, extra in ((True, ["--empty"]), (False, [])):
+                names = [f"{schema}.{name}" for schema, name in relations(monthly)]
+                cur.execute("select count(to_regclass(n)) from unnest(%s::text[]) n", (names,))
+                if cur.fetchone()[0] < len(names):
+                    subprocess.run(
+                        [DBT_EXECUTABLE, "run", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                         "--profiles-dir", str(DBT_PROJECT_DIR),
+                         "--select" if monthly else "--exclude", "tag:monthly", *extra],
+                        check=True,
+                    )  # fmt: skip
+    finally:
+        conn.close()

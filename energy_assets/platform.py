@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from energy_assets import warehouse
-from energy_assets.dbt_project import ensure_manifest
+from energy_assets.dbt_project import ensure_manifest, ensure_relations
 from energy_assets.postgres import Database, platform_database, sqlalchemy_url
 from energy_assets.settings import Settings
 
@@ -33,11 +33,11 @@ def platform_env(settings: Settings, db: Database) -> dict[str, str]:
     }
 
 
-def dagster_config(dagster_url: str, month_run_concurrency: int = 1) -> dict:
-    """dagster.yaml: run/event/schedule storage in PostgreSQL, a queue that serialises month runs.
+def dagster_config(dagster_url: str, month_run_concurrency: int) -> dict:
+    """dagster.yaml: run/event/schedule storage in PostgreSQL, a queue for month runs.
 
-    Month runs share a tag limited to one at a time: two first runs of a brand-new incremental
-    model would otherwise race to create its table.
+    Month runs share a tag whose limit bounds how many rebuild months at once (the machine's
+    cores are the limit that matters; runs of the same month serialise on a database lock).
     """
     return {
         "storage": {"postgres": {"postgres_url": sqlalchemy_url(dagster_url)}},
@@ -57,7 +57,8 @@ def dagster_config(dagster_url: str, month_run_concurrency: int = 1) -> dict:
 
 def write_dagster_yaml(dagster_home: Path, dagster_url: str) -> None:
     dagster_home.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(dagster_config(dagster_url), sort_keys=False)
+    concurrency = int(os.environ.get("ENERGY_MONTH_RUN_CONCURRENCY", "1"))
+    text = yaml.safe_dump(dagster_config(dagster_url, concurrency), sort_keys=False)
     path = dagster_home / "dagster.yaml"
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -72,4 +73,5 @@ def platform_session(settings: Settings) -> Iterator[Database]:
         ensure_manifest()
         write_dagster_yaml(settings.dagster_home, db.dagster_url)
         os.environ.update(platform_env(settings, db))
+        ensure_relations(db.warehouse_url)
         yield db

@@ -15,3 +15,8 @@
     where {{ time_column }} >= {{ month_start() }} and {{ time_column }} < {{ month_end() }}
     {% endif %}
 {%- endmacro %}
+
+{# Serialise concurrent builds of one relation: a transaction-scoped advisory lock on its name. #}
+{% macro lock_relation() -%}
+    select pg_advisory_xact_lock(hashtext('{{ this }}'))
+{%- endmacro %}
