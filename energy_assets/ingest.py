@@ -16,17 +16,29 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
+import psycopg2
+from energy_assets.readers import Table, open_table
 from psycopg2 import sql
 from psycopg2.extensions import connection
 from psycopg2.extras import execute_values
 
 from energy_assets import warehouse
-from energy_assets.formats import Format, load_formats
-from energy_assets.parsing import ParsedFile, parse_file
+from energy_assets.formats import Format, Match, load_formats, require_format
+from energy_assets.parsing import ReadingsParser, parse_meters, parse_weather
 from energy_assets.rejections import Rejected
 from energy_assets.settings import Settings
 
-METER_FIELDS = ("name", "feeder", "customer_id", "multiplier", "site_id", "timezone")
+CHUNK_ROWS = 200_000
+"""Rows of a file held in memory at once while it loads (plus a few values per meter)."""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A file taken from the dropbox: where it is, its content hash, when it arrived."""
+
+    path: Path
+    sha: str
+    received_at: datetime
 
 
 @dataclass
@@ -41,6 +53,7 @@ class FileOutcome:
     months: list[date] = field(default_factory=list)
     reason: str | None = None
     stored_as: Path | None = None
+    kind: str | None = None  # readings | meters | weather, for loaded files
 
 
 def dropbox_files(dropbox: Path) -> list[Path]:
@@ -144,37 +157,54 @@ class Ingest:
         )
         seen = cur.fetchone()
         if seen is not None:
-            return self._record_duplicate(cur, path, sha, received_at, seen)
+            return self._record_duplicate(cur, Dropped(path, sha, received_at), seen)
+        dropped = Dropped(path, sha, received_at)
+        cur.execute("savepoint file_rows")
         try:
             if path.is_symlink():
                 raise Rejected("symlink", f"{path.name} is a symbolic link; drop the file itself")
             try:
-                parsed = parse_file(path, self.formats, self._timezone_lookup(cur))
-            except Rejected:
+                return self._load(cur, dropped)
+            except (Rejected, psycopg2.Error):
                 raise
             except Exception as exc:  # an unreadable file must not stop the files behind it
                 raise Rejected("unreadable", f"{path.name} could not be read: {exc}") from exc
         except Rejected as rejection:
-            return self._quarantine(cur, path, sha, received_at, rejection)
-        if parsed.format.kind == "meters":
-            return self._load_meters(cur, path, sha, received_at, parsed)
-        return self._load_readings(cur, path, sha, received_at, parsed)
+            cur.execute("rollback to savepoint file_rows")  # nothing of it stays loaded
+            return self._quarantine(cur, dropped, rejection)
+
+    def _load(self, cur, dropped: Dropped) -> FileOutcome:
+        table = open_table(dropped.path, CHUNK_ROWS)
+        match = require_format(table.header, self.formats, dropped.path.name)
+        loader = {"meters": self._load_meters, "weather": self._load_weather}.get(
+            match.format.kind, self._load_readings
+        )
+        return loader(cur, dropped, table, match)
 
     def _timezone_lookup(self, cur):
         zones = warehouse.meter_timezones(cur)
         default = self.settings.default_timezone
         return lambda meter: zones.get(meter, default)
 
-    def _insert_file(self, cur, path: Path, sha: str, received_at: datetime, **values) -> int:
+    def _insert_file(self, cur, dropped: Dropped, **values) -> int:
         columns = ["sha256", "name", "received_at", *values]
         cur.execute(
             sql.SQL("insert into raw.files ({}) values ({}) returning file_id").format(
                 sql.SQL(", ").join(map(sql.Identifier, columns)),
                 sql.SQL(", ").join(sql.Placeholder() * len(columns)),
             ),
-            [sha, path.name, received_at, *values.values()],
+            [dropped.sha, dropped.path.name, dropped.received_at, *values.values()],
         )
         return cur.fetchone()[0]
+
+    def _update_file(self, cur, file_id: int, **values) -> None:
+        cur.execute(
+            sql.SQL("update raw.files set ({}) = row({}) where file_id = %s").format(
+                sql.SQL(", ").join(map(sql.Identifier, values)),
+                sql.SQL(", ").join(sql.Placeholder() * len(values)),
+            ),
+            [*values.values(), file_id],
+        )
 
     def _move(self, cur, path: Path, directory: Path, file_id: int) -> Path:
         """Move the file out of the dropbox inside the open transaction.
@@ -185,52 +215,89 @@ class Ingest:
         target = _unique_destination(directory, path.name, file_id)
         os.replace(path, target)
         self._moved.append((path, target))
-        cur.execute(
-            "update raw.files set stored_as = %s where file_id = %s", (str(target), file_id)
-        )
+        self._update_file(cur, file_id, stored_as=str(target))
         return target
 
-    def _record_duplicate(self, cur, path, sha, received_at, seen) -> FileOutcome:
+    def _record_duplicate(self, cur, dropped: Dropped, seen: tuple) -> FileOutcome:
         original_id, original_name = seen
         reason = f"same content as file {original_id} ({original_name})"
         file_id = self._insert_file(
-            cur, path, sha, received_at, status="duplicate", reason=reason, duplicate_of=original_id
+            cur, dropped, status="duplicate", reason=reason, duplicate_of=original_id
         )
-        stored = self._move(cur, path, self.settings.archive / "duplicates", file_id)
-        return FileOutcome(path.name, "duplicate", file_id, reason=reason, stored_as=stored)
+        stored = self._move(cur, dropped.path, self.settings.archive / "duplicates", file_id)
+        return FileOutcome(dropped.path.name, "duplicate", file_id, reason=reason, stored_as=stored)
 
-    def _quarantine(self, cur, path, sha, received_at, rejection: Rejected) -> FileOutcome:
+    def _quarantine(self, cur, dropped: Dropped, rejection: Rejected) -> FileOutcome:
         file_id = self._insert_file(
-            cur, path, sha, received_at,
-            status="quarantined", rule=rejection.rule, reason=rejection.message,
-        )  # fmt: skip
-        stored = self._move(cur, path, self.settings.quarantine, file_id)
-        details = {"file": path.name, "file_id": file_id, "sha256": sha, **rejection.as_dict()}
+            cur, dropped, status="quarantined", rule=rejection.rule, reason=rejection.message
+        )
+        stored = self._move(cur, dropped.path, self.settings.quarantine, file_id)
+        details = {"file": dropped.path.name, "file_id": file_id, "sha256": dropped.sha,
+                   **rejection.as_dict()}  # fmt: skip
         reason_file = stored.with_name(stored.name + ".reason.json")
         reason_file.write_text(json.dumps(details, indent=2, ensure_ascii=False) + "\n")
         self._moved.append((reason_file, reason_file))
         return FileOutcome(
-            path.name, "quarantined", file_id, reason=f"{rejection.rule}: {rejection.message}",
-            stored_as=stored,
+            dropped.path.name, "quarantined", file_id,
+            reason=f"{rejection.rule}: {rejection.message}", stored_as=stored,
         )  # fmt: skip
 
-    def _load_readings(self, cur, path, sha, received_at, parsed: ParsedFile) -> FileOutcome:
-        readings = parsed.readings
-        if readings.empty:
-            return self._quarantine(
-                cur, path, sha, received_at, Rejected("no_values", f"{path.name} has no values")
-            )
-        per_meter = readings.groupby("meter_id").agg(
-            interval_seconds=("interval_seconds", "first"),
-            first_interval=("interval_start", "min"),
-            last_interval=("interval_start", "max"),
-            rows=("value", "size"),
+    def _load_readings(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
+        parser = ReadingsParser(match, dropped.path.name, self._timezone_lookup(cur))
+        file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
+        data_months: set[date] = set()
+        records = rows = 0
+        for chunk in table.chunks():
+            records += len(chunk)
+            readings = parser.feed(chunk, table.line_of)
+            if readings.empty:
+                continue
+            months = warehouse.months_of(readings["interval_start"])
+            if months - data_months:
+                warehouse.ensure_month_partitions(self.ddl_conn, months - data_months)
+                data_months |= months
+            warehouse.copy_readings(cur, readings, file_id)
+            rows += len(readings)
+        if records == 0:
+            raise Rejected("header_only", f"{dropped.path.name} has a header but no data rows")
+        if rows == 0:
+            raise Rejected("no_values", f"{dropped.path.name} has no values, only blanks")
+        if parser.needs_duplicate_check:
+            warehouse.check_file_duplicates(cur, file_id)
+        per_meter = parser.summary()
+        months = data_months | self._widened_months(cur, per_meter)
+        execute_values(
+            cur,
+            "insert into raw.file_meters (file_id, meter_id, interval_seconds, first_interval,"
+            " last_interval, rows) values %s",
+            [
+                (file_id, meter, r.interval_seconds, r.first_interval, r.last_interval, r.rows)
+                for meter, r in per_meter.iterrows()
+            ],  # fmt: skip
         )
-        months = set(readings["interval_start"].map(warehouse.month_start).unique())
+        warehouse.upsert_meter_attributes(cur, parser.attributes, file_id)
+        self._update_file(
+            cur, file_id, rows=rows, months=sorted(months),
+            first_interval=per_meter["first_interval"].min(),
+            last_interval=per_meter["last_interval"].max(),
+        )  # fmt: skip
+        first_month = min(data_months)
+        stored = self._move(cur, dropped.path, self.settings.archive / f"{first_month:%Y-%m}",
+                            file_id)  # fmt: skip
+        return FileOutcome(
+            dropped.path.name, "loaded", file_id, match.format.name, rows, sorted(months),
+            stored_as=stored, kind="readings",
+        )  # fmt: skip
+
+    def _widened_months(self, cur, per_meter: pd.DataFrame) -> set[date]:
+        """Months a meter's clean grid newly covers because this file widened its span.
+
+        The grid of a meter runs from its first to its last reading, so a file after a pause
+        adds gap rows to the months in between, and those must be rebuilt too.
+        """
         spans = warehouse.meter_spans(cur, list(per_meter.index))
+        months: set[date] = set()
         for meter, row in per_meter.iterrows():
-            # The clean grid of a meter runs from its first to its last reading: a file that
-            # widens that span also changes (adds gaps to) the months it newly covers.
             new = warehouse.months_between(row.first_interval, row.last_interval)
             if meter in spans:
                 old_first, old_last = spans[meter]
@@ -239,80 +306,58 @@ class Ingest:
                 )
                 new = set(widened) - set(warehouse.months_between(old_first, old_last))
             months.update(new)
-        warehouse.ensure_month_partitions(
-            self.ddl_conn, readings["interval_start"].map(warehouse.month_start).unique()
-        )
-        file_id = self._insert_file(
-            cur, path, sha, received_at,
-            format=parsed.format.name, status="loaded", rows=len(readings),
-            months=sorted(months), first_interval=readings["interval_start"].min(),
-            last_interval=readings["interval_start"].max(),
-        )  # fmt: skip
-        warehouse.copy_readings(cur, readings, file_id)
-        execute_values(
-            cur,
-            "insert into raw.file_meters (file_id, meter_id, interval_seconds, first_interval,"
-            " last_interval, rows) values %s",
-            [
-                (
-                    file_id,
-                    meter,
-                    int(r.interval_seconds),
-                    r.first_interval,
-                    r.last_interval,
-                    int(r.rows),
-                )
-                for meter, r in per_meter.iterrows()
-            ],  # fmt: skip
-        )
-        first_month = warehouse.month_start(readings["interval_start"].min())
-        stored = self._move(cur, path, self.settings.archive / f"{first_month:%Y-%m}", file_id)
-        return FileOutcome(
-            path.name, "loaded", file_id, parsed.format.name, len(readings), sorted(months),
-            stored_as=stored,
-        )  # fmt: skip
+        return months
 
-    def _load_meters(self, cur, path, sha, received_at, parsed: ParsedFile) -> FileOutcome:
-        meters = parsed.meters
+    def _load_meters(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
+        chunks = list(table.chunks())  # metadata files are small: one row per meter
+        if not chunks:
+            raise Rejected("header_only", f"{dropped.path.name} has a header but no data rows")
+        meters = parse_meters(pd.concat(chunks), match, table.line_of)
         if "name" not in meters and "feeder" in meters:
             meters = meters.assign(name=meters["feeder"])
-        fields = [f for f in METER_FIELDS if f in meters]
         file_id = self._insert_file(
-            cur, path, sha, received_at,
-            format=parsed.format.name, status="loaded", rows=len(meters),
-        )  # fmt: skip
-        columns = [*fields, "file_id"]
-        ident = sql.SQL(", ").join
-        changed = execute_values(
-            cur,
-            sql.SQL(
-                "insert into raw.meters (meter_id, {cols}) values %s on conflict (meter_id)"
-                " do update set ({cols}) = row({new}), updated_at = now()"
-                " where ({old_fields}) is distinct from ({new_fields}) returning meter_id"
-            )
-            .format(
-                cols=ident(map(sql.Identifier, columns)),
-                new=ident(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in columns),
-                old_fields=ident(
-                    sql.SQL("raw.meters.{}").format(sql.Identifier(f)) for f in fields
-                ),
-                new_fields=ident(sql.SQL("excluded.{}").format(sql.Identifier(f)) for f in fields),
-            )
-            .as_string(cur),
-            [
-                (*(None if pd.isna(v) else v for v in row), file_id)
-                for row in meters[["meter_id", *fields]].itertuples(index=False)
-            ],
-            fetch=True,
+            cur, dropped, format=match.format.name, status="loaded", rows=len(meters)
         )
+        changed = warehouse.upsert_meters(cur, meters, file_id)
         # Months holding readings of meters whose metadata is new or changed get rebuilt.
-        spans = warehouse.meter_spans(cur, [row[0] for row in changed])
+        spans = warehouse.meter_spans(cur, changed)
         months = sorted({m for a, b in spans.values() for m in warehouse.months_between(a, b)})
-        cur.execute("update raw.files set months = %s where file_id = %s", (months, file_id))
-        stored = self._move(cur, path, self.settings.archive / "metadata", file_id)
+        self._update_file(cur, file_id, months=months)
+        stored = self._move(cur, dropped.path, self.settings.archive / "metadata", file_id)
         return FileOutcome(
-            path.name, "loaded", file_id, parsed.format.name, len(meters), months,
-            stored_as=stored,
+            dropped.path.name, "loaded", file_id, match.format.name, len(meters), months,
+            stored_as=stored, kind="meters",
+        )  # fmt: skip
+
+    def _load_weather(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
+        file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
+        rows, first, last = 0, None, None
+        cur.execute(
+            "create temporary table weather_load (like raw.weather including defaults)"
+            " on commit drop"
+        )
+        for chunk in table.chunks():
+            weather = parse_weather(chunk, match, table.line_of)
+            if weather.empty:
+                continue
+            warehouse.copy_frame(cur, "pg_temp.weather_load", weather.assign(file_id=file_id))
+            rows += len(weather)
+            first = min(filter(None, [first, weather["observed_at"].min()]))
+            last = max(filter(None, [last, weather["observed_at"].max()]))
+        if rows == 0:
+            raise Rejected("no_values", f"{dropped.path.name} has no weather values")
+        cur.execute(
+            "insert into raw.weather select distinct on (site_id, variable, observed_at) *"
+            " from weather_load order by site_id, variable, observed_at"
+            " on conflict (site_id, variable, observed_at)"
+            " do update set value = excluded.value, file_id = excluded.file_id"
+        )
+        cur.execute("drop table weather_load")
+        self._update_file(cur, file_id, rows=rows, first_interval=first, last_interval=last)
+        stored = self._move(cur, dropped.path, self.settings.archive / "weather", file_id)
+        return FileOutcome(
+            dropped.path.name, "loaded", file_id, match.format.name, rows, [],
+            stored_as=stored, kind="weather",
         )  # fmt: skip
 
 

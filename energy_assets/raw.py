@@ -19,6 +19,7 @@ from energy_assets.resources import Platform
 RAW_READINGS = AssetKey(["raw", "readings"])
 RAW_METERS = AssetKey(["raw", "meters"])
 RAW_FILE_METERS = AssetKey(["raw", "file_meters"])
+RAW_WEATHER = AssetKey(["raw", "weather"])
 
 raw_specs = [
     AssetSpec(
@@ -31,6 +32,11 @@ raw_specs = [
     AssetSpec(
         RAW_METERS,
         description="Meter metadata (raw.meters), written by ingest_dropbox from meter-data files.",
+        group_name="raw",
+    ),
+    AssetSpec(
+        RAW_WEATHER,
+        description="Observed weather per site (raw.weather), written by ingest_dropbox.",
         group_name="raw",
     ),
     AssetSpec(
@@ -90,7 +96,7 @@ def ingest_files(context: OpExecutionContext, config: IngestConfig, platform: Pl
 def materializations(outcomes: list[FileOutcome]) -> list[AssetMaterialization]:
     """One event per raw month partition (and for meter metadata) that the files changed."""
     events = []
-    readings = [o for o in outcomes if o.status == "loaded" and o.format != "meter_metadata"]
+    readings = [o for o in outcomes if o.status == "loaded" and o.kind == "readings"]
     months = sorted({m for o in readings for m in o.months})
     for month in months:
         files = [o for o in readings if month in o.months]
@@ -104,7 +110,7 @@ def materializations(outcomes: list[FileOutcome]) -> list[AssetMaterialization]:
                 },
             )
         )
-    meters = [o for o in outcomes if o.status == "loaded" and o.format == "meter_metadata"]
+    meters = [o for o in outcomes if o.status == "loaded" and o.kind == "meters"]
     if meters:
         events.append(
             AssetMaterialization(

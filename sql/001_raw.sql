@@ -32,6 +32,8 @@ create table if not exists raw.meters (
     multiplier  double precision not null default 1,
     site_id     text,
     timezone    text,
+    tariff      text,
+    attributes  jsonb not null default '{}',
     file_id     bigint references raw.files (file_id),
     updated_at  timestamptz not null default now()
 );
@@ -59,3 +61,13 @@ create table if not exists raw.file_meters (
     primary key (file_id, meter_id)
 );
 create index if not exists file_meters_meter on raw.file_meters (meter_id);
+
+-- Observed weather per site, long form; a later file's value for the same hour wins.
+create table if not exists raw.weather (
+    site_id     text not null,
+    observed_at timestamptz not null,
+    variable    text not null,
+    value       double precision not null,
+    file_id     bigint not null references raw.files (file_id),
+    primary key (site_id, variable, observed_at)
+);

@@ -7,6 +7,8 @@ select
     meters.multiplier,
     meters.site_id,
     meters.timezone,
+    meters.tariff,
+    meters.attributes,
     spans.interval_seconds,
     spans.first_interval,
     spans.last_interval,

@@ -5,5 +5,7 @@ select
     customer_id,
     multiplier,
     site_id,
-    timezone
+    timezone,
+    tariff,
+    attributes
 from {{ source('raw', 'meters') }}
