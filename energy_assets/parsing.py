@@ -122,6 +122,19 @@ def detect_step(diffs: pd.Series, default: pd.Timedelta) -> pd.Timedelta:
 
 
 @dataclass
+class Long:
+    """One chunk's readings as parallel arrays: codes into the name arrays, UTC nanoseconds."""
+
+    meter: np.ndarray
+    meter_names: np.ndarray
+    ts: np.ndarray
+    channel: np.ndarray
+    channel_names: np.ndarray
+    value: np.ndarray
+    record: np.ndarray
+
+
+@dataclass
 class MeterState:
     anchor: pd.Timestamp
     step: pd.Timedelta | None
@@ -141,7 +154,7 @@ class ReadingsParser:
     now: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
     meters: dict[str, MeterState] = field(default_factory=dict)
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
-    last_seen: dict[tuple[str, str], tuple[pd.Timestamp, float, int]] = field(default_factory=dict)
+    last_seen: dict[tuple[str, str], tuple[int, float, int]] = field(default_factory=dict)
     repeated: dict[tuple[str, pd.Timestamp], int] = field(default_factory=dict)
     needs_duplicate_check: bool = False
     """True when rows of one meter and channel came back in time across chunks: duplicates
@@ -178,8 +191,7 @@ class ReadingsParser:
             )  # fmt: skip
         long = self._long_values(chunk, meters, times, line_of)
         self._check_values(long, line_of)
-        long = self._check_sequence(long, line_of)
-        return long.dropna(subset=["value"]).drop(columns="record")
+        return self._check_sequence(long, line_of)
 
     def _collect_attributes(self, chunk: pd.DataFrame, meters: pd.Series) -> None:
         for name, column in self.match.attributes.items():
@@ -190,19 +202,23 @@ class ReadingsParser:
 
     def _long_values(
         self, chunk: pd.DataFrame, meters: pd.Series, times: pd.Series, line_of: LineOf
-    ) -> pd.DataFrame:
+    ) -> Long:
         columns = self.match.columns
         fmt = self.match.format
-        base = {"meter_id": meters.to_numpy(), "interval_start": times.to_numpy(),
-                "record": chunk.index.to_numpy()}  # fmt: skip
+        meter_codes, meter_names = pd.factorize(meters, sort=False)
+        ts = times.array.asi8
+        record = chunk.index.to_numpy()
         if not fmt.long:
-            parts = [
-                pd.DataFrame({**base, "channel": channel,
-                              "value": parse_numbers(chunk[columns[channel]], columns[channel],
-                                                     line_of).to_numpy()})
-                for channel in fmt.channels if channel in columns
-            ]  # fmt: skip
-            return pd.concat(parts, ignore_index=True)
+            channels = [c for c in fmt.channels if c in columns]
+            values = [parse_numbers(chunk[columns[c]], columns[c], line_of).to_numpy()
+                      for c in channels]  # fmt: skip
+            n, k = len(chunk), len(channels)
+            return Long(
+                meter=np.tile(meter_codes, k), meter_names=np.asarray(meter_names, dtype=object),
+                ts=np.tile(ts, k), channel=np.repeat(np.arange(k), n),
+                channel_names=np.asarray(channels, dtype=object), value=np.concatenate(values),
+                record=np.tile(record, k),
+            )  # fmt: skip
         channel = chunk[columns["channel"]].str.strip()
         if fmt.channel_codes:
             named = channel.map(fmt.channel_codes)
@@ -221,112 +237,141 @@ class ReadingsParser:
                 chunk[columns["unit"]].str.strip().str.lower().str.replace(r"\W+", "", regex=True)
             )
             channel = channel.where(unit == "", channel + "_" + unit)
-        value = parse_numbers(chunk[columns["value"]], columns["value"], line_of)
-        return pd.DataFrame({**base, "channel": channel.to_numpy(), "value": value.to_numpy()})
+        channel_codes, channel_names = pd.factorize(channel, sort=False)
+        value = parse_numbers(chunk[columns["value"]], columns["value"], line_of).to_numpy()
+        return Long(
+            meter=meter_codes, meter_names=np.asarray(meter_names, dtype=object), ts=ts,
+            channel=channel_codes, channel_names=np.asarray(channel_names, dtype=object),
+            value=value, record=record,
+        )  # fmt: skip
 
-    def _check_values(self, long: pd.DataFrame, line_of: LineOf) -> None:
+    def _check_values(self, long: Long, line_of: LineOf) -> None:
         fmt = self.match.format
-        negative = long["channel"].isin(fmt.non_negative) & (long["value"] < 0)
-        if negative.any():
-            row = long[negative].iloc[0]
-            line = line_of(int(row.record))
-            raise Rejected(
-                "negative_delivered",
-                f"line {line}: {row.channel} is {row.value:g}; delivered energy cannot be negative"
-                " (received energy belongs in its own column)",
-                [line], f"{row.value:g}",
-            )  # fmt: skip
-        for channel, (low, high) in fmt.ranges.items():
-            outside = (long["channel"] == channel) & ~long["value"].between(low, high)
-            outside &= long["value"].notna()
-            if outside.any():
-                row = long[outside].iloc[0]
-                line = line_of(int(row.record))
-                raise Rejected(
-                    "out_of_range", f"line {line}: {channel} {row.value:g} is outside"
-                    f" [{low:g}, {high:g}]", [line], f"{row.value:g}",
-                )  # fmt: skip
+        for code, channel in enumerate(long.channel_names):
+            rows = long.channel == code
+            if channel in fmt.non_negative:
+                negative = rows & (long.value < 0)
+                if negative.any():
+                    i = _first(negative)
+                    line = line_of(int(long.record[i]))
+                    raise Rejected(
+                        "negative_delivered",
+                        f"line {line}: {channel} is {long.value[i]:g}; delivered energy cannot be"
+                        " negative (received energy belongs in its own column)",
+                        [line], f"{long.value[i]:g}",
+                    )  # fmt: skip
+            if channel in fmt.ranges:
+                low, high = fmt.ranges[channel]
+                outside = rows & ((long.value < low) | (long.value > high))
+                if outside.any():
+                    i = _first(outside)
+                    line = line_of(int(long.record[i]))
+                    raise Rejected(
+                        "out_of_range", f"line {line}: {channel} {long.value[i]:g} is outside"
+                        f" [{low:g}, {high:g}]", [line], f"{long.value[i]:g}",
+                    )  # fmt: skip
 
-    def _check_sequence(self, long: pd.DataFrame, line_of: LineOf) -> pd.DataFrame:
-        """Duplicates and the interval grid; returns `long` with identical duplicates dropped."""
-        long = long.sort_values(["meter_id", "channel", "interval_start", "record"],
-                                kind="stable", ignore_index=True)  # fmt: skip
-        key = ["meter_id", "channel", "interval_start"]
-        repeat = long.duplicated(key, keep="first").to_numpy()
-        if repeat.any():
-            previous = np.flatnonzero(repeat) - 1
-            a = long["value"].to_numpy()[previous]
-            b = long["value"].to_numpy()[repeat]
+    def _check_sequence(self, long: Long, line_of: LineOf) -> pd.DataFrame:
+        """Duplicates and the interval grid; returns the rows to load (without identical
+        duplicates and missing values) as a frame."""
+        order = np.lexsort((long.record, long.ts, long.channel, long.meter))
+        m, c, t = long.meter[order], long.channel[order], long.ts[order]
+        v, r = long.value[order], long.record[order]
+        same = (m[1:] == m[:-1]) & (c[1:] == c[:-1]) & (t[1:] == t[:-1])
+        if same.any():
+            a, b = v[:-1][same], v[1:][same]
             differ = ~((a == b) | (np.isnan(a) & np.isnan(b)))
             if differ.any():
-                i = np.flatnonzero(repeat)[_first(differ)]
-                row, other = long.iloc[i], long.iloc[i - 1]
-                lines = sorted([line_of(int(other.record)), line_of(int(row.record))])
+                i = np.flatnonzero(same)[_first(differ)]
+                lines = sorted([line_of(int(r[i])), line_of(int(r[i + 1]))])
+                when = pd.Timestamp(int(t[i]), tz="UTC")
                 raise Rejected(
                     "conflicting_duplicate",
-                    f"meter {row.meter_id}: {row.interval_start} appears on lines {lines} with"
-                    f" different {row.channel} values", lines, str(row.interval_start),
+                    f"meter {long.meter_names[m[i]]}: {when} appears on lines {lines} with"
+                    f" different {long.channel_names[c[i]]} values", lines, str(when),
                 )  # fmt: skip
-            long = long[~repeat].reset_index(drop=True)
-        self._check_chunk_boundary(long, line_of)
+        keep = np.r_[True, ~same]
+        m, c, t, v, r = m[keep], c[keep], t[keep], v[keep], r[keep]
+        self._check_chunk_boundary(long, m, c, t, v, r, line_of)
+        steps = self._check_grid(long.meter_names, m, t, r, line_of)
+        present = ~np.isnan(v)
+        for code, rows in zip(*np.unique(m[present], return_counts=True), strict=True):
+            self.meters[long.meter_names[code]].rows += int(rows)
+        m, c, t, v = m[present], c[present], t[present], v[present]
+        return pd.DataFrame({
+            "meter_id": pd.Categorical.from_codes(m, long.meter_names),
+            "interval_start": pd.DatetimeIndex(t.view("datetime64[ns]")).tz_localize("UTC"),
+            "interval_seconds": steps[m].astype("int32"),
+            "channel": pd.Categorical.from_codes(c, long.channel_names),
+            "value": v,
+        })  # fmt: skip
+
+    def _check_grid(self, names, m, t, r, line_of: LineOf) -> np.ndarray:
+        """Every timestamp on its meter's grid; returns the interval seconds per meter code."""
         default = pd.Timedelta(minutes=self.match.format.default_interval_minutes)
-        steps = {}
-        for meter, rows in long.groupby("meter_id", sort=False):
-            distinct = rows["interval_start"].drop_duplicates().sort_values()
+        if len(m) == 0:
+            return np.zeros(len(names), "int64")
+        starts = np.r_[0, np.flatnonzero(np.diff(m)) + 1]
+        anchors = np.empty(len(names), "int64")
+        steps = np.empty(len(names), "int64")
+        for start, end in zip(starts, np.r_[starts[1:], len(m)], strict=True):
+            meter = names[m[start]]
+            distinct = np.unique(t[start:end])
+            first, last = (
+                pd.Timestamp(int(distinct[0]), tz="UTC"),
+                pd.Timestamp(int(distinct[-1]), tz="UTC"),
+            )
             state = self.meters.get(meter)
             if state is None:
-                state = MeterState(distinct.iloc[0], None, distinct.iloc[0], distinct.iloc[-1])
-                self.meters[meter] = state
+                state = self.meters[meter] = MeterState(first, None, first, last)
             if state.step is None:
-                known = pd.concat([pd.Series([state.anchor]), distinct]).drop_duplicates()
+                known = np.unique(np.r_[state.anchor.value, distinct])
                 if len(known) > 1:  # the step needs two distinct times to be seen
-                    state.step = detect_step(known.sort_values().diff().dropna(), default)
-                    state.anchor = known.min()
-            step = state.step or default
-            off_grid = ((distinct - state.anchor) % step) != pd.Timedelta(0)
-            if off_grid.any():
-                at = distinct[off_grid].iloc[0]
-                record = int(rows.loc[rows["interval_start"] == at, "record"].min())
-                line = line_of(record)
-                raise Rejected(
-                    "off_interval_grid",
-                    f"meter {meter}: line {line} ({at}) is not on the "
-                    f"{int(step.total_seconds() // 60)}-minute interval grid that starts at "
-                    f"{state.anchor}",
-                    [line], str(at),
-                )  # fmt: skip
-            state.first = min(state.first, distinct.iloc[0])
-            state.last = max(state.last, distinct.iloc[-1])
-            state.rows += int(rows["value"].notna().sum())
-            steps[meter] = int(step.total_seconds())
-        return long.assign(interval_seconds=long["meter_id"].map(steps).astype("int32"))
+                    diffs = pd.Series(pd.to_timedelta(np.diff(known)))
+                    state.step = detect_step(diffs, default)
+                    state.anchor = pd.Timestamp(int(known[0]), tz="UTC")
+            state.first, state.last = min(state.first, first), max(state.last, last)
+            anchors[m[start]] = state.anchor.value
+            steps[m[start]] = (state.step or default).value
+        off_grid = (t - anchors[m]) % steps[m] != 0
+        if off_grid.any():
+            i = _first(off_grid)
+            state = self.meters[names[m[i]]]
+            line = line_of(int(r[i]))
+            at = pd.Timestamp(int(t[i]), tz="UTC")
+            raise Rejected(
+                "off_interval_grid",
+                f"meter {names[m[i]]}: line {line} ({at}) is not on the "
+                f"{steps[m[i]] // 60_000_000_000}-minute interval grid that starts at "
+                f"{state.anchor}",
+                [line], str(at),
+            )  # fmt: skip
+        return steps // 1_000_000_000
 
-    def _check_chunk_boundary(self, long: pd.DataFrame, line_of: LineOf) -> None:
+    def _check_chunk_boundary(self, long: Long, m, c, t, v, r, line_of: LineOf) -> None:
         """Compare each meter and channel's first row here with its last row in earlier chunks."""
-        ends = long.groupby(["meter_id", "channel"], sort=False)
-        firsts, lasts = ends.head(1), ends.tail(1)
-        for row in firsts.itertuples(index=False):
-            seen = self.last_seen.get((row.meter_id, row.channel))
+        group = np.r_[True, (m[1:] != m[:-1]) | (c[1:] != c[:-1])]
+        firsts = np.flatnonzero(group)
+        lasts = np.r_[firsts[1:] - 1, len(m) - 1]
+        for i in firsts:
+            key = (long.meter_names[m[i]], long.channel_names[c[i]])
+            seen = self.last_seen.get(key)
             if seen is None:
                 continue
             when, value, record = seen
-            if row.interval_start == when and not (
-                value == row.value or (np.isnan(value) and np.isnan(row.value))
-            ):
-                lines = [line_of(record), line_of(int(row.record))]
+            if t[i] == when and not (value == v[i] or (np.isnan(value) and np.isnan(v[i]))):
+                lines = [line_of(record), line_of(int(r[i]))]
+                stamp = pd.Timestamp(int(when), tz="UTC")
                 raise Rejected(
                     "conflicting_duplicate",
-                    f"meter {row.meter_id}: {when} appears on lines {lines} with different"
-                    f" {row.channel} values", lines, str(when),
+                    f"meter {key[0]}: {stamp} appears on lines {lines} with different"
+                    f" {key[1]} values", lines, str(stamp),
                 )  # fmt: skip
-            if row.interval_start <= when:
+            if t[i] <= when:
                 self.needs_duplicate_check = True
-        for row in lasts.itertuples(index=False):
-            self.last_seen[(row.meter_id, row.channel)] = (
-                row.interval_start,
-                row.value,
-                int(row.record),
-            )
+        for i in lasts:
+            key = (long.meter_names[m[i]], long.channel_names[c[i]])
+            self.last_seen[key] = (int(t[i]), float(v[i]), int(r[i]))
 
     def summary(self) -> pd.DataFrame:
         """Per meter: interval length, first and last interval, rows loaded."""
