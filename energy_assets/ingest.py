@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg2
-from energy_assets.readers import Table, open_table
 from psycopg2 import sql
 from psycopg2.extensions import connection
 from psycopg2.extras import execute_values
@@ -25,6 +24,7 @@ from psycopg2.extras import execute_values
 from energy_assets import warehouse
 from energy_assets.formats import Format, Match, load_formats, require_format
 from energy_assets.parsing import ReadingsParser, parse_meters, parse_weather
+from energy_assets.readers import Table, open_table
 from energy_assets.rejections import Rejected
 from energy_assets.settings import Settings
 
@@ -359,7 +359,3 @@ class Ingest:
             dropped.path.name, "loaded", file_id, match.format.name, rows, [],
             stored_as=stored, kind="weather",
         )  # fmt: skip
-
-
-def touched_months(outcomes: list[FileOutcome]) -> list[date]:
-    return sorted({m for o in outcomes for m in o.months})

@@ -16,6 +16,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection
 from psycopg2.extras import Json, execute_values
 
+from energy_assets.parsing import METER_FIELDS
 from energy_assets.rejections import Rejected
 from energy_assets.settings import SQL_DIR
 
@@ -187,9 +188,6 @@ def check_file_duplicates(cur, file_id: int) -> None:
             f"meter {meter}: {when} appears more than once with different {channel} values",
             sample=str(when),
         )
-
-
-METER_FIELDS = ("name", "feeder", "customer_id", "multiplier", "site_id", "timezone", "tariff")
 
 
 def upsert_meters(cur, meters: pd.DataFrame, file_id: int) -> list[str]:
