@@ -34,18 +34,33 @@ def _first(mask: pd.Series | np.ndarray) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
+def reject_first(
+    mask: pd.Series | np.ndarray,
+    records: np.ndarray | pd.Index,
+    line_of: LineOf,
+    rule: str,
+    describe: Callable[[int], tuple[str, str]],
+) -> None:
+    """Reject with `rule` at the first row where `mask` holds, if any.
+
+    `describe(i)` gives the message (after "line N: ") and the sample for row position i.
+    """
+    if np.asarray(mask).any():
+        i = _first(mask)
+        line = line_of(int(records[i]))
+        message, sample = describe(i)
+        raise Rejected(rule, f"line {line}: {message}", [line], sample)
+
+
 def parse_numbers(text: pd.Series, column: str, line_of: LineOf) -> pd.Series:
     """Numbers from text; blank, NaN, Null and friends are missing values (never zeros)."""
     text = text.str.strip()
     number = pd.to_numeric(text, errors="coerce")
     bad = number.isna() & ~text.str.lower().isin(NULL_TOKENS)
-    if bad.any():
-        i = _first(bad)
-        line = line_of(int(text.index[i]))
-        raise Rejected(
-            "non_numeric", f"line {line}: {column} {text.iloc[i]!r} is not a number",
-            [line], text.iloc[i],
-        )  # fmt: skip
+    reject_first(
+        bad, text.index, line_of, "non_numeric",
+        lambda i: (f"{column} {text.iloc[i]!r} is not a number", text.iloc[i]),
+    )  # fmt: skip
     return number.astype("float64")
 
 
@@ -76,12 +91,8 @@ def parse_times(
     parsed = pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=utc)
     if parsed.isna().any():  # not ISO: the slow, forgiving parser
         parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=utc)
-    if parsed.isna().any():
-        i = _first(parsed.isna())
-        line = line_of(int(raw.index[i]))
-        raise Rejected(
-            "bad_timestamp", f"line {line}: {raw.iloc[i]!r} is not a timestamp", [line], raw.iloc[i]
-        )
+    reject_first(parsed.isna(), raw.index, line_of, "bad_timestamp",
+                 lambda i: (f"{raw.iloc[i]!r} is not a timestamp", raw.iloc[i]))  # fmt: skip
     if utc:
         return parsed.astype("datetime64[ns, UTC]")
     repeated = {} if repeated is None else repeated
@@ -179,16 +190,12 @@ class ReadingsParser:
         times = parse_times(
             chunk[columns["timestamp"]], meters, self.timezone_for, line_of, self.repeated
         )
-        outside = (times < EARLIEST) | (times > self.now + FUTURE_SLACK)
-        if outside.any():
-            i = _first(outside)
-            line = line_of(int(times.index[i]))
-            raise Rejected(
-                "timestamp_out_of_range",
-                f"line {line}: {times.iloc[i]} is before {EARLIEST:%Y-%m-%d} or more than a day"
-                " in the future",
-                [line], str(chunk[columns["timestamp"]].iloc[i]),
-            )  # fmt: skip
+        reject_first(
+            (times < EARLIEST) | (times > self.now + FUTURE_SLACK), times.index, line_of,
+            "timestamp_out_of_range",
+            lambda i: (f"{times.iloc[i]} is before {EARLIEST:%Y-%m-%d} or more than a day in the"
+                       " future", str(chunk[columns["timestamp"]].iloc[i])),
+        )  # fmt: skip
         long = self._long_values(chunk, meters, times, line_of)
         self._check_values(long, line_of)
         return self._check_sequence(long, line_of)
@@ -222,13 +229,11 @@ class ReadingsParser:
         channel = chunk[columns["channel"]].str.strip()
         if fmt.channel_codes:
             named = channel.map(fmt.channel_codes)
-            if named.isna().any():
-                i = _first(named.isna())
-                line = line_of(int(chunk.index[i]))
-                raise Rejected(
-                    "unknown_channel", f"line {line}: channel code {channel.iloc[i]!r} is not one"
-                    f" of {sorted(fmt.channel_codes)}", [line], channel.iloc[i],
-                )  # fmt: skip
+            reject_first(
+                named.isna(), chunk.index, line_of, "unknown_channel",
+                lambda i: (f"channel code {channel.iloc[i]!r} is not one of"
+                           f" {sorted(fmt.channel_codes)}", channel.iloc[i]),
+            )  # fmt: skip
             channel = named
         else:
             channel = channel.str.lower().str.replace(r"\W+", "_", regex=True)
@@ -247,29 +252,24 @@ class ReadingsParser:
 
     def _check_values(self, long: Long, line_of: LineOf) -> None:
         fmt = self.match.format
+        value = long.value
         for code, channel in enumerate(long.channel_names):
             rows = long.channel == code
             if channel in fmt.non_negative:
-                negative = rows & (long.value < 0)
-                if negative.any():
-                    i = _first(negative)
-                    line = line_of(int(long.record[i]))
-                    raise Rejected(
-                        "negative_delivered",
-                        f"line {line}: {channel} is {long.value[i]:g}; delivered energy cannot be"
-                        " negative (received energy belongs in its own column)",
-                        [line], f"{long.value[i]:g}",
-                    )  # fmt: skip
+                reject_first(
+                    rows & (value < 0), long.record, line_of, "negative_delivered",
+                    lambda i, c=channel: (f"{c} is {value[i]:g}; delivered energy cannot be"
+                                          " negative (received energy belongs in its own"
+                                          " column)", f"{value[i]:g}"),
+                )  # fmt: skip
             if channel in fmt.ranges:
                 low, high = fmt.ranges[channel]
-                outside = rows & ((long.value < low) | (long.value > high))
-                if outside.any():
-                    i = _first(outside)
-                    line = line_of(int(long.record[i]))
-                    raise Rejected(
-                        "out_of_range", f"line {line}: {channel} {long.value[i]:g} is outside"
-                        f" [{low:g}, {high:g}]", [line], f"{long.value[i]:g}",
-                    )  # fmt: skip
+                outside = rows & ((value < low) | (value > high))
+                reject_first(
+                    outside, long.record, line_of, "out_of_range",
+                    lambda i, c=channel, r=(low, high): (
+                        f"{c} {value[i]:g} is outside [{r[0]:g}, {r[1]:g}]", f"{value[i]:g}"),
+                )  # fmt: skip
 
     def _check_sequence(self, long: Long, line_of: LineOf) -> pd.DataFrame:
         """Duplicates and the interval grid; returns the rows to load (without identical
