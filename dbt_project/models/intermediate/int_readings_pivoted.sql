@@ -20,6 +20,10 @@ select
     max(value) filter (where channel = 'kw_del') as kw_del,
     max(value) filter (where channel = 'kw_rec') as kw_rec,
     max(value) filter (where channel = 'kva_del') as kva_del,
-    max(value) filter (where channel = 'kva_rec') as kva_rec
+    max(value) filter (where channel = 'kva_rec') as kva_rec,
+    max(value) filter (where channel = 'kw_import') as kw_import,
+    max(value) filter (where channel = 'kwh_import') as kwh_import,
+    max(value) filter (where channel = 'electricity_kwh') as electricity_kwh,
+    max(value) filter (where channel = 'power_factor') as power_factor
 from latest_readings
 group by meter_id, interval_start

@@ -1,6 +1,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    on_schema_change='append_new_columns',
     tags=['monthly'],
     pre_hook="{{ delete_month_window('interval_start') }}",
     post_hook="create index if not exists fct_intervals_clean_gaps on {{ this }} (meter_id, interval_start) where quality = 'gap'",
@@ -55,6 +56,17 @@ select
     readings.kw_rec * coalesce(meters.multiplier, 1) as kw_rec,
     readings.kva_del * coalesce(meters.multiplier, 1) as kva_del,
     readings.kva_rec * coalesce(meters.multiplier, 1) as kva_rec,
+    -- Imported demand whatever the source logs: average kW delivered or imported, or the
+    -- interval's energy spread over its length.
+    coalesce(
+        readings.kw_del,
+        readings.kw_import,
+        readings.kwh_import * 3600.0 / grid.interval_seconds,
+        readings.electricity_kwh * 3600.0 / grid.interval_seconds
+    ) * coalesce(meters.multiplier, 1) as demand_kw,
+    -- Bi-directional meters keep both directions; net is derived, never stored instead.
+    (readings.kw_del - coalesce(readings.kw_rec, 0)) * coalesce(meters.multiplier, 1) as kw_net,
+    readings.power_factor,
     case when readings.meter_id is null then 'gap' else 'ok' end as quality
 from grid
 left join readings

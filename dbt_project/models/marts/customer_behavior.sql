@@ -1,0 +1,58 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    tags=['monthly'],
+    pre_hook="{{ delete_month_window('window_start') }}",
+    indexes=[{'columns': ['customer_id', 'window_length', 'window_start'], 'unique': True}],
+) }}
+
+-- Behaviour per customer over 1-day, 1-week and 1-month windows (local calendar of the meter).
+-- Weeks start on Monday. Windows are clipped to the run's UTC month so that each month
+-- rebuilds on its own: for meters on UTC they are exact; for a local timezone the window that
+-- straddles a UTC month boundary appears as two parts (window_start says where each begins).
+with intervals as (
+    select * from {{ ref('int_intervals_customers') }}
+    where quality = 'ok' and demand_kw is not null
+),
+
+windowed as (
+    select
+        intervals.*,
+        w.window_length,
+        w.window_start_local,
+        greatest(w.window_start_local at time zone intervals.tz, {{ month_start() }})
+            as window_start
+    from intervals
+    cross join lateral (values
+        ('day', date_trunc('day', local_start)),
+        ('week', greatest(date_trunc('week', local_start), date_trunc('month', local_start))),
+        ('month', date_trunc('month', local_start))
+    ) as w (window_length, window_start_local)
+),
+
+peaks as (
+    select distinct on (customer_id, window_length, window_start)
+        customer_id, window_length, window_start, local_hour as peak_hour
+    from windowed
+    order by customer_id, window_length, window_start, demand_kw desc, local_start
+)
+
+select
+    windowed.customer_id,
+    windowed.window_length,
+    windowed.window_start,
+    min(windowed.window_start_local) as window_start_local,
+    min(windowed.tariff) as tariff,
+    max(demand_kw) as max_kw,
+    avg(demand_kw) as mean_kw,
+    sum(energy_kwh) as total_kwh,
+    min(peaks.peak_hour) as peak_hour,
+    avg(demand_kw) / nullif(max(demand_kw), 0) as load_factor,
+    percentile_cont(0.05) within group (order by demand_kw) as base_load_kw,
+    avg(demand_kw) filter (where day_type = 'weekday') as weekday_mean_kw,
+    avg(demand_kw) filter (where day_type = 'weekend') as weekend_mean_kw,
+    sum(energy_kwh) filter (where local_hour < 6) / nullif(sum(energy_kwh), 0) as night_share
+from windowed
+join peaks using (customer_id, window_length, window_start)
+group by windowed.customer_id, windowed.window_length, windowed.window_start

@@ -1,0 +1,20 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    tags=['monthly'],
+    pre_hook="{{ delete_month_window('month_start') }}",
+    indexes=[{'columns': ['customer_id', 'month_start', 'day_type', 'hour'], 'unique': True}],
+) }}
+
+-- Mean demand per customer by local hour of day and day type, per month.
+select
+    customer_id,
+    {{ month_start() }} as month_start,
+    day_type,
+    local_hour as hour,
+    avg(demand_kw) as mean_kw,
+    count(*) as intervals
+from {{ ref('int_intervals_customers') }}
+where quality = 'ok' and demand_kw is not null
+group by customer_id, day_type, local_hour
