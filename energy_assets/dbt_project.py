@@ -6,6 +6,7 @@ import fcntl
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -74,11 +75,15 @@ def ensure_relations(warehouse_url: str) -> None:
                 names = [f"{schema}.{name}" for schema, name in relations(monthly)]
                 cur.execute("select count(to_regclass(n)) from unnest(%s::text[]) n", (names,))
                 if cur.fetchone()[0] < len(names):
-                    subprocess.run(
-                        [DBT_EXECUTABLE, "run", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                         "--profiles-dir", str(DBT_PROJECT_DIR),
-                         "--select" if monthly else "--exclude", "tag:monthly", *extra],
-                        check=True,
-                    )  # fmt: skip
+                    # Its own target folder: the shared manifest must not be rewritten under
+                    # processes reading it.
+                    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+                        subprocess.run(
+                            [DBT_EXECUTABLE, "run", "--quiet", "--project-dir",
+                             str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                             "--target-path", target,
+                             "--select" if monthly else "--exclude", "tag:monthly", *extra],
+                            check=True,
+                        )  # fmt: skip
     finally:
         conn.close()

@@ -5,6 +5,7 @@ from dagster_dbt import DbtCliResource
 
 from energy_assets.dbt_project import DBT_EXECUTABLE, dbt_project
 from energy_assets.marts import monthly_marts, unpartitioned_marts
+from energy_assets.ml import customer_segments
 from energy_assets.raw import ingest_dropbox, raw_specs
 from energy_assets.resources import Platform
 from energy_assets.sensors import (
@@ -15,7 +16,7 @@ from energy_assets.sensors import (
 )
 
 defs = Definitions(
-    assets=[*raw_specs, monthly_marts, unpartitioned_marts],
+    assets=[*raw_specs, monthly_marts, unpartitioned_marts, customer_segments],
     jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job],
     sensors=[dropbox_sensor, loaded_months_sensor],
     resources={

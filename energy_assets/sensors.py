@@ -22,7 +22,8 @@ from dagster import (
 from energy_assets import warehouse
 from energy_assets.dbt_project import dbt_project
 from energy_assets.marts import monthly_marts, unpartitioned_marts
-from energy_assets.partitions import monthly_partitions, partition_key
+from energy_assets.ml import customer_segments
+from energy_assets.partitions import partition_key
 from energy_assets.platform import MONTH_RUN_TAG
 from energy_assets.raw import ingest_dropbox
 from energy_assets.resources import Platform
@@ -31,10 +32,9 @@ RETRY_AFTER_SECONDS = 600  # a requested file still in the dropbox after this is
 
 monthly_marts_job = define_asset_job(
     "monthly_marts_job",
-    selection=[monthly_marts],
-    partitions_def=monthly_partitions,
+    selection=[monthly_marts, customer_segments],
     tags={MONTH_RUN_TAG: "true"},
-    description="Rebuild one month of the dbt marts from the raw layer.",
+    description="Rebuild one month of the dbt marts, and the models on them, from the raw layer.",
 )
 unpartitioned_marts_job = define_asset_job(
     "unpartitioned_marts_job",
