@@ -105,6 +105,8 @@ def customer_segments(context: AssetExecutionContext, platform: Platform) -> Mat
     while month < window.end.date():  # one segmentation per month of the run's window
         following = next_month(month)
         intervals = read_frame(platform.warehouse_url, CUSTOMER_INTERVALS, (month, following))
+        intervals["interval_start"] = pd.to_datetime(intervals["interval_start"], utc=True)
+        intervals["kw"] = intervals["kw"].astype("float64")
         shapes = daily_shapes(intervals, tz=settings.default_timezone)
         if len(shapes) < MIN_CUSTOMERS:
             summary[f"{month:%Y-%m}"] = f"{len(shapes)} customers with a week of data: too few"

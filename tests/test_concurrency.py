@@ -17,11 +17,12 @@ def test_two_runs_at_once_load_each_file_exactly_once(platform):
     names = sorted(p.name for p in platform.settings.dropbox.iterdir())
     runs = [
         subprocess.Popen([ENERGY, "run"], env=os.environ.copy(), stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
+                         stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]  # fmt: skip
-    outputs = [run.communicate(timeout=600)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    results = [run.communicate(timeout=600) for run in runs]
+    outputs = [out for out, _ in results]
+    assert [run.returncode for run in runs] == [0, 0], [err[-3000:] for _, err in results]
 
     files = platform.query("select name, status from raw.files order by name")
     assert files["name"].tolist() == names
