@@ -6,6 +6,7 @@ from dagster_dbt import DbtCliResource
 from energy_assets.dbt_project import DBT_EXECUTABLE, dbt_project
 from energy_assets.marts import monthly_marts, unpartitioned_marts
 from energy_assets.ml import customer_segments
+from energy_assets.plot_assets import customer_patterns, load_profiles
 from energy_assets.raw import ingest_dropbox, raw_specs
 from energy_assets.resources import Platform
 from energy_assets.sensors import (
@@ -16,7 +17,14 @@ from energy_assets.sensors import (
 )
 
 defs = Definitions(
-    assets=[*raw_specs, monthly_marts, unpartitioned_marts, customer_segments],
+    assets=[
+        *raw_specs,
+        monthly_marts,
+        unpartitioned_marts,
+        customer_segments,
+        load_profiles,
+        customer_patterns,
+    ],
     jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job],
     sensors=[dropbox_sensor, loaded_months_sensor],
     resources={

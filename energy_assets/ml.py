@@ -17,7 +17,7 @@ from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from energy_assets import warehouse
-from energy_assets.partitions import monthly_partitions
+from energy_assets.partitions import monthly_partitions, months_in
 from energy_assets.resources import Platform
 from energy_assets.segmentation import (
     Segmentation,
@@ -25,7 +25,6 @@ from energy_assets.segmentation import (
     plot_centroids,
     segment_customers,
 )
-from energy_assets.warehouse import next_month
 
 MIN_CUSTOMERS = 3  # fewer cannot be split into segments worth the name
 
@@ -101,9 +100,7 @@ def customer_segments(context: AssetExecutionContext, platform: Platform) -> Mat
     window = context.partition_time_window
     settings = platform.settings()
     summary, plots = {}, []
-    month = window.start.date()
-    while month < window.end.date():  # one segmentation per month of the run's window
-        following = next_month(month)
+    for month, following in months_in(window):  # one segmentation per month of the window
         intervals = read_frame(platform.warehouse_url, CUSTOMER_INTERVALS, (month, following))
         intervals["interval_start"] = pd.to_datetime(intervals["interval_start"], utc=True)
         intervals["kw"] = intervals["kw"].astype("float64")
@@ -121,7 +118,6 @@ def customer_segments(context: AssetExecutionContext, platform: Platform) -> Mat
                 "customers": len(shapes), "segments": segmentation.k,
                 "silhouette": round(float(segmentation.silhouette), 3),
             }  # fmt: skip
-        month = following
     metadata = {"months": MetadataValue.json(summary)}
     if plots:
         metadata["plot_path"] = MetadataValue.path(str(plots[-1]))

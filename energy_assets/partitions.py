@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from dagster import MonthlyPartitionsDefinition
+from dagster import MonthlyPartitionsDefinition, TimeWindow
 
 FIRST_MONTH = date(1990, 1, 1)  # ingest rejects readings before this
 
@@ -12,3 +12,13 @@ monthly_partitions = MonthlyPartitionsDefinition(start_date=f"{FIRST_MONTH:%Y-%m
 def partition_key(month: date) -> str:
     """The partition key of the month that holds `month` (keys look like 2024-01-01)."""
     return f"{month:%Y-%m}-01"
+
+
+def months_in(window: TimeWindow) -> list[tuple[date, date]]:
+    """[start, end) of each month in a run's partition window (one month, or a backfill range)."""
+    months, month = [], window.start.date()
+    while month < window.end.date():
+        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        months.append((month, following))
+        month = following
+    return months

@@ -25,6 +25,7 @@ from energy_assets.marts import monthly_marts, unpartitioned_marts
 from energy_assets.ml import customer_segments
 from energy_assets.partitions import partition_key
 from energy_assets.platform import MONTH_RUN_TAG
+from energy_assets.plot_assets import customer_patterns, load_profiles
 from energy_assets.raw import ingest_dropbox
 from energy_assets.resources import Platform
 
@@ -32,7 +33,7 @@ RETRY_AFTER_SECONDS = 600  # a requested file still in the dropbox after this is
 
 monthly_marts_job = define_asset_job(
     "monthly_marts_job",
-    selection=[monthly_marts, customer_segments],
+    selection=[monthly_marts, customer_segments, load_profiles, customer_patterns],
     tags={MONTH_RUN_TAG: "true"},
     description="Rebuild one month of the dbt marts, and the models on them, from the raw layer.",
 )

@@ -1,0 +1,135 @@
+"""CSV exports of the marts (seed toolkit layouts), streamed by COPY, checked against the marts."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date
+
+import pandas as pd
+import pytest
+from meter_files import expected_marts, three_meters_two_feeders
+
+from energy_assets.exports import EXPORTS, export_csv
+from energy_assets.operations import run_once
+
+JAN, FEB = date(2024, 1, 1), date(2024, 2, 1)
+FEEDER_COLUMNS = ["MW_del", "MW_rec", "MVA_del", "MVA_rec", "MW_net", "MVA_net", "PF_net"]
+
+
+class WriteOnly:
+    """A stream with nothing but `write`: what COPY needs, and all an export may use."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+
+def export(platform, kind: str, name: str | None = None, first=JAN, last=FEB):
+    """(rows returned, the CSV parsed, its raw text)."""
+    out = io.BytesIO()
+    rows = export_csv(platform.warehouse_url, kind, out, name=name, first_month=first,
+                      last_month=last)  # fmt: skip
+    text = out.getvalue().decode()
+    return rows, pd.read_csv(io.StringIO(text)), text
+
+
+def utc(column: pd.Series) -> pd.Series:
+    return pd.to_datetime(column, format="ISO8601", utc=True)
+
+
+def test_exports_equal_the_marts(platform):
+    inputs = three_meters_two_feeders(platform.settings.dropbox)
+    expected = expected_marts(inputs)
+    assert run_once(platform.settings).ok
+    url = platform.warehouse_url
+
+    # feeder: case-insensitive name, seed columns, every interval of Jan..Feb in time order
+    rows, north, text = export(platform, "feeder", "north")
+    assert list(north.columns) == ["Start Time", *FEEDER_COLUMNS]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", north["Start Time"].iloc[0])
+    mart = platform.query(
+        "select interval_start, mw_del, mw_rec, mva_del, mva_rec, mw_net, mva_net, pf_net"
+        " from marts.fct_feeder_intervals where feeder = 'North' order by interval_start"
+    )
+    assert rows == len(north) == len(mart) == 60 * 96
+    assert utc(north["Start Time"]).tolist() == mart["interval_start"].tolist()
+    pd.testing.assert_frame_equal(
+        north[FEEDER_COLUMNS].set_axis(mart.columns[1:], axis=1), mart.iloc[:, 1:].astype(float),
+        rtol=1e-12,
+    )  # fmt: skip
+    want = expected["feeder"].query("feeder == 'North'")
+    assert north["MW_net"].to_numpy() == pytest.approx(want["mw_net"].to_numpy(), rel=1e-9)
+
+    # Feb only: exactly Feb's rows
+    rows, feb, _ = export(platform, "feeder", "North", FEB, FEB)
+    assert rows == len(feb) == 29 * 96
+    assert feb["Start Time"].str.startswith("2024-02-").all()
+    pd.testing.assert_frame_equal(feb, north.iloc[31 * 96 :].reset_index(drop=True))
+
+    # system: all.csv, MW_net a copy of MW_total
+    rows, system, _ = export(platform, "system")
+    assert list(system.columns) == ["Start Time", "MW_total", "MVA_total", "PF_total", "MW_net"]
+    mart = platform.query("select mw_total from marts.fct_system_intervals order by interval_start")
+    assert rows == len(system) == len(mart) == len(expected["system"])
+    assert system["MW_total"].sum() == pytest.approx(mart["mw_total"].sum(), rel=1e-12)
+    assert system["MW_net"].equals(system["MW_total"])
+
+    # gaps: every gap overlapping the range, whole (the one across Jan/Feb included)
+    rows, gaps, _ = export(platform, "gaps")
+    mart = platform.query(
+        "select meter_id, gap_start, gap_end, missing_intervals from marts.fct_gaps"
+        " order by meter_id, gap_start"
+    )
+    assert rows == len(gaps) == len(mart) == len(expected["gaps"]) > 0
+    gaps[["gap_start", "gap_end"]] = gaps[["gap_start", "gap_end"]].apply(utc)
+    pd.testing.assert_frame_equal(gaps, mart, check_dtype=False)
+    _, feb_m1, _ = export(platform, "gaps", "M1", FEB, FEB)
+    assert feb_m1.values.tolist() == [  # one gap from Jan 31 22:00 to Feb 1 01:00
+        ["M1", "2024-01-31 22:00:00+00", "2024-02-01 01:00:00+00", 12]]  # fmt: skip
+
+    # customer: M1 has no customer id, so it is its own customer
+    rows, m1, _ = export(platform, "customer", "M1")
+    assert list(m1.columns) == ["Start Time", "kW"]
+    clean = platform.query(
+        "select count(*) as n, sum(demand_kw) as kw, count(*) filter (where quality = 'gap') as gaps"
+        " from marts.fct_intervals_clean where meter_id = 'M1'"
+    )
+    assert rows == len(m1) == clean["n"][0]
+    assert m1["kW"].sum() == pytest.approx(clean["kw"][0], rel=1e-12)
+    assert m1["kW"].isna().sum() == clean["gaps"][0]  # gaps stay empty, never zeros
+
+    # a range without rows: header only
+    out = io.BytesIO()
+    assert export_csv(url, "feeder", out, name="South", first_month=date(2023, 1, 1),
+                      last_month=date(2023, 12, 1)) == 0  # fmt: skip
+    assert out.getvalue().decode().splitlines() == [",".join(["Start Time", *FEEDER_COLUMNS])]
+
+    # streamed by COPY into anything with `write`, row by row
+    stream = WriteOnly()
+    rows = export_csv(url, "feeder", stream, name="South", first_month=JAN, last_month=FEB)
+    assert len(stream.chunks) > rows > 0
+    assert b"".join(stream.chunks).decode().count("\n") == rows + 1
+
+    # names are data, never SQL; unknown ones list the known ones
+    for kind, name, message in [
+        ("feeder", "O'Brien", "unknown feeder \"O'Brien\"; known feeders: North, South"),
+        ("feeder", None, "the feeder export needs a name; known feeders: North, South"),
+        ("customer", "x'); drop table raw.meters; --", "unknown customer .*known customers: M1"),
+        ("gaps", "M4", "unknown meter 'M4'; known meters: M1, M2, M3"),
+        ("system", "North", "the system export takes no name"),
+        ("lp", None, f"unknown export 'lp'; known exports: {', '.join(EXPORTS)}"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            export_csv(url, kind, io.BytesIO(), name=name, first_month=JAN, last_month=FEB)
+    assert platform.scalar("select count(*) from raw.meters") == 3
+
+
+def test_export_before_any_marts_is_a_value_error(platform):
+    with pytest.raises(ValueError, match="marts are not built yet"):
+        export_csv(platform.warehouse_url, "system", io.BytesIO(), first_month=JAN, last_month=JAN)
+    with pytest.raises(ValueError, match="is before first month"):
+        export_csv(platform.warehouse_url, "system", io.BytesIO(), first_month=FEB, last_month=JAN)
