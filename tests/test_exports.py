@@ -95,7 +95,8 @@ def test_exports_equal_the_marts(platform):
     rows, m1, _ = export(platform, "customer", "M1")
     assert list(m1.columns) == ["Start Time", "kW"]
     clean = platform.query(
-        "select count(*) as n, sum(demand_kw) as kw, count(*) filter (where quality = 'gap') as gaps"
+        "select count(*) as n, sum(demand_kw) as kw,"
+        " count(*) filter (where quality = 'gap') as gaps"
         " from marts.fct_intervals_clean where meter_id = 'M1'"
     )
     assert rows == len(m1) == clean["n"][0]
@@ -116,7 +117,7 @@ def test_exports_equal_the_marts(platform):
 
     # names are data, never SQL; unknown ones list the known ones
     for kind, name, message in [
-        ("feeder", "O'Brien", "unknown feeder \"O'Brien\"; known feeders: North, South"),
+        ("feeder", "O'Brien", 'unknown feeder "O\'Brien"; known feeders: North, South'),
         ("feeder", None, "the feeder export needs a name; known feeders: North, South"),
         ("customer", "x'); drop table raw.meters; --", "unknown customer .*known customers: M1"),
         ("gaps", "M4", "unknown meter 'M4'; known meters: M1, M2, M3"),
