@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from energy_assets.settings import REPO_ROOT, Settings
@@ -115,6 +116,30 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Stream a load profile or the gap list as CSV, to stdout or `--output`."""
+    from energy_assets.exports import export_csv
+    from energy_assets.platform import platform_session
+
+    settings = Settings.from_env()
+    with platform_session(settings) as db, contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
+        try:
+            rows = export_csv(
+                db.warehouse_url, args.kind, out, name=args.name,
+                first_month=args.first_month, last_month=args.last_month or args.first_month,
+            )  # fmt: skip
+        except ValueError as exc:
+            print(f"energy export: {exc}", file=sys.stderr)
+            return 2
+    print(f"{rows} rows", file=sys.stderr)
+    return 0
+
+
+def _month(text: str) -> date:
+    return date.fromisoformat(text + "-01" if len(text) == 7 else text)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from energy_assets.sample import write_sample
 
@@ -138,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     db_url = sub.add_parser("db-url", help="print the warehouse connection string")
     db_url.set_defaults(func=cmd_db_url)
+    export = sub.add_parser("export", help="write a load profile or the gap list as CSV")
+    export.add_argument("kind", choices=("feeder", "system", "customer", "gaps"))
+    export.add_argument("name", nargs="?", help="feeder, customer or meter (gaps) name")
+    export.add_argument("--from", dest="first_month", type=_month, required=True,
+                        help="first month, YYYY-MM")  # fmt: skip
+    export.add_argument("--to", dest="last_month", type=_month, help="last month (default: --from)")
+    export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_export)
     sample = sub.add_parser("sample", help="drop generated sample meter files in the dropbox")
     sample.add_argument("--force", action="store_true", help="even if files were loaded before")
     sample.set_defaults(func=cmd_sample)

@@ -51,6 +51,16 @@ def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
     )
     pd.testing.assert_frame_equal(system, expected["system"], check_dtype=False, rtol=1e-9)
 
+    # The same feeder profile as a file, through the CLI (seed layout: north.csv).
+    north = platform.settings.home / "north.csv"
+    assert main(["export", "feeder", "north", "--from", "2024-01", "--to", "2024-02",
+                 "-o", str(north)]) == 0  # fmt: skip
+    exported = pd.read_csv(north)
+    assert len(exported) == (want["feeder"] == "North").sum()
+    assert exported["MW_net"].to_numpy() == pytest.approx(
+        want.loc[want["feeder"] == "North", "mw_net"].to_numpy(), nan_ok=True
+    )
+
     archived = sorted(p.name for p in platform.settings.archive.rglob("*.csv"))
     assert archived == sorted(["meter-data.csv", *(f"{m}.csv" for m in [
         "M1_2024-01", "M1_2024-02", "M2_2024-01", "M2_2024-02", "M3_2024-01-15"])])  # fmt: skip
