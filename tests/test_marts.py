@@ -91,7 +91,10 @@ def loaded_platform(
 # power_factor.
 
 
-def readings_frame(meter: str, times: pd.DatetimeIndex, step: pd.Timedelta, **columns):
+def readings_frame(
+    meter: str, times: pd.DatetimeIndex, step: pd.Timedelta, **columns
+) -> pd.DataFrame:
+    """One meter's readings: no feeder or customer, multiplier 1, null values unless given."""
     frame = pd.DataFrame(
         {"meter_id": meter, "interval_start": times, "interval_seconds": step.total_seconds(),
          "feeder": None, "multiplier": 1.0, "customer_id": None, "tariff": None,
@@ -159,6 +162,10 @@ def home_kw(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     evening = (times.hour >= 17) & (times.hour < 22)
     return (0.3 + 1.5 * evening + 0.4 * (times.weekday >= 5) + 0.6 * (times.hour < 5)
             + rng.uniform(0, 0.5, len(times)))  # fmt: skip
+
+
+def utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
 
 
 def utc_range(start: str, end: str, step: pd.Timedelta) -> pd.DatetimeIndex:
@@ -397,10 +404,9 @@ def test_clean_grid_keeps_both_directions_and_the_multiplier(may):
 
     both = actual[(actual["kw_del"] > 0) & (actual["kw_rec"] > 0)]
     assert len(both) > 0 and set(both["meter_id"]) == {"F1"}
-    noon = actual.set_index(["meter_id", "interval_start"]).loc[
-        ("F1", pd.Timestamp("2024-05-01 12:00", tz="UTC"))]  # fmt: skip
-    raw = readings.set_index(["meter_id", "interval_start"]).loc[
-        ("F1", pd.Timestamp("2024-05-01 12:00", tz="UTC"))]  # fmt: skip
+    key = ("F1", utc("2024-05-01 12:00"))
+    noon = actual.set_index(["meter_id", "interval_start"]).loc[key]
+    raw = readings.set_index(["meter_id", "interval_start"]).loc[key]
     assert noon["kw_del"] == pytest.approx(raw["kw_del"]) and raw["kw_rec"] > 0
     assert noon["kw_rec"] == pytest.approx(raw["kw_rec"])
     assert noon["kw_net"] == pytest.approx(raw["kw_del"] - raw["kw_rec"])
@@ -419,12 +425,13 @@ def test_meter_hourly_matches_pandas(may):
     expected = per_period(on_grid(readings), "1h", "hour_start")
     assert_same(actual, expected, ["meter_id", "hour_start"])
 
-    by_hour = actual.set_index(["meter_id", "hour_start"])["completeness"]
-    at = lambda meter, hour: by_hour[(meter, pd.Timestamp(hour, tz="UTC"))]  # noqa: E731
-    assert at("F1", "2024-05-01 10:00") == pytest.approx(1 / 4)
-    assert at("F1", "2024-05-01 11:00") == 0
-    assert at("F1", "2024-05-02 23:00") == pytest.approx(3 / 4)  # last reading 23:30
-    assert at("F2", "2024-05-01 07:00") == pytest.approx(10 / 12)
+    hours = actual.set_index(["meter_id", "hour_start"])
+    assert hours.loc[("F1", utc("2024-05-01 10:00")), "completeness"] == pytest.approx(1 / 4)
+    wholly_missing = hours.loc[("F1", utc("2024-05-01 11:00"))]
+    assert wholly_missing["completeness"] == 0 and pd.isna(wholly_missing["energy_kwh"])
+    last = hours.loc[("F1", utc("2024-05-02 23:00")), "completeness"]  # last reading 23:30
+    assert last == pytest.approx(3 / 4)
+    assert hours.loc[("F2", utc("2024-05-01 07:00")), "completeness"] == pytest.approx(10 / 12)
 
 
 def test_meter_daily_matches_pandas(may):
@@ -439,7 +446,7 @@ def test_meter_daily_matches_pandas(may):
     assert_same(actual, expected, ["meter_id", "day_start"])
 
     by_day = actual.set_index(["meter_id", "day_start"])["completeness"]
-    may_1 = pd.Timestamp("2024-05-01", tz="UTC")
+    may_1 = utc("2024-05-01")
     assert by_day[("F1", may_1)] == pytest.approx(88 / 96)
     assert by_day[("F2", may_1)] == pytest.approx(34 / 288)
 
@@ -560,7 +567,7 @@ def test_dst_day_with_utc_offsets_is_complete_in_utc(october):
         ["day_start"],
     )  # fmt: skip
     assert_same(daily, per_period(on_grid(readings), "1D", "day_start"), ["day_start"])
-    day = daily.set_index("day_start").loc[pd.Timestamp("2024-10-27", tz="UTC")]
+    day = daily.set_index("day_start").loc[utc("2024-10-27")]
     on_day = readings[readings["interval_start"].dt.strftime("%Y-%m-%d") == "2024-10-27"]
     assert len(on_day) == 96
     assert day["completeness"] == 1.0
