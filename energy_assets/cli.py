@@ -136,6 +136,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Generate the dbt documentation site for the marts into `$ENERGY_HOME/dbt-docs`."""
+    from energy_assets.dbt_project import DBT_EXECUTABLE
+    from energy_assets.platform import platform_session
+    from energy_assets.settings import DBT_PROJECT_DIR
+
+    settings = Settings.from_env()
+    target = settings.home / "dbt-docs"
+    with platform_session(settings):
+        result = subprocess.run(
+            [DBT_EXECUTABLE, "docs", "generate", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
+            check=False,
+        )  # fmt: skip
+    if result.returncode == 0:
+        print(
+            f"dbt docs: {target / 'index.html'}  (serve with: python3 -m http.server -d {target})"
+        )
+    return result.returncode
+
+
 def _month(text: str) -> date:
     return date.fromisoformat(text + "-01" if len(text) == 7 else text)
 
@@ -171,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--to", dest="last_month", type=_month, help="last month (default: --from)")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
     export.set_defaults(func=cmd_export)
+    docs = sub.add_parser("docs", help="generate the dbt documentation of the marts")
+    docs.set_defaults(func=cmd_docs)
     sample = sub.add_parser("sample", help="drop generated sample meter files in the dropbox")
     sample.add_argument("--force", action="store_true", help="even if files were loaded before")
     sample.set_defaults(func=cmd_sample)

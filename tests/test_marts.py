@@ -380,8 +380,8 @@ def assert_same(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -
         if pd.api.types.is_float_dtype(expected[column]):
             actual[column] = actual[column].astype(float)
         elif pd.api.types.is_string_dtype(expected[column].dtype):  # text: one null, None
-            actual[column] = actual[column].astype(object).where(actual[column].notna(), None)
-            expected[column] = expected[column].where(expected[column].notna(), None)
+            for frame in (actual, expected):
+                frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     pd.testing.assert_frame_equal(actual, expected, check_dtype=False, rtol=1e-9)
 
 

@@ -61,6 +61,11 @@ def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
         want.loc[want["feeder"] == "North", "mw_net"].to_numpy(), nan_ok=True
     )
 
+    # Analysts' documentation of the marts, with the catalog of the built tables.
+    assert main(["docs"]) == 0
+    catalog = json.loads((platform.settings.home / "dbt-docs" / "catalog.json").read_text())
+    assert "model.energy.fct_feeder_intervals" in catalog["nodes"]
+
     archived = sorted(p.name for p in platform.settings.archive.rglob("*.csv"))
     assert archived == sorted(["meter-data.csv", *(f"{m}.csv" for m in [
         "M1_2024-01", "M1_2024-02", "M2_2024-01", "M2_2024-02", "M3_2024-01-15"])])  # fmt: skip
