@@ -9,6 +9,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from energy_assets.dbt_project import dbt_project, ensure_manifest
 from energy_assets.partitions import monthly_partitions
+from energy_assets.settings import Settings
 
 MONTHLY = "tag:monthly"
 
@@ -25,9 +26,10 @@ class EnergyDbtTranslator(DagsterDbtTranslator):
         return dbt_resource_props["schema"]
 
 
-def month_vars(start: str, end: str) -> dict[str, str]:
-    """dbt vars for the window [start, end) of a month partition (or a range of them)."""
-    return {"month_start": start, "month_end": end}
+def month_vars(start: str, end: str, timezone: str) -> dict[str, str]:
+    """dbt vars for the window [start, end) of a month partition (or a range of them), and the
+    local calendar of customer meters without a timezone of their own."""
+    return {"month_start": start, "month_end": end, "timezone": timezone}
 
 
 def dbt_build_args(variables: dict[str, str] | None = None) -> list[str]:
@@ -55,7 +57,8 @@ def monthly_marts(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterat
     A backfill of several months runs as one dbt build over their joint window.
     """
     window = context.partition_time_window
-    variables = month_vars(window.start.isoformat(), window.end.isoformat())
+    timezone = Settings.from_env().default_timezone
+    variables = month_vars(window.start.isoformat(), window.end.isoformat(), timezone)
     yield from dbt.cli(dbt_build_args(variables), context=context).stream()
 
 

@@ -12,8 +12,7 @@ dropbox; the platform is only run (`run_once`) and queried. Three datasets, one 
 - October 2024: a customer-profile meter whose timestamps carry their UTC offsets across the UK
   autumn clock change -> `fct_intervals_clean`, `fct_meter_daily`.
 
-Calendars are UTC throughout: the dbt var `timezone` (local calendar of customer meters) is not
-passed by `energy_assets.marts.month_vars`, so ENERGY_TIMEZONE never reaches the customer marts.
+Calendars are UTC throughout (ENERGY_TIMEZONE unset), so local hours and days equal UTC ones.
 """
 
 from __future__ import annotations
@@ -26,13 +25,11 @@ from unittest import mock
 
 import numpy as np
 import pandas as pd
-import psycopg2
 import pytest
-from conftest import PLATFORM_ENV, PlatformUnderTest, with_database
+from conftest import PLATFORM_ENV, PlatformUnderTest, admin, with_database
 from psycopg2 import sql
 
 from energy_assets.operations import run_once
-from energy_assets.postgres import ensure_database
 from energy_assets.settings import Settings
 
 MINUTES_15 = pd.Timedelta(minutes=15)
@@ -47,14 +44,16 @@ FIGURES = ["energy_kwh", "mean_kw", "peak_kw", "delivered_kwh", "received_kwh", 
 
 
 def loaded_platform(
-    pg_server: str, home: Path, write: Callable[[Path], pd.DataFrame]
+    pg_server: str, templates: str, home: Path, write: Callable[[Path], pd.DataFrame]
 ) -> Iterator[tuple[PlatformUnderTest, pd.DataFrame]]:
-    """A fresh platform whose dropbox `write` fills, loaded by one `run_once`; yields the platform
-    and the readings `write` returned. The environment is restored right after the run."""
+    """A fresh platform (databases copied from the session's templates, as `platform` does) whose
+    dropbox `write` fills, loaded by one `run_once`; yields the platform and the readings `write`
+    returned. The environment is restored right after the run."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     urls = {}
     for role in ("warehouse", "dagster"):
-        ensure_database(pg_server, f"{name}_{role}")
+        admin(pg_server, sql.SQL("create database {} template {}").format(
+            sql.Identifier(f"{name}_{role}"), sql.Identifier(f"{templates}_{role}")))  # fmt: skip
         urls[role] = with_database(pg_server, f"{name}_{role}")
     with mock.patch.dict(os.environ):  # run_once exports the platform's env; undo it afterwards
         for key in (*PLATFORM_ENV, "ENERGY_TIMEZONE"):
@@ -74,13 +73,9 @@ def loaded_platform(
     try:
         yield PlatformUnderTest(settings, urls["warehouse"], urls["dagster"]), readings
     finally:
-        conn = psycopg2.connect(pg_server)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for role in ("warehouse", "dagster"):
-                database = sql.Identifier(f"{name}_{role}")
-                cur.execute(sql.SQL("drop database if exists {} with (force)").format(database))
-        conn.close()
+        for role in ("warehouse", "dagster"):
+            admin(pg_server, sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(f"{name}_{role}")))  # fmt: skip
 
 
 # --- writing input files, returning what they hold as readings ---------------------------------
@@ -255,18 +250,20 @@ def write_dst(dropbox: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def may(pg_server, tmp_path_factory):
-    yield from loaded_platform(pg_server, tmp_path_factory.mktemp("may"), write_may)
+def may(pg_server, templates, tmp_path_factory):
+    yield from loaded_platform(pg_server, templates, tmp_path_factory.mktemp("may"), write_may)
 
 
 @pytest.fixture(scope="module")
-def feb_mar(pg_server, tmp_path_factory):
-    yield from loaded_platform(pg_server, tmp_path_factory.mktemp("feb_mar"), write_feb_mar)
+def feb_mar(pg_server, templates, tmp_path_factory):
+    home = tmp_path_factory.mktemp("feb_mar")
+    yield from loaded_platform(pg_server, templates, home, write_feb_mar)
 
 
 @pytest.fixture(scope="module")
-def october(pg_server, tmp_path_factory):
-    yield from loaded_platform(pg_server, tmp_path_factory.mktemp("october"), write_dst)
+def october(pg_server, templates, tmp_path_factory):
+    home = tmp_path_factory.mktemp("october")
+    yield from loaded_platform(pg_server, templates, home, write_dst)
 
 
 # --- expectations, computed with pandas from the readings -----------------------------------
@@ -488,12 +485,6 @@ def test_customer_behavior_windows(feb_mar):
     assert len(actual[actual["window_length"] == "day"]) == 4 * 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="customer_hourly_profile groups the whole dbt window and labels it with the var "
-    "month_start: a build over Feb..Mar (energy run, backfills) merges both months into one "
-    "profile dated 1 Feb instead of one profile per month",
-)
 def test_customer_hourly_profile_per_month_across_a_month_boundary(feb_mar):
     """customer_hourly_profile gives each UTC month its own profile, also when one build covers
     two months (as `energy run` and backfills do)."""

@@ -1,5 +1,6 @@
--- The run's month of clean intervals for customer meters (meters not on a feeder), with the
--- customer they belong to (the meter itself when no customer is known) and local calendar fields.
+-- The run's month of demand per customer and interval, for customer meters (meters not on a
+-- feeder): a customer's meters are added up, and the customer is the meter itself when no
+-- customer is known. An interval counts as 'ok' only when every meter of the customer reported.
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
@@ -10,27 +11,29 @@ with clean as (
 
 meters as (
     select meter_id, customer_id, tariff, timezone from {{ ref('stg_meters') }}
+),
+
+customer_intervals as (
+    select
+        coalesce(meters.customer_id, clean.meter_id) as customer_id,
+        clean.interval_start,
+        min(meters.tariff) as tariff,
+        min(coalesce(meters.timezone, '{{ var("timezone") }}')) as tz,
+        sum(clean.demand_kw) as demand_kw,
+        sum(clean.demand_kw * clean.interval_seconds / 3600.0) as energy_kwh,
+        case when bool_and(clean.quality = 'ok') then 'ok' else 'gap' end as quality
+    from clean
+    left join meters on meters.meter_id = clean.meter_id
+    group by coalesce(meters.customer_id, clean.meter_id), clean.interval_start
 )
 
 select
-    clean.meter_id,
-    coalesce(meters.customer_id, clean.meter_id) as customer_id,
-    meters.tariff,
-    clean.interval_start,
-    clean.interval_seconds,
-    clean.demand_kw,
-    clean.demand_kw * clean.interval_seconds / 3600.0 as energy_kwh,
-    clean.quality,
-    local.tz,
+    customer_intervals.*,
     local.local_start,
     extract(hour from local.local_start)::int as local_hour,
     case when extract(isodow from local.local_start) >= 6 then 'weekend' else 'weekday' end
         as day_type
-from clean
-left join meters on meters.meter_id = clean.meter_id
+from customer_intervals
 cross join lateral (
-    select
-        coalesce(meters.timezone, '{{ var("timezone") }}') as tz,
-        clean.interval_start at time zone coalesce(meters.timezone, '{{ var("timezone") }}')
-            as local_start
+    select customer_intervals.interval_start at time zone customer_intervals.tz as local_start
 ) as local
