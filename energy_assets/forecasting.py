@@ -1,0 +1,231 @@
+"""Day-ahead quantile forecasts per meter/feeder, judged honestly (issue 5).
+
+A forecast is issued at a cutoff (by default 00:00 local the day before the target day) and
+covers one local day. Every feature except calendar and temperature (which stands for a weather
+forecast) is computed from rows strictly before the cutoff, so backtests cannot peek. One global
+XGBoost model serves all targets of a resolution: targets and lag features are divided by the
+target's own recent level (`scale`), and identity and scale enter as features.
+
+Pure functions, data frames in and out: no database, no Dagster.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+QUANTILES = (0.1, 0.5, 0.9)
+BASE_FEATURES = [
+    "target_code", "log_scale", "lag_last", "lag_7d", "lag_14d", "mean_1d", "std_1d", "std_7d",
+    "tod_sin", "tod_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "weekend", "holiday",
+]  # fmt: skip
+WEEK = pd.Timedelta(days=7)
+
+
+def _resolution(series: pd.DataFrame) -> pd.Timedelta:
+    """The interval length, inferred as the most common step so gaps do not distort it."""
+    steps = pd.Series(np.sort(series["interval_start"].unique())).diff().dropna()
+    return pd.Timedelta(steps.mode().iloc[0])
+
+
+def _target_grid(
+    series: pd.DataFrame, issue_time: pd.Timestamp, horizon_days: int, tz: str
+) -> pd.DataFrame:
+    """Every target x interval of the local day `horizon_days` after the issue day (DST-aware)."""
+    local_day = issue_time.tz_convert(tz).normalize().tz_localize(None)
+    start, end = (
+        (local_day + pd.Timedelta(days=d)).tz_localize(tz) for d in (horizon_days, horizon_days + 1)
+    )
+    times = pd.date_range(start, end, freq=_resolution(series), inclusive="left").tz_convert("UTC")
+    targets = np.sort(series["target_id"].unique())
+    grid = pd.MultiIndex.from_product([targets, times], names=["target_id", "interval_start"])
+    return grid.to_frame(index=False)
+
+
+def _wall_clock_shift(times: pd.Series, days: int, tz: str) -> pd.DatetimeIndex:
+    """The same local time of day `days` earlier: across DST changes that is not 24 h x days."""
+    local = pd.DatetimeIndex(times).tz_convert(tz).tz_localize(None) - pd.Timedelta(days=days)
+    dst = np.ones(len(local), dtype=bool)
+    return local.tz_localize(tz, ambiguous=dst, nonexistent="shift_forward").tz_convert("UTC")
+
+
+def _lookup(values: pd.Series, grid: pd.DataFrame, times: pd.DatetimeIndex) -> np.ndarray:
+    """Values of (target_id, time) pairs from a (target_id, interval_start)-indexed series."""
+    keys = pd.MultiIndex.from_arrays([grid["target_id"], times])
+    return values.reindex(keys).to_numpy(dtype=float)
+
+
+def _indexed(rows: pd.DataFrame) -> pd.Series:
+    s = rows.set_index(["target_id", "interval_start"])["value"].astype(float)
+    return s[~s.index.duplicated(keep="last")]
+
+
+def _cyclic(frame: pd.DataFrame, name: str, value: np.ndarray, period: float) -> None:
+    frame[f"{name}_sin"] = np.sin(2 * np.pi * value / period)
+    frame[f"{name}_cos"] = np.cos(2 * np.pi * value / period)
+
+
+def build_features(
+    series: pd.DataFrame,
+    issue_time: pd.Timestamp,
+    horizon_days: int = 1,
+    tz: str = "UTC",
+    holiday_dates: set[date] | None = None,
+) -> pd.DataFrame:
+    """Feature rows for the day `horizon_days` after the issue day, one per target x interval.
+
+    `series` is long: target_id, interval_start (UTC), value (NaN gaps), optional temperature.
+    Lags and rolling statistics use only rows with interval_start < issue_time; lags that would
+    fall at or after it are NaN (XGBoost handles missing values), so lag-1d is never used for a
+    day-ahead forecast. `scale` is the target's mean |value| over the 7 days before the cutoff;
+    `y` is value / scale where the value is known (NaN otherwise, e.g. for a live forecast).
+    The `holidays` package is not installed here, so public holidays come as `holiday_dates`.
+    """
+    issue_time = pd.Timestamp(issue_time).tz_convert("UTC")
+    grid = _target_grid(series, issue_time, horizon_days, tz)
+    past_rows = series[series["interval_start"] < issue_time]
+    past = _indexed(past_rows)
+
+    week = past_rows[past_rows["interval_start"] >= issue_time - WEEK].groupby("target_id")
+    day = past_rows[past_rows["interval_start"] >= issue_time - pd.Timedelta(days=1)]
+    day = day.groupby("target_id")["value"]
+    scale = week["value"].apply(lambda v: v.abs().mean()).reindex(grid["target_id"]).to_numpy()
+    scale = np.where(scale > 0, scale, np.nan)  # a dead meter has no level to normalise by
+
+    out = grid.copy()
+    out["scale"] = scale
+    out["target_code"] = [zlib.crc32(str(t).encode()) % 10_000 for t in grid["target_id"]]
+    out["log_scale"] = np.log(scale)
+    lags = {"lag_last": horizon_days + 1, "lag_7d": 7, "lag_14d": 14}
+    for name, days in lags.items():
+        times = _wall_clock_shift(grid["interval_start"], days, tz)
+        lagged = _lookup(past, grid, times)
+        out[name] = np.where(times < issue_time, lagged, np.nan) / scale
+    stats = {"mean_1d": day.mean(), "std_1d": day.std(), "std_7d": week["value"].std()}
+    for name, stat in stats.items():
+        out[name] = stat.reindex(grid["target_id"]).to_numpy() / scale
+
+    local = pd.DatetimeIndex(grid["interval_start"]).tz_convert(tz)
+    _cyclic(out, "tod", (local.hour * 60 + local.minute).to_numpy(), 1440)
+    _cyclic(out, "dow", local.dayofweek.to_numpy(), 7)
+    _cyclic(out, "month", (local.month - 1).to_numpy(), 12)
+    out["weekend"] = (local.dayofweek >= 5).astype(float)
+    out["holiday"] = np.isin(local.date, list(holiday_dates or ())).astype(float)
+    if "temperature" in series.columns:
+        temps = series.rename(columns={"value": "_v", "temperature": "value"})
+        out["temperature"] = _lookup(_indexed(temps), grid, grid["interval_start"])
+    out["y"] = _lookup(_indexed(series), grid, grid["interval_start"]) / scale
+    return out
+
+
+def training_frame(series: pd.DataFrame, issue_times: list[pd.Timestamp], **kwargs) -> pd.DataFrame:
+    """build_features stacked over many cutoffs (a rolling-origin backtest), rows with known y."""
+    frames = [build_features(series, t, **kwargs).assign(issue_time=t) for t in issue_times]
+    stacked = pd.concat(frames, ignore_index=True)
+    return stacked[stacked["y"].notna()].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class QuantileModel:
+    """The booster plus the feature order and quantiles it was trained with."""
+
+    booster: xgb.Booster
+    features: list[str]
+    quantiles: tuple[float, ...]
+
+
+def _anchor(features: pd.DataFrame) -> np.ndarray:
+    """A seasonal profile (mean of the 7- and 14-day lags, else the last observed day, else the
+    level): trees fit the residual around it, since step functions approximate identity badly."""
+    weekly = features[["lag_7d", "lag_14d"]].mean(axis=1, skipna=True)
+    return weekly.fillna(features["lag_last"]).fillna(1.0).to_numpy(dtype=float)
+
+
+def fit_quantile_model(
+    train: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES, rounds: int = 200, seed: int = 0
+) -> QuantileModel:
+    """One global multi-quantile XGBoost model on the normalised target `y`.
+
+    nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
+    """
+    features = BASE_FEATURES + (["temperature"] if "temperature" in train.columns else [])
+    train = train[train["y"].notna()]
+    dtrain = xgb.DMatrix(train[features].astype(float), label=train["y"].to_numpy() - _anchor(train))
+    params = {
+        "objective": "reg:quantileerror",
+        "quantile_alpha": np.array(quantiles),
+        "tree_method": "hist",
+        "learning_rate": 0.05,
+        "max_depth": 6,
+        "min_child_weight": 5,
+        "subsample": 0.8,
+        "nthread": 1,
+        "seed": seed,
+    }
+    booster = xgb.train(params, dtrain, num_boost_round=rounds)
+    return QuantileModel(booster, features, tuple(quantiles))
+
+
+def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFrame:
+    """Quantiles in original units (x scale), sorted per row so they never cross."""
+    x = features.reindex(columns=model.features).astype(float)
+    raw = model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
+    raw = raw + _anchor(features)[:, None]
+    values = np.sort(raw, axis=1) * features["scale"].to_numpy()[:, None]
+    out = features[["target_id", "interval_start"]].reset_index(drop=True)
+    for q, column in zip(model.quantiles, values.T, strict=True):
+        out[f"p{round(q * 100)}"] = column
+    return out
+
+
+def seasonal_naive(
+    series: pd.DataFrame, issue_time: pd.Timestamp, horizon_days: int = 1, tz: str = "UTC"
+) -> pd.DataFrame:
+    """The baseline: each target interval's value one week earlier (local wall clock)."""
+    grid = _target_grid(series, pd.Timestamp(issue_time).tz_convert("UTC"), horizon_days, tz)
+    grid["baseline"] = _lookup(
+        _indexed(series), grid, _wall_clock_shift(grid["interval_start"], 7, tz)
+    )
+    return grid
+
+
+def naive_mae(series: pd.DataFrame, before: pd.Timestamp) -> pd.Series:
+    """Per-target in-sample MAE of the seasonal-naive forecast before `before`: the MASE scale."""
+    past = _indexed(series[series["interval_start"] < before])
+    shifted = past.copy()
+    shifted.index = shifted.index.set_levels(shifted.index.levels[1] + WEEK, level=1)
+    return (past - shifted).abs().groupby(level="target_id").mean()
+
+
+def forecast_metrics(actual, p10, p50, p90, baseline, mase_scale) -> dict[str, float]:
+    """Point and probabilistic scores of the model and of the baseline on the same rows.
+
+    `mase_scale` is a scalar or per-row array (e.g. naive_mae mapped to each row's target), so
+    MASE averages scale-free errors across targets of very different size. Rows with any
+    missing input are dropped so model and baseline are judged on exactly the same intervals.
+    """
+    cols = [actual, p10, p50, p90, baseline, np.broadcast_to(mase_scale, np.shape(actual))]
+    y, lo, mid, hi, base, scale = (np.asarray(c, dtype=float) for c in cols)
+    keep = ~np.isnan(np.vstack([y, lo, mid, hi, base, scale])).any(axis=0)
+    y, lo, mid, hi, base, scale = (a[keep] for a in (y, lo, mid, hi, base, scale))
+
+    def pinball(pred: np.ndarray, q: float) -> float:
+        diff = y - pred
+        return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+
+    out: dict[str, float] = {"n": float(len(y))}
+    for prefix, point in (("", mid), ("baseline_", base)):
+        err = y - point
+        out[f"{prefix}mae"] = float(np.mean(np.abs(err)))
+        out[f"{prefix}rmse"] = float(np.sqrt(np.mean(err**2)))
+        out[f"{prefix}wape"] = float(np.sum(np.abs(err)) / np.sum(np.abs(y)))
+        out[f"{prefix}mase"] = float(np.mean(np.abs(err) / scale))
+    out["pinball"] = float(np.mean([pinball(p, q) for p, q in ((lo, 0.1), (mid, 0.5), (hi, 0.9))]))
+    out["baseline_pinball"] = pinball(base, 0.5)
+    out["coverage_p10_p90"] = float(np.mean((y >= lo) & (y <= hi)))
+    return out

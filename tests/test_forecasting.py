@@ -1,0 +1,161 @@
+"""Day-ahead forecasting: no leakage past the cutoff, sane quantiles, beats seasonal-naive."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from energy_assets.forecasting import (
+    build_features,
+    fit_quantile_model,
+    forecast_metrics,
+    naive_mae,
+    predict_quantiles,
+    seasonal_naive,
+    training_frame,
+)
+
+TZ = "Europe/Amsterdam"  # the test week contains the spring DST change (2025-03-30)
+HOLIDAY = date(2025, 3, 5)
+TARGETS = {"house-1": 0.6, "office-7": 40.0, "feeder-A": 1500.0}
+
+
+def cutoffs(first: str, days: int) -> list[pd.Timestamp]:
+    """Issue times at 00:00 local on consecutive days, in UTC."""
+    local = pd.date_range(first, periods=days, freq="D", tz=TZ)
+    return list(local.tz_convert("UTC"))
+
+
+@pytest.fixture(scope="module")
+def series() -> pd.DataFrame:
+    """~8 weeks of 30-min demand: daily and weekly shape, heating load, day-level drift, noise."""
+    rng = np.random.default_rng(42)
+    times = pd.date_range("2025-02-03", "2025-04-01", freq="30min", tz=TZ, inclusive="left")
+    local_days = times.normalize()
+    day_index = pd.factorize(local_days)[0]
+    n_days = day_index.max() + 1
+    day_temp = 5 + np.cumsum(rng.normal(0, 1.5, n_days)) * 0.7 + np.linspace(0, 6, n_days)
+    hour = times.hour + times.minute / 60
+    temperature = day_temp[day_index] + 4 * np.sin(2 * np.pi * (hour - 9) / 24)
+    weekend = times.dayofweek >= 5
+    frames = []
+    for k, (target, level) in enumerate(TARGETS.items()):
+        peak = 8 + 4 * k  # each target its own daily shape
+        daily = (
+            1 + 0.6 * np.exp(-(((hour - peak) / 3) ** 2)) + 0.3 * np.exp(-(((hour - 19) / 2) ** 2))
+        )
+        weekly = np.where(weekend, 0.7 + 0.1 * k, 1.0)
+        heating = 0.04 * np.clip(15 - temperature, 0, None)
+        drift = np.exp(np.cumsum(rng.normal(0, 0.03, n_days)))[day_index]
+        noise = rng.normal(0, 0.08 + 0.04 * (k == 0), len(times))
+        value = level * drift * (daily * weekly + heating) * (1 + noise)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "target_id": target,
+                    "interval_start": times.tz_convert("UTC"),
+                    "value": value,
+                    "temperature": temperature,
+                }
+            )
+        )
+    out = pd.concat(frames, ignore_index=True)
+    out.loc[out.sample(frac=0.01, random_state=1).index, "value"] = np.nan  # meter gaps
+    return out
+
+
+TRAIN_CUTOFFS = cutoffs("2025-02-15", 35)  # targets 2025-02-16 .. 2025-03-22
+TEST_CUTOFFS = cutoffs("2025-03-23", 7)  # targets 2025-03-24 .. 2025-03-30, all after training
+KW = {"tz": TZ, "holiday_dates": {HOLIDAY}}
+
+
+@pytest.fixture(scope="module")
+def model(series):
+    train = training_frame(series, TRAIN_CUTOFFS, **KW)
+    assert train["interval_start"].max() < TEST_CUTOFFS[0]
+    return fit_quantile_model(train, rounds=200, seed=0)
+
+
+def feature_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["y"])
+
+
+@pytest.mark.parametrize("corruption", ["x100", "nan"])
+def test_no_leakage_past_the_cutoff(series, model, corruption):
+    issue = TEST_CUTOFFS[3]
+    after = series["interval_start"] >= issue
+    corrupted = series.copy()
+    corrupted.loc[after, "value"] = (
+        corrupted.loc[after, "value"] * 100 if corruption == "x100" else np.nan
+    )
+    before, changed = build_features(series, issue, **KW), build_features(corrupted, issue, **KW)
+    pd.testing.assert_frame_equal(
+        feature_columns(before), feature_columns(changed), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        predict_quantiles(model, before), predict_quantiles(model, changed), check_exact=True
+    )
+    # The test can see leaks: corrupting one hour earlier does change the features.
+    earlier = series["interval_start"] >= issue - pd.Timedelta(hours=1)
+    leaky = series.copy()
+    leaky.loc[earlier, "value"] = leaky.loc[earlier, "value"] * 100
+    assert not feature_columns(before).equals(feature_columns(build_features(leaky, issue, **KW)))
+
+
+def test_target_day_grid_is_local_and_dst_aware(series):
+    features = build_features(series, TEST_CUTOFFS[-1], **KW)  # target day 2025-03-30: 23 hours
+    assert features.groupby("target_id").size().eq(46).all()
+    local = features["interval_start"].dt.tz_convert(TZ)
+    assert (local.dt.date == date(2025, 3, 30)).all()
+    holiday = build_features(series, cutoffs("2025-03-04", 1)[0], **KW)
+    assert holiday["holiday"].eq(1).all()
+    assert build_features(series, TEST_CUTOFFS[0], **KW)["holiday"].eq(0).all()
+    # scale is the mean level of the week before the cutoff, so y is around 1 for every target
+    assert features.groupby("target_id")["y"].mean().between(0.7, 1.3).all()
+
+
+def test_backtest_beats_seasonal_naive_with_sane_quantiles(series, model):
+    scale = naive_mae(series, TEST_CUTOFFS[0])
+    frames = []
+    for issue in TEST_CUTOFFS:
+        features = build_features(series, issue, **KW)
+        pred = predict_quantiles(model, features)
+        pred["actual"] = features["y"] * features["scale"]
+        frames.append(pred.merge(seasonal_naive(series, issue, tz=TZ)))
+    test = pd.concat(frames, ignore_index=True)
+
+    assert (test["p10"] <= test["p50"]).all() and (test["p50"] <= test["p90"]).all()
+    m = forecast_metrics(
+        test["actual"], test["p10"], test["p50"], test["p90"], test["baseline"],
+        test["target_id"].map(scale),
+    )  # fmt: skip
+    print({k: round(v, 4) for k, v in m.items()})
+    assert m["wape"] < 0.85 * m["baseline_wape"]
+    assert m["mase"] < m["baseline_mase"]
+    assert 0.6 <= m["coverage_p10_p90"] <= 0.95
+
+
+def test_metrics_match_hand_computed_values():
+    actual = [10, 20, 30, 40, np.nan]  # the NaN row is dropped
+    p10, p50, p90 = [8, 15, 31, 30, 1], [12, 18, 30, 36, 2], [14, 19, 35, 45, 3]
+    baseline = [10, 25, 25, 40, 4]
+    m = forecast_metrics(actual, p10, p50, p90, baseline, mase_scale=4.0)
+    expected = {
+        "n": 4,
+        "mae": 2.0,  # |e| = 2, 2, 0, 4
+        "rmse": np.sqrt(6.0),
+        "wape": 8 / 100,
+        "mase": 0.5,
+        "baseline_mae": 2.5,  # |e| = 0, 5, 5, 0
+        "baseline_rmse": np.sqrt(12.5),
+        "baseline_wape": 0.1,
+        "baseline_mase": 0.625,
+        # P10: .2 .5 .9 1.0 -> .65; P50: 1.0; P90: .4 .9 .5 .5 -> .575
+        "pinball": (0.65 + 1.0 + 0.575) / 3,
+        "baseline_pinball": 1.25,
+        "coverage_p10_p90": 0.5,  # 10 in [8, 14], 40 in [30, 45]
+    }
+    assert m == pytest.approx(expected)
