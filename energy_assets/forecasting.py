@@ -155,7 +155,9 @@ def fit_quantile_model(
     """
     features = BASE_FEATURES + (["temperature"] if "temperature" in train.columns else [])
     train = train[train["y"].notna()]
-    dtrain = xgb.DMatrix(train[features].astype(float), label=train["y"].to_numpy() - _anchor(train))
+    dtrain = xgb.DMatrix(
+        train[features].astype(float), label=train["y"].to_numpy() - _anchor(train)
+    )
     params = {
         "objective": "reg:quantileerror",
         "quantile_alpha": np.array(quantiles),

@@ -29,6 +29,14 @@ def cutoffs(first: str, days: int) -> list[pd.Timestamp]:
     return list(local.tz_convert("UTC"))
 
 
+def ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
+    """A stationary AR(1) path with unit variance: weather and level that wander but revert."""
+    out = np.zeros(n)
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + np.sqrt(1 - phi**2) * rng.normal()
+    return out
+
+
 @pytest.fixture(scope="module")
 def series() -> pd.DataFrame:
     """~8 weeks of 30-min demand: daily and weekly shape, heating load, day-level drift, noise."""
@@ -37,7 +45,7 @@ def series() -> pd.DataFrame:
     local_days = times.normalize()
     day_index = pd.factorize(local_days)[0]
     n_days = day_index.max() + 1
-    day_temp = 5 + np.cumsum(rng.normal(0, 1.5, n_days)) * 0.7 + np.linspace(0, 6, n_days)
+    day_temp = 7 + 4 * ar1(rng, n_days, 0.8) + np.linspace(0, 3, n_days)
     hour = times.hour + times.minute / 60
     temperature = day_temp[day_index] + 4 * np.sin(2 * np.pi * (hour - 9) / 24)
     weekend = times.dayofweek >= 5
@@ -49,7 +57,7 @@ def series() -> pd.DataFrame:
         )
         weekly = np.where(weekend, 0.7 + 0.1 * k, 1.0)
         heating = 0.04 * np.clip(15 - temperature, 0, None)
-        drift = np.exp(np.cumsum(rng.normal(0, 0.03, n_days)))[day_index]
+        drift = np.exp(0.05 * ar1(rng, n_days, 0.7))[day_index]  # stationary day-level wobble
         noise = rng.normal(0, 0.08 + 0.04 * (k == 0), len(times))
         value = level * drift * (daily * weekly + heating) * (1 + noise)
         frames.append(
