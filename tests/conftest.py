@@ -137,24 +137,37 @@ def templates(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             sql.Identifier(f"{prefix}_{role}")))  # fmt: skip
 
 
-@pytest.fixture
-def platform(pg_server: str, templates: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh `$ENERGY_HOME` with its own warehouse and Dagster databases on the test server."""
-    for key in PLATFORM_ENV:  # remembered by monkeypatch, restored after the test
-        monkeypatch.delenv(key, raising=False)
+@contextlib.contextmanager
+def copied_databases(pg_server: str, templates: str) -> Iterator[dict[str, str]]:
+    """A warehouse and a Dagster database copied from the session's templates, dropped after."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     urls = {}
     for role in ("warehouse", "dagster"):
         admin(pg_server, sql.SQL("create database {} template {}").format(
             sql.Identifier(f"{name}_{role}"), sql.Identifier(f"{templates}_{role}")))  # fmt: skip
         urls[role] = with_database(pg_server, f"{name}_{role}")
-    monkeypatch.setenv("ENERGY_HOME", str(tmp_path / "home"))
+    try:
+        yield urls
+    finally:
+        for role in ("warehouse", "dagster"):
+            admin(pg_server, sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(f"{name}_{role}")))  # fmt: skip
+
+
+@pytest.fixture
+def platform(pg_server: str, templates: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh `$ENERGY_HOME` with its own warehouse and Dagster databases on the test server."""
+    for key in PLATFORM_ENV:  # remembered by monkeypatch, restored after the test
+        monkeypatch.delenv(key, raising=False)
+    with copied_databases(pg_server, templates) as urls:
+        yield configured_platform(monkeypatch, tmp_path / "home", urls)
+
+
+def configured_platform(monkeypatch: pytest.MonkeyPatch, home: Path, urls: dict[str, str]):
+    monkeypatch.setenv("ENERGY_HOME", str(home))
     monkeypatch.setenv("ENERGY_DATABASE_URL", urls["warehouse"])
     monkeypatch.setenv("ENERGY_DAGSTER_DATABASE_URL", urls["dagster"])
     monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "0")
     settings = Settings.from_env()
     settings.ensure_dirs()
-    yield PlatformUnderTest(settings, urls["warehouse"], urls["dagster"])
-    for role in ("warehouse", "dagster"):
-        admin(pg_server, sql.SQL("drop database if exists {} with (force)").format(
-            sql.Identifier(f"{name}_{role}")))  # fmt: skip
+    return PlatformUnderTest(settings, urls["warehouse"], urls["dagster"])

@@ -17,20 +17,15 @@ Calendars are UTC throughout (ENERGY_TIMEZONE unset), so local hours and days eq
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PLATFORM_ENV, PlatformUnderTest, admin, with_database
-from psycopg2 import sql
+from conftest import PLATFORM_ENV, PlatformUnderTest, configured_platform, copied_databases
 
 from energy_assets.operations import run_once
-from energy_assets.settings import Settings
 
 MINUTES_15 = pd.Timedelta(minutes=15)
 MINUTES_5 = pd.Timedelta(minutes=5)
@@ -49,33 +44,16 @@ def loaded_platform(
     """A fresh platform (databases copied from the session's templates, as `platform` does) whose
     dropbox `write` fills, loaded by one `run_once`; yields the platform and the readings `write`
     returned. The environment is restored right after the run."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    urls = {}
-    for role in ("warehouse", "dagster"):
-        admin(pg_server, sql.SQL("create database {} template {}").format(
-            sql.Identifier(f"{name}_{role}"), sql.Identifier(f"{templates}_{role}")))  # fmt: skip
-        urls[role] = with_database(pg_server, f"{name}_{role}")
-    with mock.patch.dict(os.environ):  # run_once exports the platform's env; undo it afterwards
-        for key in (*PLATFORM_ENV, "ENERGY_TIMEZONE"):
-            os.environ.pop(key, None)
-        os.environ.update(
-            ENERGY_HOME=str(home),
-            ENERGY_DATABASE_URL=urls["warehouse"],
-            ENERGY_DAGSTER_DATABASE_URL=urls["dagster"],
-            ENERGY_FILE_STABLE_SECONDS="0",
-        )
-        settings = Settings.from_env()
-        settings.ensure_dirs()
-        readings = write(settings.dropbox)
-        report = run_once(settings)
+    with copied_databases(pg_server, templates) as urls, pytest.MonkeyPatch.context() as env:
+        for key in (*PLATFORM_ENV, "ENERGY_TIMEZONE"):  # run_once exports the platform's env
+            env.delenv(key, raising=False)
+        platform = configured_platform(env, home, urls)
+        readings = write(platform.settings.dropbox)
+        report = run_once(platform.settings)
         assert report.ok, report.table()
         assert all(row["status"] == "loaded" for row in report.files), report.table()
-    try:
-        yield PlatformUnderTest(settings, urls["warehouse"], urls["dagster"]), readings
-    finally:
-        for role in ("warehouse", "dagster"):
-            admin(pg_server, sql.SQL("drop database if exists {} with (force)").format(
-                sql.Identifier(f"{name}_{role}")))  # fmt: skip
+        env.undo()
+        yield platform, readings
 
 
 # --- writing input files, returning what they hold as readings ---------------------------------
