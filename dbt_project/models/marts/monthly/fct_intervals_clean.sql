@@ -1,8 +1,4 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    tags=['monthly'],
     pre_hook="{{ delete_month_window('interval_start') }}",
     post_hook="create index if not exists fct_intervals_clean_gaps on {{ this }} (meter_id, interval_start) where quality = 'gap'",
     indexes=[

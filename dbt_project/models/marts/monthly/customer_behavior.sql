@@ -1,8 +1,4 @@
 {{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    on_schema_change='append_new_columns',
-    tags=['monthly'],
     pre_hook="{{ delete_month_window('window_start') }}",
     indexes=[{'columns': ['customer_id', 'window_length', 'window_start'], 'unique': True}],
 ) }}
