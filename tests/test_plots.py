@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 
+import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
@@ -11,9 +12,31 @@ from matplotlib.image import imread
 
 from energy_assets.operations import run_once
 from energy_assets.platform import platform_session
-from energy_assets.sample import write_sample
 
 LCL = SHARED_DATA / "lcl_london_2013_60hh" / "halfhourly_kwh.csv.gz"
+OPENSTEF = SHARED_DATA / "openstef_example_nl_2020"
+FEEDERS = {"287": "North", "307": "North", "435": "South"}
+
+
+def write_openstef_as_feeder_exports(dropbox) -> None:
+    """Real grid-connection loads (MW, negative = reverse flow) from the OpenSTEF examples,
+    December 2020, written as seed-style feeder exports: import as kW del, export as kW rec."""
+    for pid in FEEDERS:
+        frame = pd.read_csv(OPENSTEF / f"get_model_input_pid_{pid}.csv.gz",
+                            usecols=["index", "load"], parse_dates=["index"])  # fmt: skip
+        frame = frame[(frame["index"] >= "2020-12-01") & (frame["index"] < "2021-01-01")]
+        frame = frame.dropna(subset=["load"])
+        kw = frame["load"] * 1000
+        pd.DataFrame({
+            "Start Time": frame["index"].dt.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+            "kW del": kw.clip(lower=0).round(3), "kW rec": (-kw).clip(lower=0).round(3),
+            "kVA del": (kw.clip(lower=0) / 0.95).round(3),
+            "kVA rec": ((-kw).clip(lower=0) / 0.95).round(3),
+        }).to_csv(dropbox / f"P{pid}_2020-12.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [(f"P{pid}", feeder, 1) for pid, feeder in FEEDERS.items()],
+        columns=["ID", "Name", "Multiplier"],
+    ).to_csv(dropbox / "meter-data.csv", index=False)
 
 
 def write_lcl_january(path, households: int = 12) -> None:
@@ -37,15 +60,15 @@ def assert_png(path) -> None:
     assert height >= 400 and width >= 600
 
 
-@pytest.mark.skipif(not LCL.exists(), reason="needs ../shared/data (real LCL data)")
+@pytest.mark.skipif(not LCL.exists(), reason="needs ../shared/data (real LCL and OpenSTEF data)")
 def test_each_plot_kind_is_rendered_and_attached(platform):
     write_lcl_january(platform.settings.dropbox / "lcl_jan.csv")
-    write_sample(platform.settings.dropbox, months=("2024-01",))
+    write_openstef_as_feeder_exports(platform.settings.dropbox)
     assert run_once(platform.settings).ok
 
     plots = platform.settings.home / "plots"
     for name in ("North.png", "South.png", "all.png", "heatmap.png"):
-        assert_png(plots / "load" / "2024-01" / name)
+        assert_png(plots / "load" / "2020-12" / name)
     customers = sorted((plots / "customers" / "2013-01").glob("*.png"))
     assert len(customers) == 12
     for path in customers:
@@ -61,8 +84,8 @@ def test_each_plot_kind_is_rendered_and_attached(platform):
             ).records
             return records[0].asset_materialization.metadata
 
-        load = metadata(["plots", "load_profiles"], "2024-01-01")
-        assert str(plots / "load" / "2024-01" / "all.png") in load["2024-01"].value
+        load = metadata(["plots", "load_profiles"], "2020-12-01")
+        assert str(plots / "load" / "2020-12" / "all.png") in load["2020-12"].value
         assert load["system_heatmap"].value.startswith("![system heat map](data:image/png;base64,")
         patterns = metadata(["plots", "customer_patterns"], "2013-01-01")
         assert patterns["2013-01"].value["customers"] == 12
