@@ -7,17 +7,14 @@ from pathlib import Path
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from energy_assets import warehouse
-from energy_assets.partitions import monthly_partitions, months_in
+from energy_assets.partitions import monthly_asset, months_in
 from energy_assets.resources import Platform
 from energy_assets.segmentation import (
     Segmentation,
@@ -87,12 +84,9 @@ def store_segments(url: str, month: date, segmentation: Segmentation) -> None:
         conn.close()
 
 
-@asset(
-    key=AssetKey(["ml", "customer_segments"]),
-    deps=[AssetKey(["marts", "fct_intervals_clean"])],
-    partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="ml",
+@monthly_asset(
+    ["ml", "customer_segments"],
+    deps=[["marts", "fct_intervals_clean"]],
     description="Customers clustered on their normalised daily load shape (K-means, the number "
     "of segments chosen by silhouette), with each segment's centroid shape and a plot of them.",
 )

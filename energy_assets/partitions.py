@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from dagster import MonthlyPartitionsDefinition, TimeWindow
+from dagster import AssetKey, BackfillPolicy, MonthlyPartitionsDefinition, TimeWindow, asset
 
 FIRST_MONTH = date(1990, 1, 1)  # ingest rejects readings before this
 
@@ -22,3 +22,19 @@ def months_in(window: TimeWindow) -> list[tuple[date, date]]:
         months.append((month, following))
         month = following
     return months
+
+
+def monthly_asset(key: list[str], deps: list[list[str]], description: str):
+    """Decorator for a Python asset partitioned by month like the marts it reads.
+
+    A backfill runs once over its whole range (the asset loops over `months_in`); the group is
+    the key's first part (`ml`, `plots`).
+    """
+    return asset(
+        key=AssetKey(key),
+        deps=[AssetKey(dep) for dep in deps],
+        partitions_def=monthly_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        group_name=key[0],
+        description=description,
+    )

@@ -11,15 +11,12 @@ from pathlib import Path
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
-    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from energy_assets.ml import image_markdown, read_frame
-from energy_assets.partitions import monthly_partitions, months_in
+from energy_assets.partitions import monthly_asset, months_in
 from energy_assets.plots import hourly_pattern, load_heatmap, load_profile
 from energy_assets.resources import Platform
 
@@ -71,12 +68,9 @@ def render_load_profiles(feeders: pd.DataFrame, month: date, folder: Path) -> li
     return paths
 
 
-@asset(
-    key=AssetKey(["plots", "load_profiles"]),
-    deps=[AssetKey(["marts", "fct_feeder_intervals"]), AssetKey(["marts", "fct_system_intervals"])],
-    partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="plots",
+@monthly_asset(
+    ["plots", "load_profiles"],
+    deps=[["marts", "fct_feeder_intervals"], ["marts", "fct_system_intervals"]],
     description="Per feeder and for the system: the month's net load with missing data shaded, "
     "and a day x time-of-day heat map of the system load.",
 )
@@ -98,12 +92,9 @@ def load_profiles(context: AssetExecutionContext, platform: Platform) -> Materia
     return MaterializeResult(metadata=metadata)
 
 
-@asset(
-    key=AssetKey(["plots", "customer_patterns"]),
-    deps=[AssetKey(["marts", "customer_hourly_profile"])],
-    partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="plots",
+@monthly_asset(
+    ["plots", "customer_patterns"],
+    deps=[["marts", "customer_hourly_profile"]],
     description="Per customer, the month's mean demand by hour of day, weekdays vs weekends.",
 )
 def customer_patterns(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
