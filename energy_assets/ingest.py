@@ -156,9 +156,9 @@ class Ingest:
             (sha,),
         )
         seen = cur.fetchone()
-        if seen is not None:
-            return self._record_duplicate(cur, Dropped(path, sha, received_at), seen)
         dropped = Dropped(path, sha, received_at)
+        if seen is not None:
+            return self._record_duplicate(cur, dropped, seen)
         cur.execute("savepoint file_rows")
         try:
             if path.is_symlink():

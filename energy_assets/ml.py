@@ -10,7 +10,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
 )
-from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from energy_assets import warehouse
@@ -55,14 +54,8 @@ def store_segments(url: str, month: date, segmentation: Segmentation) -> None:
     conn = warehouse.connect(url)
     try:
         with conn, conn.cursor() as cur:
-            for table in ("ml.customer_segments", "ml.segment_centroids"):
-                schema, name = table.split(".")
-                cur.execute(
-                    sql.SQL("delete from {}.{} where month_start = %s").format(
-                        sql.Identifier(schema), sql.Identifier(name)
-                    ),
-                    (month,),
-                )
+            cur.execute("delete from ml.customer_segments where month_start = %s", (month,))
+            cur.execute("delete from ml.segment_centroids where month_start = %s", (month,))
             execute_values(
                 cur,
                 "insert into ml.customer_segments values %s",

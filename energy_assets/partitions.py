@@ -4,6 +4,8 @@ from datetime import date
 
 from dagster import AssetKey, BackfillPolicy, MonthlyPartitionsDefinition, TimeWindow, asset
 
+from energy_assets.warehouse import next_month
+
 FIRST_MONTH = date(1990, 1, 1)  # ingest rejects readings before this
 
 monthly_partitions = MonthlyPartitionsDefinition(start_date=f"{FIRST_MONTH:%Y-%m-%d}", end_offset=1)
@@ -18,7 +20,7 @@ def months_in(window: TimeWindow) -> list[tuple[date, date]]:
     """[start, end) of each month in a run's partition window (one month, or a backfill range)."""
     months, month = [], window.start.date()
     while month < window.end.date():
-        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        following = next_month(month)
         months.append((month, following))
         month = following
     return months
