@@ -1,10 +1,11 @@
-"""Day-ahead quantile forecasts per meter/feeder, judged honestly (issue 5).
+"""Day-ahead quantile forecasts per meter, feeder or total, and the scores that judge them.
 
 A forecast is issued at a cutoff (by default 00:00 local the day before the target day) and
-covers one local day. Every feature except calendar and temperature (which stands for a weather
-forecast) is computed from rows strictly before the cutoff, so backtests cannot peek. One global
-XGBoost model serves all targets of a resolution: targets and lag features are divided by the
-target's own recent level (`scale`), and identity and scale enter as features.
+covers one local day. Every feature except the calendar and the weather (observed weather stands
+in for the forecast of it a live system would use) is computed from rows strictly before the
+cutoff, so backtests cannot peek. One global XGBoost model serves all targets of a resolution:
+targets and lag features are divided by the target's own recent level (`scale`), and identity
+and scale enter as features.
 
 Pure functions, data frames in and out: no database, no Dagster.
 """
@@ -24,6 +25,16 @@ BASE_FEATURES = [
     "target_code", "log_scale", "lag_last", "lag_7d", "lag_14d", "mean_1d", "std_1d", "std_7d",
     "tod_sin", "tod_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "weekend", "holiday",
 ]  # fmt: skip
+WEATHER_PREFIX = "weather_"  # weather_temperature, weather_wind_speed, ...
+MODEL_PARAMS = {
+    "objective": "reg:quantileerror",
+    "tree_method": "hist",
+    "learning_rate": 0.05,
+    "max_depth": 6,
+    "min_child_weight": 5,
+    "subsample": 0.8,
+    "nthread": 1,
+}
 WEEK = pd.Timedelta(days=7)
 
 
@@ -34,14 +45,16 @@ def _resolution(series: pd.DataFrame) -> pd.Timedelta:
 
 
 def _target_grid(
-    series: pd.DataFrame, issue_time: pd.Timestamp, horizon_days: int, tz: str
-) -> pd.DataFrame:
+    series: pd.DataFrame, issue_time: pd.Timestamp, horizon_days: int, tz: str,
+    resolution: pd.Timedelta | None = None,
+) -> pd.DataFrame:  # fmt: skip
     """Every target x interval of the local day `horizon_days` after the issue day (DST-aware)."""
     local_day = issue_time.tz_convert(tz).normalize().tz_localize(None)
     start, end = (
         (local_day + pd.Timedelta(days=d)).tz_localize(tz) for d in (horizon_days, horizon_days + 1)
     )
-    times = pd.date_range(start, end, freq=_resolution(series), inclusive="left").tz_convert("UTC")
+    step = resolution if resolution is not None else _resolution(series)
+    times = pd.date_range(start, end, freq=step, inclusive="left").tz_convert("UTC")
     targets = np.sort(series["target_id"].unique())
     grid = pd.MultiIndex.from_product([targets, times], names=["target_id", "interval_start"])
     return grid.to_frame(index=False)
@@ -60,9 +73,14 @@ def _lookup(values: pd.Series, grid: pd.DataFrame, times: pd.DatetimeIndex) -> n
     return values.reindex(keys).to_numpy(dtype=float)
 
 
-def _indexed(rows: pd.DataFrame) -> pd.Series:
-    s = rows.set_index(["target_id", "interval_start"])["value"].astype(float)
+def _indexed(rows: pd.DataFrame, column: str = "value") -> pd.Series:
+    s = rows.set_index(["target_id", "interval_start"])[column].astype(float)
     return s[~s.index.duplicated(keep="last")]
+
+
+def weather_columns(frame: pd.DataFrame) -> list[str]:
+    """The weather variables a frame carries, as `weather_<variable>` columns."""
+    return sorted(c for c in frame.columns if c.startswith(WEATHER_PREFIX))
 
 
 def _cyclic(frame: pd.DataFrame, name: str, value: np.ndarray, period: float) -> None:
@@ -76,18 +94,21 @@ def build_features(
     horizon_days: int = 1,
     tz: str = "UTC",
     holiday_dates: set[date] | None = None,
+    resolution: pd.Timedelta | None = None,
 ) -> pd.DataFrame:
     """Feature rows for the day `horizon_days` after the issue day, one per target x interval.
 
-    `series` is long: target_id, interval_start (UTC), value (NaN gaps), optional temperature.
+    `series` is long: target_id, interval_start (UTC), value (NaN gaps), optional
+    `weather_*` columns (observed weather, standing in for a forecast of it).
     Lags and rolling statistics use only rows with interval_start < issue_time; lags that would
     fall at or after it are NaN (XGBoost handles missing values), so lag-1d is never used for a
     day-ahead forecast. `scale` is the target's mean |value| over the 7 days before the cutoff;
     `y` is value / scale where the value is known (NaN otherwise, e.g. for a live forecast).
-    The `holidays` package is not installed here, so public holidays come as `holiday_dates`.
+    Public holidays come as `holiday_dates` (see `public_holidays`). A `tariff_flag` column
+    (1 for a time-of-use tariff) enters as a per-target feature when present.
     """
     issue_time = pd.Timestamp(issue_time).tz_convert("UTC")
-    grid = _target_grid(series, issue_time, horizon_days, tz)
+    grid = _target_grid(series, issue_time, horizon_days, tz, resolution)
     past_rows = series[series["interval_start"] < issue_time]
     past = _indexed(past_rows)
 
@@ -116,9 +137,11 @@ def build_features(
     _cyclic(out, "month", (local.month - 1).to_numpy(), 12)
     out["weekend"] = (local.dayofweek >= 5).astype(float)
     out["holiday"] = np.isin(local.date, list(holiday_dates or ())).astype(float)
-    if "temperature" in series.columns:
-        temps = series.rename(columns={"value": "_v", "temperature": "value"})
-        out["temperature"] = _lookup(_indexed(temps), grid, grid["interval_start"])
+    if "tariff_flag" in series.columns:
+        flags = series.groupby("target_id")["tariff_flag"].first()
+        out["tariff_flag"] = flags.reindex(grid["target_id"]).to_numpy(dtype=float)
+    for column in weather_columns(series):
+        out[column] = _lookup(_indexed(series, column), grid, grid["interval_start"])
     out["y"] = _lookup(_indexed(series), grid, grid["interval_start"]) / scale
     return out
 
@@ -130,13 +153,24 @@ def training_frame(series: pd.DataFrame, issue_times: list[pd.Timestamp], **kwar
     return stacked[stacked["y"].notna()].reset_index(drop=True)
 
 
+def public_holidays(country: str | None, years: range, subdiv: str | None = None) -> set[date]:
+    """Public holidays of a country (ISO code, e.g. GB with subdiv ENG) from `holidays`."""
+    if not country:
+        return set()
+    import holidays
+
+    return set(holidays.country_holidays(country, subdiv=subdiv, years=list(years)))
+
+
 @dataclass(frozen=True)
 class QuantileModel:
-    """The booster plus the feature order and quantiles it was trained with."""
+    """The booster, the feature order and quantiles it was trained with, and the widening of
+    the outer quantiles (in units of the target's scale) that calibration found."""
 
     booster: xgb.Booster
     features: list[str]
     quantiles: tuple[float, ...]
+    band_offset: float = 0.0
 
 
 def _anchor(features: pd.DataFrame) -> np.ndarray:
@@ -153,31 +187,47 @@ def fit_quantile_model(
 
     nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
     """
-    features = BASE_FEATURES + (["temperature"] if "temperature" in train.columns else [])
+    optional = ["tariff_flag"] if "tariff_flag" in train.columns else []
+    features = BASE_FEATURES + optional + weather_columns(train)
     train = train[train["y"].notna()]
     dtrain = xgb.DMatrix(
         train[features].astype(float), label=train["y"].to_numpy() - _anchor(train)
     )
-    params = {
-        "objective": "reg:quantileerror",
-        "quantile_alpha": np.array(quantiles),
-        "tree_method": "hist",
-        "learning_rate": 0.05,
-        "max_depth": 6,
-        "min_child_weight": 5,
-        "subsample": 0.8,
-        "nthread": 1,
-        "seed": seed,
-    }
+    params = {**MODEL_PARAMS, "quantile_alpha": np.array(quantiles), "seed": seed}
     booster = xgb.train(params, dtrain, num_boost_round=rounds)
     return QuantileModel(booster, features, tuple(quantiles))
 
 
-def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFrame:
-    """Quantiles in original units (x scale), sorted per row so they never cross."""
+def _normalised(model: QuantileModel, features: pd.DataFrame) -> np.ndarray:
+    """Raw quantile predictions in units of the target's scale, before widening."""
     x = features.reindex(columns=model.features).astype(float)
     raw = model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
-    raw = raw + _anchor(features)[:, None]
+    return raw + _anchor(features)[:, None]
+
+
+def conformal_offset(model: QuantileModel, calibration: pd.DataFrame, coverage: float) -> float:
+    """Split-conformal widening of the outer quantiles (CQR, Romano et al. 2019).
+
+    The score max(p_lo - y, y - p_hi) on rows the model never saw; its finite-sample corrected
+    `coverage` quantile, added to both ends, makes the band cover about `coverage` of new rows.
+    Negative when the raw band is too wide.
+    """
+    rows = calibration[calibration["y"].notna()]
+    if rows.empty:
+        return 0.0
+    raw = _normalised(model, rows)
+    y = rows["y"].to_numpy(dtype=float)
+    scores = np.maximum(raw[:, 0] - y, y - raw[:, -1])
+    level = min(1.0, coverage * (1 + 1 / len(scores)))
+    return float(np.quantile(scores, level))
+
+
+def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFrame:
+    """Quantiles in original units (x scale), the outer ones widened by the model's calibrated
+    offset, sorted per row so they never cross."""
+    raw = _normalised(model, features)
+    raw[:, 0] -= model.band_offset
+    raw[:, -1] += model.band_offset
     values = np.sort(raw, axis=1) * features["scale"].to_numpy()[:, None]
     out = features[["target_id", "interval_start"]].reset_index(drop=True)
     for q, column in zip(model.quantiles, values.T, strict=True):

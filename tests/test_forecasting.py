@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from energy_assets.backtest import ForecastConfig, backtest, live_forecast
 from energy_assets.forecasting import (
     build_features,
     fit_quantile_model,
@@ -66,7 +68,7 @@ def series() -> pd.DataFrame:
                     "target_id": target,
                     "interval_start": times.tz_convert("UTC"),
                     "value": value,
-                    "temperature": temperature,
+                    "weather_temperature": temperature,
                 }
             )
         )
@@ -167,3 +169,71 @@ def test_metrics_match_hand_computed_values():
         "coverage_p10_p90": 0.5,  # 10 in [8, 14], 40 in [30, 45]
     }
     assert m == pytest.approx(expected)
+
+
+FAST = ForecastConfig(tz=TZ, rounds=40, train_days=21)
+FORECAST_COLUMNS = ["target_id", "interval_start", "issued_at", "p10", "p50", "p90", "baseline",
+                    "model_version"]  # fmt: skip
+
+
+@pytest.mark.parametrize("cutoff_hour", [0, 10])
+def test_backtest_forecast_ignores_everything_from_its_cutoff_on(series, cutoff_hour):
+    """Training, calibration and features together: garbage from the cutoff on (which covers
+    the forecast day) leaves the day's forecast bit for bit the same. Weather is left alone:
+    it stands for the weather forecast a live system would have at the cutoff."""
+    config = replace(FAST, cutoff_hour=cutoff_hour)
+    day = date(2025, 3, 26)
+    cutoff = config.issue_time(day)
+    assert cutoff == pd.Timestamp(f"2025-03-25 {cutoff_hour:02d}:00", tz=TZ)
+
+    def corrupt(since: pd.Timestamp) -> pd.DataFrame:
+        out = series.copy()
+        after = out["interval_start"] >= since
+        out.loc[after, "value"] = out.loc[after, "value"] * 100 + 7
+        return out
+
+    original = backtest(series, "meter", [day], config).rows
+    corrupted = backtest(corrupt(cutoff), "meter", [day], config).rows
+    assert len(original) == 3 * 48
+    pd.testing.assert_frame_equal(
+        original[FORECAST_COLUMNS], corrupted[FORECAST_COLUMNS], check_exact=True
+    )
+    assert (corrupted["actual"] != original["actual"]).all()  # only the scoring saw the garbage
+    # The test can see leaks: garbage from one interval before the cutoff changes the forecast.
+    leaky = backtest(corrupt(cutoff - pd.Timedelta(minutes=30)), "meter", [day], config).rows
+    assert not np.allclose(leaky["p50"], original["p50"])
+
+
+def test_rolling_origin_retrains_weekly_on_the_past_only(series):
+    days = [date(2025, 3, 10) + pd.Timedelta(days=k).to_pytimedelta() for k in range(14)]
+    result = backtest(series, "meter", days, FAST)
+    assert [m.trained_at for m in result.models] == [FAST.issue_time(days[0]),
+                                                     FAST.issue_time(days[7])]  # fmt: skip
+    models = {m.version: m for m in result.models}
+    rows = result.rows
+    assert len(rows) == 3 * 48 * 14 and set(rows["model_version"]) == set(models)
+    for version, r in rows.groupby("model_version"):
+        model = models[version]
+        assert model.train_end < model.trained_at <= r["issued_at"].min()
+    local_day = rows["interval_start"].dt.tz_convert(TZ).dt.normalize()
+    issue_day = rows["issued_at"].dt.tz_convert(TZ).dt.normalize()
+    assert ((local_day - issue_day) == pd.Timedelta(days=1)).all()
+    assert ((rows["p10"] <= rows["p50"]) & (rows["p50"] <= rows["p90"])).all()
+    # Scores per target on the intervals with an actual and a baseline (model and baseline are
+    # judged on the same rows), and P10-P90 near its nominal 80%.
+    metrics = result.metrics.set_index("target_id")
+    known = rows.dropna(subset=["actual", "baseline"]).groupby("target_id").size()
+    assert metrics["intervals"].to_dict() == known.to_dict()
+    assert metrics["coverage_p10_p90"].between(0.5, 0.97).all()
+    assert all("band_offset" in m.calibration for m in result.models)
+
+
+def test_live_forecast_covers_the_day_after_the_next_cutoff(series):
+    cut = series[series["interval_start"] < pd.Timestamp("2025-03-20 12:00", tz=TZ)]
+    result = live_forecast(cut, "meter", FAST)
+    rows = result.rows
+    assert rows["issued_at"].unique().tolist() == [FAST.issue_time(date(2025, 3, 22))]
+    local = rows["interval_start"].dt.tz_convert(TZ)
+    assert (local.dt.date == date(2025, 3, 22)).all() and len(rows) == 3 * 48
+    assert rows["actual"].isna().all() and rows["p50"].notna().all()
+    assert len(result.models) == 1 and result.models[0].train_end < rows["issued_at"].iloc[0]

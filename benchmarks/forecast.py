@@ -1,0 +1,161 @@
+"""Day-ahead forecast accuracy on real data and training cost at 100 meters.
+
+Runs `energy_assets.backtest` (the code behind the ml/forecast_backtest asset) on:
+- the OpenSTEF grid loads (three Dutch 15-minute connections as feeders, and their sum as the
+  system), with the observed temperature standing in for a weather forecast;
+- the Low Carbon London households (30-minute meters, and their sum), with London temperature,
+  English bank holidays and the time-of-use tariff flag;
+- 100 generated 15-minute meters, for the training and prediction time alone.
+
+Prints per target kind: model WAPE, seasonal-naive WAPE, MASE, P10-P90 coverage, train and
+predict seconds; writes benchmarks/results/forecast.json.
+Usage: .venv/bin/python benchmarks/forecast.py [--lcl-months 2013-03 2013-06 ...]
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from energy_assets.backtest import ForecastConfig, backtest
+from energy_assets.forecasting import forecast_metrics, naive_mae
+from energy_assets.sample import feeder_meter_frame
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+OPENSTEF = SHARED / "openstef_example_nl_2020"
+LCL = SHARED / "lcl_london_2013_60hh"
+OPENSTEF_WEATHER = {"temp": "temperature", "radiation": "radiation", "windspeed_100m": "wind_speed"}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def month_days(month: str) -> list[date]:
+    first = date.fromisoformat(month + "-01")
+    following = (pd.Timestamp(first) + pd.offsets.MonthBegin(1)).date()
+    return [first + timedelta(days=k) for k in range((following - first).days)]
+
+
+def openstef() -> dict[str, pd.DataFrame]:
+    frames = []
+    for pid in ("287", "307", "435"):
+        raw = pd.read_csv(OPENSTEF / f"get_model_input_pid_{pid}.csv.gz",
+                          usecols=["index", "load", *OPENSTEF_WEATHER])  # fmt: skip
+        frame = pd.DataFrame({
+            "target_id": pid, "interval_start": pd.to_datetime(raw["index"], utc=True),
+            "value": raw["load"],
+        })  # fmt: skip
+        for source, variable in OPENSTEF_WEATHER.items():
+            frame[f"weather_{variable}"] = raw[source]
+        frames.append(frame)
+    feeders = pd.concat(frames, ignore_index=True)
+    weather = {c: (c, "mean") for c in feeders.columns if c.startswith("weather_")}
+    system = feeders.groupby("interval_start", as_index=False).agg(
+        value=("value", lambda v: v.sum(min_count=3)), **weather
+    )
+    return {"feeder": feeders, "system": system.assign(target_id="system")}
+
+
+def lcl() -> dict[str, pd.DataFrame]:
+    raw = pd.read_csv(LCL / "halfhourly_kwh.csv.gz", na_values=["Null"])
+    raw.columns = ["target_id", "local", "kwh"]
+    local = pd.to_datetime(raw["local"])
+    times = local.dt.tz_localize("Europe/London", ambiguous="NaT", nonexistent="NaT")
+    meters = pd.DataFrame({
+        "target_id": raw["target_id"], "interval_start": times.dt.tz_convert("UTC"),
+        "value": pd.to_numeric(raw["kwh"], errors="coerce") * 2,  # kWh per half hour -> kW
+    })  # fmt: skip
+    meters = meters.dropna(subset=["interval_start"])
+    meters = meters.drop_duplicates(["target_id", "interval_start"])
+    weather = pd.read_csv(LCL / "weather_hourly_darksky_london.csv",
+                          usecols=["time", "temperature"])  # fmt: skip
+    hourly = weather.assign(hour=pd.to_datetime(weather["time"]).dt.tz_localize("UTC"))
+    hourly = hourly.drop_duplicates("hour").set_index("hour")["temperature"]
+    hours = meters["interval_start"].dt.floor("h")
+    meters["weather_temperature"] = hourly.reindex(hours).to_numpy()
+    tariffs = pd.read_csv(LCL / "households.csv").set_index("LCLid")["stdorToU"]
+    meters["tariff_flag"] = (meters["target_id"].map(tariffs) == "ToU").astype(float)
+    complete = meters.groupby("interval_start").agg(
+        value=("value", "sum"), reporting=("value", "count"),
+        weather_temperature=("weather_temperature", "first"),
+    )
+    complete.loc[complete["reporting"] < meters["target_id"].nunique(), "value"] = np.nan
+    total = complete.drop(columns="reporting").reset_index().assign(target_id="households")
+    return {"meter": meters, "meters_total": total}
+
+
+def generated_meters(n: int = 100) -> pd.DataFrame:
+    """100 meters of 15-minute data (the sample generator's shape), two months."""
+    frames = []
+    for i in range(n):
+        f = feeder_meter_frame(f"M{i}", "2024-01-01", "2024-03-01", 5 + i % 40, seed=i)
+        frames.append(pd.DataFrame({
+            "target_id": f"M{i}", "interval_start": pd.to_datetime(f["Start Time"], utc=True),
+            "value": f["kW del"] - f["kW rec"],
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def score(kind: str, series: pd.DataFrame, months: list[str], config: ForecastConfig) -> dict:
+    started = time.perf_counter()
+    results, frames = [], []
+    for month in months:
+        days = month_days(month)
+        results.append(backtest(series, kind, days, config))
+        scale = naive_mae(series, config.issue_time(days[-1]))  # as target_metrics scales MASE
+        frames.append(results[-1].rows.assign(
+            mase_scale=lambda r, s=scale: r["target_id"].map(s)
+        ))  # fmt: skip
+    seconds = time.perf_counter() - started
+    rows = pd.concat(frames, ignore_index=True)
+    m = forecast_metrics(rows["actual"], rows["p10"], rows["p50"], rows["p90"],
+                         rows["baseline"], rows["mase_scale"])  # fmt: skip
+    models = [model for r in results for model in r.models]
+    train = sum(model.calibration.get("train_seconds", 0.0) for model in models)
+    return {
+        "kind": kind, "months": months, "targets": int(rows["target_id"].nunique()),
+        "intervals": int(m["n"]), "wape": m["wape"], "baseline_wape": m["baseline_wape"],
+        "improvement": 1 - m["wape"] / m["baseline_wape"], "mase": m["mase"],
+        "baseline_mase": m["baseline_mase"], "coverage": m["coverage_p10_p90"],
+        "pinball": m["pinball"], "models": len(models), "train_s": train,
+        "total_s": seconds, "predict_s": seconds - train,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lcl-months", nargs="+", default=["2013-03", "2013-07", "2013-11"])
+    parser.add_argument("--openstef-months", nargs="+", default=["2020-12"])
+    args = parser.parse_args()
+    rows = []
+    if OPENSTEF.exists():
+        config = ForecastConfig(tz="Europe/Amsterdam", holiday_country="NL")
+        for kind, series in openstef().items():
+            rows.append({"data": "OpenSTEF", **score(kind, series, args.openstef_months, config)})
+    if LCL.exists():
+        config = ForecastConfig(tz="Europe/London", holiday_country="GB", holiday_subdiv="ENG")
+        for kind, series in lcl().items():
+            rows.append({"data": "LCL", **score(kind, series, args.lcl_months, config)})
+    if not rows:
+        print(f"no real data under {SHARED}: only the timing run follows")
+    timing = score("meter", generated_meters(), ["2024-02"], ForecastConfig())
+    rows.append({"data": "generated 100 x 15 min", **timing})
+
+    table = pd.DataFrame(rows)[[
+        "data", "kind", "targets", "intervals", "wape", "baseline_wape", "improvement", "mase",
+        "coverage", "train_s", "predict_s",
+    ]]  # fmt: skip
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    RESULTS.mkdir(exist_ok=True)
+    machine = {"cores": os.cpu_count(), "python": platform.python_version()}
+    (RESULTS / "forecast.json").write_text(json.dumps(
+        {"date": date.today().isoformat(), "machine": machine, "rows": rows}, indent=2
+    ))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
