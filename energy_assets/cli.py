@@ -103,17 +103,43 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     from energy_assets.postgres import WAREHOUSE_DB, EmbeddedPostgres
+    from energy_assets.roles import analyst_url
 
     settings = Settings.from_env()
     if settings.database_url:
-        print(settings.database_url)
-        return 0
-    port = EmbeddedPostgres(settings.pgdata, settings.pg_port).running_port()
-    if port is None:
-        print("the embedded PostgreSQL is not running (start it with `energy up`)", file=sys.stderr)
-        port = settings.pg_port
-    print(f"postgresql://postgres@127.0.0.1:{port}/{WAREHOUSE_DB}")
+        url = settings.database_url
+    else:
+        port = EmbeddedPostgres(settings.pgdata, settings.pg_port).running_port()
+        if port is None:
+            print("the embedded PostgreSQL is not running (start it with `energy up`)",
+                  file=sys.stderr)  # fmt: skip
+            port = settings.pg_port
+        url = f"postgresql://postgres@127.0.0.1:{port}/{WAREHOUSE_DB}"
+    print(analyst_url(url) if args.analyst else url)
     return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Prepare the database (schema, roles, mart relations) and exit: a deployment's init step."""
+    from energy_assets.platform import platform_session
+
+    with platform_session(Settings.from_env()) as db:
+        print(f"ready: {db.warehouse_url.rpartition('@')[2]}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Latest month per asset, failing checks and runs, the dropbox backlog; 1 when failing."""
+    from dagster import DagsterInstance
+
+    from energy_assets.platform import platform_session
+    from energy_assets.status import collect_status
+
+    settings = Settings.from_env()
+    with platform_session(settings), DagsterInstance.get() as instance:
+        status = collect_status(instance, settings.dropbox)
+    print(status.report())
+    return 1 if status.failing else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -183,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="load everything in the dropbox now and build its months")
     run.set_defaults(func=cmd_run)
     db_url = sub.add_parser("db-url", help="print the warehouse connection string")
+    db_url.add_argument("--analyst", action="store_true",
+                        help="as the read-only energy_analyst role")  # fmt: skip
     db_url.set_defaults(func=cmd_db_url)
+    setup = sub.add_parser("setup", help="prepare the database (schema, roles, marts) and exit")
+    setup.set_defaults(func=cmd_setup)
+    status = sub.add_parser("status", help="latest months, failing checks and runs, backlog")
+    status.set_defaults(func=cmd_status)
     export = sub.add_parser("export", help="write a load profile or the gap list as CSV")
     export.add_argument("kind", choices=("feeder", "system", "customer", "gaps"))
     export.add_argument("name", nargs="?", help="feeder, customer or meter (gaps) name")

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from energy_assets import warehouse
+from energy_assets import roles, warehouse
 from energy_assets.dbt_project import ensure_manifest, ensure_relations
 from energy_assets.postgres import Database, platform_database, sqlalchemy_url
 from energy_assets.settings import Settings
@@ -70,6 +70,7 @@ def platform_session(settings: Settings) -> Iterator[Database]:
     settings.ensure_dirs()
     with platform_database(settings) as db:
         warehouse.apply_schema(db.warehouse_url)
+        roles.restrict_dagster_database(db.dagster_url, db.warehouse_url)
         ensure_manifest()
         write_dagster_yaml(settings.dagster_home, db.dagster_url)
         os.environ.update(platform_env(settings, db))

@@ -4,56 +4,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import psutil
 import psycopg2
 import pytest
-import requests
 from conftest import PLATFORM_ENV, free_port, server_home
+from up_process import ENERGY, SAMPLE_SYSTEM_INTERVALS, system_intervals, ui_answers, wait_for
 
 from energy_assets.postgres import platform_database
 from energy_assets.sample import write_sample
 from energy_assets.settings import Settings
-
-ENERGY = str(Path(sys.executable).with_name("energy"))
-SAMPLE_SYSTEM_INTERVALS = (31 + 29) * 96  # Jan and Feb 2024, 15-minute intervals
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-def ui_answers(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
-def system_intervals(db_port: int) -> int:
-    try:
-        conn = psycopg2.connect(
-            f"postgresql://postgres@127.0.0.1:{db_port}/energy", connect_timeout=2
-        )
-    except psycopg2.OperationalError:
-        return 0
-    try:
-        with conn.cursor() as cur:
-            cur.execute("select count(*) from marts.fct_system_intervals")
-            return cur.fetchone()[0]
-    except psycopg2.Error:
-        return 0
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -1,0 +1,92 @@
+"""Helpers for tests that run `energy up` as a real process and watch it from outside."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+
+ENERGY = str(Path(sys.executable).with_name("energy"))
+SAMPLE_SYSTEM_INTERVALS = (31 + 29) * 96  # Jan and Feb 2024, 15-minute intervals
+PARTITION_STATS = """
+query ($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { partitionStats { numMaterialized numMaterializing numFailed } } } }
+"""
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def ui_answers(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    response = requests.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": query, "variables": variables or {}},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def partition_stats(port: int, asset: str) -> dict:
+    """Materialized / materializing / failed month counts of `asset` (`marts/fct_gaps`)."""
+    node = graphql(port, PARTITION_STATS, {"path": asset.split("/")})["assetNodeOrError"]
+    return node["partitionStats"]
+
+
+def system_intervals(db_port: int) -> int:
+    try:
+        conn = psycopg2.connect(
+            f"postgresql://postgres@127.0.0.1:{db_port}/energy", connect_timeout=2
+        )
+    except psycopg2.OperationalError:
+        return 0
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from marts.fct_system_intervals")
+            return cur.fetchone()[0]
+    except psycopg2.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def energy_up(ui_port: int, log: Path) -> Iterator[subprocess.Popen]:
+    """`energy up` (environment from the caller) until the block ends, then Ctrl-C; the log's
+    tail is printed, so a failing test shows what the platform said."""
+    with open(log, "w") as out:
+        up = subprocess.Popen([ENERGY, "up", "--port", str(ui_port)], stdout=out, stderr=out)
+    try:
+        wait_for(lambda: ui_answers(ui_port), 300, "the Dagster UI")
+        yield up
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
+        print(log.read_text()[-3000:])
