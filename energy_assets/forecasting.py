@@ -22,8 +22,9 @@ import xgboost as xgb
 
 QUANTILES = (0.1, 0.5, 0.9)
 BASE_FEATURES = [
-    "target_code", "log_scale", "lag_last", "lag_7d", "lag_14d", "mean_1d", "std_1d", "std_7d",
-    "tod_sin", "tod_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "weekend", "holiday",
+    "target_code", "log_scale", "lag_1d", "lag_last", "lag_7d", "lag_14d", "mean_1d", "std_1d",
+    "std_7d", "tod_sin", "tod_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "weekend",
+    "holiday",
 ]  # fmt: skip
 WEATHER_PREFIX = "weather_"  # weather_temperature, weather_wind_speed, ...
 MODEL_PARAMS = {
@@ -122,7 +123,9 @@ def build_features(
     out["scale"] = scale
     out["target_code"] = [zlib.crc32(str(t).encode()) % 10_000 for t in grid["target_id"]]
     out["log_scale"] = np.log(scale)
-    lags = {"lag_last": horizon_days + 1, "lag_7d": 7, "lag_14d": 14}
+    # Same local time 1, 2, 7 and 14 days earlier; NaN where that is at or after the cutoff
+    # (lag_1d everywhere for a midnight cutoff, the early hours only for a 10:00 one).
+    lags = {"lag_1d": 1, "lag_last": horizon_days + 1, "lag_7d": 7, "lag_14d": 14}
     for name, days in lags.items():
         times = _wall_clock_shift(grid["interval_start"], days, tz)
         lagged = _lookup(past, grid, times)
