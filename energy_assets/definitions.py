@@ -1,9 +1,26 @@
 """The Dagster code location: raw tables, dbt marts, the ingest job and the sensors."""
 
-from dagster import Definitions, EnvVar, in_process_executor
+import os
+
+from dagster import (
+    Definitions,
+    EnvVar,
+    ExecutorDefinition,
+    in_process_executor,
+    multiprocess_executor,
+)
 from dagster_dbt import DbtCliResource
 
+from energy_assets.anomaly_assets import anomalies, anomaly_rate_usual
 from energy_assets.dbt_project import DBT_EXECUTABLE, dbt_project
+from energy_assets.forecast_assets import (
+    day_ahead_forecast,
+    day_ahead_job,
+    day_ahead_schedule,
+    forecast_backtest,
+    forecast_backtest_job,
+    forecasts_after_marts,
+)
 from energy_assets.marts import monthly_marts, unpartitioned_marts
 from energy_assets.ml import customer_segments
 from energy_assets.plot_assets import customer_patterns, load_profiles
@@ -16,6 +33,19 @@ from energy_assets.sensors import (
     unpartitioned_marts_job,
 )
 
+
+def run_executor(max_concurrent: str | None) -> ExecutorDefinition:
+    """In-process unless ENERGY_MAX_CONCURRENT is set, then that many steps at once.
+
+    Each step process pays the code location's import (3-4 s on 2 cores), more than running a
+    month's few steps side by side saves there; on more cores the ML and plot steps, which all
+    follow the dbt step, can run in parallel.
+    """
+    if not max_concurrent:
+        return in_process_executor
+    return multiprocess_executor.configured({"max_concurrent": int(max_concurrent)})
+
+
 defs = Definitions(
     assets=[
         *raw_specs,
@@ -24,15 +54,22 @@ defs = Definitions(
         customer_segments,
         load_profiles,
         customer_patterns,
+        forecast_backtest,
+        day_ahead_forecast,
+        anomalies,
     ],
-    jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job],
-    sensors=[dropbox_sensor, loaded_months_sensor],
+    asset_checks=[anomaly_rate_usual],
+    jobs=[
+        ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, forecast_backtest_job,
+        day_ahead_job,
+    ],  # fmt: skip
+    sensors=[dropbox_sensor, loaded_months_sensor, forecasts_after_marts],
+    schedules=[day_ahead_schedule],
     resources={
         "platform": Platform(
             home=EnvVar("ENERGY_HOME"), warehouse_url=EnvVar("ENERGY_WAREHOUSE_URL")
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     },
-    # Each job is one step; running it in the run's own process saves a process start per run.
-    executor=in_process_executor,
+    executor=run_executor(os.environ.get("ENERGY_MAX_CONCURRENT")),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,6 +23,26 @@ def month_ranges(months: list[date]) -> list[tuple[date, date]]:
         else:
             ranges.append((month, month))
     return ranges
+
+
+def execute(job_name: str, instance, **options) -> bool:
+    """Run a job of the code location to completion in this process; True when it succeeded.
+
+    With ENERGY_MAX_CONCURRENT set, the job's executor starts a process per step, and those
+    must re-import the job: it is then run through its reconstructable repository.
+    """
+    from dagster import execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from energy_assets.definitions import defs
+
+    if not os.environ.get("ENERGY_MAX_CONCURRENT"):
+        job = defs.resolve_job_def(job_name)
+        return job.execute_in_process(instance=instance, raise_on_error=False, **options).success
+    repository = ReconstructableRepository.for_module("energy_assets.definitions", "defs")
+    with execute_job(repository.get_reconstructable_job(job_name), instance=instance,
+                     raise_on_error=False, **options) as result:  # fmt: skip
+        return result.success
 
 
 @dataclass
@@ -50,6 +71,14 @@ class RunReport:
         for name, success in self.steps:
             lines.append(f"{'ok    ' if success else 'FAILED'} {name}")
         return "\n".join(lines)
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    """Tags that make one run cover the months first..last (a single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": partition_key(first),
+        "dagster/asset_partition_range_end": partition_key(last),
+    }
 
 
 def run_once(settings: Settings) -> RunReport:
@@ -86,19 +115,18 @@ def run_once(settings: Settings) -> RunReport:
             {date.fromisoformat(m + "-01") for row in report.files
              if row["status"] == "loaded" for m in row["months"]}
         )  # fmt: skip
-        monthly = defs.resolve_job_def("monthly_marts_job")
         for first, last in month_ranges(months):
-            tags = {
-                "dagster/asset_partition_range_start": partition_key(first),
-                "dagster/asset_partition_range_end": partition_key(last),
-            }
-            result = monthly.execute_in_process(
-                run_config=quiet, instance=instance, tags=tags, raise_on_error=False
-            )
-            report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", result.success))
+            tags = range_tags(first, last)
+            success = execute("monthly_marts_job", instance, run_config=quiet, tags=tags)
+            report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", success))
         if months:
-            views = defs.resolve_job_def("unpartitioned_marts_job").execute_in_process(
-                run_config=quiet, instance=instance, raise_on_error=False
-            )
-            report.steps.append(("views", views.success))
+            success = execute("unpartitioned_marts_job", instance, run_config=quiet)
+            report.steps.append(("views", success))
+        if months and settings.forecasts:
+            for first, last in month_ranges(months):
+                tags = range_tags(first, last)
+                success = execute("forecast_backtest_job", instance, run_config=quiet, tags=tags)
+                report.steps.append((f"backtest {first:%Y-%m}..{last:%Y-%m}", success))
+            success = execute("day_ahead_job", instance, run_config=quiet)
+            report.steps.append(("day-ahead forecast", success))
     return report

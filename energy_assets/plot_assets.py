@@ -17,7 +17,7 @@ from dagster import (
 
 from energy_assets.ml import image_markdown, read_frame
 from energy_assets.partitions import monthly_asset, months_in
-from energy_assets.plots import hourly_pattern, load_heatmap, load_profile
+from energy_assets.plots import hourly_patterns, load_heatmap, load_profile
 from energy_assets.resources import Platform
 
 FEEDERS = """
@@ -108,11 +108,10 @@ def customer_patterns(context: AssetExecutionContext, platform: Platform) -> Mat
             continue
         profiles["mean_kw"] = profiles["mean_kw"].astype(float)
         folder = settings.home / "plots" / "customers" / key
-        paths = [
-            hourly_pattern(rows, f"Customer {customer}, {month:%B %Y}",
-                           folder / f"{file_name(str(customer))}.png")
-            for customer, rows in profiles.groupby("customer_id")
-        ]  # fmt: skip
+        paths = hourly_patterns(
+            (rows, f"Customer {name}, {month:%B %Y}", folder / f"{file_name(str(name))}.png")
+            for name, rows in profiles.groupby("customer_id")
+        )
         metadata[key] = MetadataValue.json({"customers": len(paths), "folder": str(folder)})
         metadata["example"] = image_markdown(paths[0], "customer hourly pattern")
     return MaterializeResult(metadata=metadata)

@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from energy_assets import warehouse
+from energy_assets.anomaly_assets import anomalies
 from energy_assets.dbt_project import dbt_project
 from energy_assets.marts import monthly_marts, unpartitioned_marts
 from energy_assets.ml import customer_segments
@@ -33,7 +34,7 @@ RETRY_AFTER_SECONDS = 600  # a requested file still in the dropbox after this is
 
 monthly_marts_job = define_asset_job(
     "monthly_marts_job",
-    selection=[monthly_marts, customer_segments, load_profiles, customer_patterns],
+    selection=[monthly_marts, customer_segments, load_profiles, customer_patterns, anomalies],
     tags={MONTH_RUN_TAG: "true"},
     description="Rebuild one month of the dbt marts, and the models on them, from the raw layer.",
 )

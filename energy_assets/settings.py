@@ -24,6 +24,8 @@ class Settings:
     """Timezone for timestamps without an offset, unless the meter's metadata names one."""
     file_stable_seconds: float
     """A dropbox file must be unchanged this long before it is loaded."""
+    forecasts: bool = True
+    """Run the forecast backtest and the live forecast after the marts (`ENERGY_FORECASTS`)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +36,7 @@ class Settings:
             pg_port=int(os.environ.get("ENERGY_PG_PORT", DEFAULT_PG_PORT)),
             default_timezone=os.environ.get("ENERGY_TIMEZONE", "UTC"),
             file_stable_seconds=float(os.environ.get("ENERGY_FILE_STABLE_SECONDS", "2")),
+            forecasts=os.environ.get("ENERGY_FORECASTS", "on").lower() not in ("off", "0", "false"),
         )
 
     def with_home(self, home: Path) -> Settings:

@@ -30,7 +30,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PLATFORM_ENV = (
     "ENERGY_HOME", "DAGSTER_HOME", "ENERGY_DATABASE_URL", "ENERGY_DAGSTER_DATABASE_URL",
     "ENERGY_WAREHOUSE_URL", "ENERGY_PGHOST", "ENERGY_PGPORT", "ENERGY_PGUSER",
-    "ENERGY_PGPASSWORD", "ENERGY_PGDATABASE", "ENERGY_FILE_STABLE_SECONDS",
+    "ENERGY_PGPASSWORD", "ENERGY_PGDATABASE", "ENERGY_FILE_STABLE_SECONDS", "ENERGY_FORECASTS",
 )  # fmt: skip
 
 
@@ -168,6 +168,8 @@ def configured_platform(monkeypatch: pytest.MonkeyPatch, home: Path, urls: dict[
     monkeypatch.setenv("ENERGY_DATABASE_URL", urls["warehouse"])
     monkeypatch.setenv("ENERGY_DAGSTER_DATABASE_URL", urls["dagster"])
     monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "0")
+    # Forecasting adds a minute per loaded month; the tests that exercise it turn it back on.
+    monkeypatch.setenv("ENERGY_FORECASTS", "off")
     settings = Settings.from_env()
     settings.ensure_dirs()
     return PlatformUnderTest(settings, urls["warehouse"], urls["dagster"])

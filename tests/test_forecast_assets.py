@@ -1,0 +1,146 @@
+"""The forecast assets on a real platform: backtest rows, scores, models, plots and triggers."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+from datetime import date
+
+import pytest
+import xgboost as xgb
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    RunsFilter,
+    build_run_status_sensor_context,
+)
+from test_plots import assert_png
+
+from energy_assets.operations import run_once
+from energy_assets.platform import platform_session
+from energy_assets.sample import write_sample
+
+JAN, FEB, MAR = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+# The sample: 2 feeders (3 meters, 15 min) from 2024-01-01 to 2024-02-29. A target needs 14
+# days of history at a weekly retrain point: the first is 2024-01-22, so January has 10
+# forecast days and February 29. The live forecast is issued at 2024-03-01 00:00 for 03-02.
+EXPECTED_FORECASTS = {
+    ("backtest", "feeder", JAN): (2 * 10 * 96, 2),
+    ("backtest", "feeder", FEB): (2 * 29 * 96, 2),
+    ("backtest", "meter", JAN): (3 * 10 * 96, 3),
+    ("backtest", "meter", FEB): (3 * 29 * 96, 3),
+    ("backtest", "system", JAN): (10 * 96, 1),
+    ("backtest", "system", FEB): (29 * 96, 1),
+    ("live", "feeder", MAR): (2 * 96, 2),
+    ("live", "meter", MAR): (3 * 96, 3),
+    ("live", "system", MAR): (96, 1),
+}
+FORECAST_COUNTS = """
+select run_kind, target_kind, month_start, count(*) as n, count(distinct target_id) as targets
+from ml.forecasts group by 1, 2, 3
+"""
+
+
+def forecast_counts(platform) -> dict:
+    rows = platform.query(FORECAST_COUNTS)
+    return {(r.run_kind, r.target_kind, r.month_start): (r.n, r.targets) for r in rows.itertuples()}
+
+
+@pytest.fixture
+def forecasted(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_FORECASTS", "on")
+    settings = replace(platform.settings, forecasts=True)
+    write_sample(settings.dropbox)
+    report = run_once(settings)
+    assert report.ok, report.table()
+    assert [name for name, _ in report.steps][-2:] == [
+        "backtest 2024-01..2024-02", "day-ahead forecast"
+    ]  # fmt: skip
+    return platform
+
+
+def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted):
+    """One sample run with forecasts on (it costs a minute), checked from every side."""
+    platform = forecasted
+    assert forecast_counts(platform) == EXPECTED_FORECASTS
+    assert platform.scalar(
+        "select count(*) from ml.forecasts where not (p10 <= p50 and p50 <= p90)"
+    ) == 0
+    assert platform.scalar(  # the live forecast is a day ahead: issued 24-48 h before
+        "select count(*) from ml.forecasts where run_kind = 'live' "
+        "and horizon not between interval '24 hours' and interval '48 hours'"
+    ) == 0  # fmt: skip
+
+    # Every forecast comes from a model trained on data that ended before it was issued.
+    assert platform.scalar(
+        "select count(*) from ml.forecasts f join ml.models m using (model_version) "
+        "where m.train_end >= f.issued_at or m.trained_at > f.issued_at"
+    ) == 0
+    # Weekly retraining: 2 models in January, 5 in February, 1 live, for each of 3 kinds.
+    assert platform.scalar("select count(*) from ml.models") == 3 * (2 + 5 + 1)
+    model = platform.query(
+        "select features, booster from ml.models where target_kind = 'feeder' limit 1"
+    ).iloc[0]
+    booster = xgb.Booster()
+    booster.load_model(bytearray(zlib.decompress(bytes(model["booster"]))))
+    assert booster.num_features() == len(model["features"])
+
+    # Scores per target and month, recomputed here from the stored forecasts.
+    metrics = platform.query(
+        "select * from ml.backtest_metrics order by month_start, target_kind, target_id"
+    )
+    assert len(metrics) == 2 * (2 + 3 + 1)
+    recomputed = platform.query(
+        "select month_start, target_kind, target_id, count(*) as intervals, "
+        "sum(abs(actual - p50)) / sum(abs(actual)) as wape, "
+        "sum(abs(actual - baseline)) / sum(abs(actual)) as baseline_wape, "
+        "avg((actual between p10 and p90)::int) as coverage "
+        "from ml.forecasts where run_kind = 'backtest' and actual is not null "
+        "and baseline is not null group by 1, 2, 3 order by 1, 2, 3"
+    )
+    assert metrics["intervals"].tolist() == recomputed["intervals"].tolist()
+    assert metrics["wape"].astype(float).tolist() == pytest.approx(
+        recomputed["wape"].astype(float).tolist()
+    )
+    assert metrics["coverage_p10_p90"].astype(float).tolist() == pytest.approx(
+        recomputed["coverage"].astype(float).tolist()
+    )
+    february = metrics[metrics["month_start"] == FEB]
+    assert (february["wape"] < february["baseline_wape"]).all()  # noise a week ago is no help
+
+    # The last backtest week, plotted per feeder and for the system, attached to the month.
+    plots = platform.settings.home / "plots" / "forecasts" / "2024-02"
+    for name in ("feeder-North.png", "feeder-South.png", "system-system.png"):
+        assert_png(plots / name)
+
+    with platform_session(platform.settings):
+        instance = DagsterInstance.get()
+        record = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(["ml", "forecast_backtest"]),
+                               asset_partitions=["2024-02-01"]), limit=1,
+        ).records[0]  # fmt: skip
+        metadata = record.asset_materialization.metadata
+        assert metadata["plot feeder-North"].value.startswith("![feeder-North](data:image/png;")
+        scores = metadata["scores"].value["2024-02 feeder"]
+        assert scores["targets"] == 2 and scores["wape"] < scores["baseline_wape"]
+
+        # A finished month run asks for that month's backtest and a live refresh.
+        from energy_assets.definitions import defs
+        from energy_assets.forecast_assets import forecasts_after_marts
+
+        run = instance.get_runs(RunsFilter(job_name="monthly_marts_job"), limit=1)[0]
+        success = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[0]
+        context = build_run_status_sensor_context(
+            sensor_name=forecasts_after_marts.name, dagster_event=success.dagster_event,
+            dagster_instance=instance, dagster_run=run,
+        )  # fmt: skip
+        requests = forecasts_after_marts(context)
+        assert [r.job_name for r in requests] == ["forecast_backtest_job", "day_ahead_job"]
+        assert requests[0].tags["dagster/asset_partition_range_start"] == "2024-01-01"
+        assert requests[0].tags["dagster/asset_partition_range_end"] == "2024-02-01"
+
+        # Re-issuing the live forecast replaces it rather than adding a copy.
+        assert defs.resolve_job_def("day_ahead_job").execute_in_process(instance=instance).success
+    assert forecast_counts(platform) == EXPECTED_FORECASTS
