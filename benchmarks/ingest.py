@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import multiprocessing
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -33,12 +31,11 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import free_port, write_results  # noqa: E402
 from energy_assets import warehouse  # noqa: E402
 from energy_assets.ingest import CHUNK_ROWS, Ingest  # noqa: E402
 from energy_assets.postgres import EmbeddedPostgres, ensure_database, sqlalchemy_url  # noqa: E402
 from energy_assets.settings import Settings  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def generate(path: Path, meters: int, intervals: int) -> int:
@@ -154,7 +151,7 @@ def main() -> None:
         if server_url:
             server_url = server_url.rsplit("/", 1)[0] + "/postgres"
         else:
-            server = EmbeddedPostgres(work / "pgdata", 55499)
+            server = EmbeddedPostgres(work / "pgdata", free_port())
             server_url = f"postgresql://postgres@127.0.0.1:{server.start()}/postgres"
         try:
             result = measure(server_url, work, args.meters, args.intervals, args.to_sql_rows)
@@ -169,12 +166,7 @@ def main() -> None:
               f"{rates[path] / rates['bare_copy']:>9.0%}")  # fmt: skip
     print(f"ingest peak RSS: {result['ingest_peak_rss_mb']} MB for a {result['file_mb']} MB file"
           f" (chunks of {CHUNK_ROWS:,} rows)")  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    result.update(
-        date=time.strftime("%Y-%m-%d"), machine=platform.machine(), cores=os.cpu_count(),
-        ingest_vs_copy=rates["ingest"] / rates["bare_copy"],
-    )  # fmt: skip
-    (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results("ingest", {**result, "ingest_vs_copy": rates["ingest"] / rates["bare_copy"]})
 
 
 if __name__ == "__main__":

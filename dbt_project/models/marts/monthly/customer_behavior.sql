@@ -25,30 +25,24 @@ windowed as (
         ('week', greatest(date_trunc('week', local_start), date_trunc('month', local_start))),
         ('month', date_trunc('month', local_start))
     ) as w (window_length, window_start_local)
-),
-
-peaks as (
-    select distinct on (customer_id, window_length, window_start)
-        customer_id, window_length, window_start, local_hour as peak_hour
-    from windowed
-    order by customer_id, window_length, window_start, demand_kw desc, local_start
 )
 
+-- Peak hour from the group's own sort (the earliest interval of the highest demand), so the
+-- windows are sorted once rather than sorted for the peaks and joined back.
 select
-    windowed.customer_id,
-    windowed.window_length,
-    windowed.window_start,
-    min(windowed.window_start_local) as window_start_local,
-    min(windowed.tariff) as tariff,
+    customer_id,
+    window_length,
+    window_start,
+    min(window_start_local) as window_start_local,
+    min(tariff) as tariff,
     max(demand_kw) as max_kw,
     avg(demand_kw) as mean_kw,
     sum(energy_kwh) as total_kwh,
-    min(peaks.peak_hour) as peak_hour,
+    (array_agg(local_hour order by demand_kw desc, local_start))[1] as peak_hour,
     avg(demand_kw) / nullif(max(demand_kw), 0) as load_factor,
     percentile_cont(0.05) within group (order by demand_kw) as base_load_kw,
     avg(demand_kw) filter (where day_type = 'weekday') as weekday_mean_kw,
     avg(demand_kw) filter (where day_type = 'weekend') as weekend_mean_kw,
     sum(energy_kwh) filter (where local_hour < 6) / nullif(sum(energy_kwh), 0) as night_share
 from windowed
-join peaks using (customer_id, window_length, window_start)
-group by windowed.customer_id, windowed.window_length, windowed.window_start
+group by customer_id, window_length, window_start

@@ -1,0 +1,204 @@
+"""File drop to fresh marts: seconds from a file landing in the dropbox of a running platform
+until its month is rebuilt.
+
+    .venv/bin/python benchmarks/latency.py [--drops 5] [--meters 20] [--month-run-concurrency 1]
+
+Starts `energy up` in a temporary ENERGY_HOME (embedded PostgreSQL and the UI on free ports,
+ENERGY_FILE_STABLE_SECONDS=1), drops meter metadata and a first month as a warm-up, then drops
+one file per new month (`--meters` feeder meters at 30 minutes, moved into the dropbox in one
+rename) and measures, per drop: when its rows are complete in `marts.fct_intervals_clean`
+(polled every 0.5 s), and when its month run finished (from Dagster's run storage), split into
+sensor + queue wait, ingest run, wait for the month run, and the month run. A last drop brings
+two new months at once, to show whether month runs overlap under the run queue's limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import psycopg2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (  # noqa: E402
+    BIN,
+    free_port,
+    median,
+    platform_environ,
+    table,
+    write_results,
+)
+from benchmarks._data import months_ending, write_feeder_months  # noqa: E402
+
+FIRST = "2024-01"
+TERMINAL = ("SUCCESS", "FAILURE")
+RUNS = """
+select pipeline_name, partition, status, start_time, end_time from runs
+where start_time >= %s order by start_time
+"""
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            value = condition()
+            if value:
+                return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def ui_answers(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as answer:
+        return answer.status == 200
+
+
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(url, connect_timeout=2)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def clean_rows(url: str, month: str) -> int:
+    return query(
+        url,
+        "select count(*) from marts.fct_intervals_clean where interval_start >= %s::date"
+        " and interval_start < %s::date + interval '1 month'",
+        (month + "-01", month + "-01"),
+    )[0][0]
+
+
+def drop(home: Path, meters: int, months: list[str], metadata: bool = False) -> float:
+    """Write the months' files beside the dropbox, then rename them in; returns the drop time."""
+    staging = home / "staging"
+    write_feeder_months(staging, meters, [months_ending(m, 1)[0] for m in months], meters)
+    if not metadata:
+        (staging / "meter-data.csv").unlink()
+    dropped = time.time()
+    for path in sorted(staging.iterdir()):
+        os.rename(path, home / "dropbox" / path.name)
+    return dropped
+
+
+def month_runs_done(dagster_url: str, since: float, months: list[str]) -> list[tuple] | None:
+    """The runs started since `since`, once a month run for every month has finished.
+
+    A month run that fails in a step after the marts (an ML or plot asset) still finished the
+    marts; its status is reported beside the timings.
+    """
+    runs = query(dagster_url, RUNS, (since - 1,))
+    done = {r[1][:7] for r in runs if r[0] == "monthly_marts_job" and r[2] in TERMINAL}
+    return runs if done >= set(months) else None
+
+
+def idle(dagster_url: str) -> bool:
+    """No run queued or in progress (the views run follows the first month run)."""
+    finished = (*TERMINAL, "CANCELED")
+    return not query(dagster_url, "select 1 from runs where status not in %s", (finished,))
+
+
+def measure_drop(urls: tuple[str, str], home: Path, meters: int, months: list[str],
+                 expected: dict[str, int], metadata: bool = False) -> dict:  # fmt: skip
+    warehouse_url, dagster_url = urls
+    dropped = drop(home, meters, months, metadata)
+    rows_at = wait_for(
+        lambda: all(clean_rows(warehouse_url, m) >= expected[m] for m in months) and time.time(),
+        600, f"rows of {months}",
+    )  # fmt: skip
+    runs = wait_for(lambda: month_runs_done(dagster_url, dropped, months), 600, f"runs {months}")
+    ingest = next(r for r in runs if r[0] == "ingest_dropbox")
+    month = [r for r in runs if r[0] == "monthly_marts_job" and r[1][:7] in months
+             and r[2] in TERMINAL]  # fmt: skip
+    first_month_start = min(r[3] for r in month)
+    overlap = len(month) > 1 and month[1][3] < month[0][4]
+    return {
+        "months": months, "rows_visible_s": rows_at - dropped,
+        "run_done_s": max(r[4] for r in month) - dropped,
+        "to_ingest_start_s": ingest[3] - dropped, "ingest_run_s": ingest[4] - ingest[3],
+        "to_month_run_start_s": first_month_start - ingest[4],
+        "month_run_s": max(r[4] for r in month) - first_month_start,
+        "month_runs_overlapped": overlap, "month_run_status": [r[2] for r in month],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drops", type=int, default=5)
+    parser.add_argument("--meters", type=int, default=20)
+    parser.add_argument("--month-run-concurrency", type=int, default=1)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="energy-latency-"))
+    ui_port = free_port()
+    env = platform_environ(home, ENERGY_FILE_STABLE_SECONDS="1",
+                           ENERGY_MONTH_RUN_CONCURRENCY=str(args.month_run_concurrency))
+    pg_port = env["ENERGY_PG_PORT"]
+    urls = (f"postgresql://postgres@127.0.0.1:{pg_port}/energy",
+            f"postgresql://postgres@127.0.0.1:{pg_port}/dagster")  # fmt: skip
+    months = [f"{m:%Y-%m}" for m in pd.date_range(FIRST + "-01", periods=args.drops + 3, freq="MS")]
+    expected = {m: args.meters * 48 * months_ending(m, 1)[0].days_in_month for m in months}
+    log = open(home / "up.log", "w")  # noqa: SIM115 (open for the life of the platform)
+    up = subprocess.Popen([str(BIN / "energy"), "up", "--port", str(ui_port)], env=env,
+                          stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+    drops = []
+    try:
+        start = time.monotonic()
+        wait_for(lambda: ui_answers(ui_port), 180, "the Dagster UI")
+        print(f"platform up in {time.monotonic() - start:.0f} s; warm-up drop", flush=True)
+        warm = measure_drop(urls, home, args.meters, months[:1], expected, metadata=True)
+        wait_for(lambda: idle(urls[1]), 600, "the warm-up's runs (views) to finish")
+        for i, month in enumerate(months[1 : args.drops + 1], 1):
+            drops.append(measure_drop(urls, home, args.meters, [month], expected))
+            print(f"drop {i} ({month}): {drops[-1]['run_done_s']:.1f} s", flush=True)
+        pair = measure_drop(urls, home, args.meters, months[args.drops + 1 :], expected)
+    except BaseException:
+        print((home / "up.log").read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        os.killpg(up.pid, signal.SIGINT)
+        try:
+            up.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+    keys = ["rows_visible_s", "to_ingest_start_s", "ingest_run_s", "to_month_run_start_s",
+            "month_run_s", "run_done_s"]  # fmt: skip
+    def row(name: str, d: dict) -> list:
+        return [name, *[d[k] for k in keys], "/".join(s.lower() for s in d["month_run_status"])]
+
+    rows = [row(f"drop {i} ({d['months'][0]})", d) for i, d in enumerate(drops, 1)]
+    rows.append(["median", *[median([d[k] for d in drops]) for k in keys], ""])
+    rows.append(row(f"2 months at once ({', '.join(pair['months'])})", pair))
+    print()
+    print(table(["drop", "rows in fct_intervals_clean s", "sensor+queue s", "ingest run s",
+                 "to month run s", "month run s", "drop to run done s", "month run"],
+                rows))  # fmt: skip
+    print(f"\n{args.meters} meters x 1 month at 30 min per drop; ENERGY_MONTH_RUN_CONCURRENCY="
+          f"{args.month_run_concurrency}: the two month runs "
+          f"{'overlapped' if pair['month_runs_overlapped'] else 'ran one after the other'}")
+    write_results("latency", {
+        "meters": args.meters, "month_run_concurrency": args.month_run_concurrency,
+        "warm_up": warm, "drops": drops, "two_months": pair,
+        "median": {k: median([d[k] for d in drops]) for k in keys},
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
