@@ -40,7 +40,7 @@ METRIC_COLUMNS = [
 
 @dataclass(frozen=True)
 class ForecastConfig:
-    """How forecasts are issued and models trained; every field has an ENERGY_FORECAST_* knob."""
+    """How forecasts are issued and models trained (`from_env` reads the ENERGY_* knobs)."""
 
     tz: str = "UTC"
     cutoff_hour: int = 0  # local hour, on the day before the forecast day, of the issue

@@ -42,6 +42,7 @@ from energy_assets.sensors import monthly_marts_job
 from energy_assets.settings import Settings
 
 WINDOW = "interval_start >= %(start)s and interval_start < %(end)s"
+METER_KW = "coalesce(kw_net, demand_kw)"  # net where the meter logs kW, else imported kW
 TARGETS = {  # kind -> (query over [start, end), unit)
     "feeder": (
         f"select feeder as target_id, interval_start, mw_net as value "
@@ -56,13 +57,13 @@ TARGETS = {  # kind -> (query over [start, end), unit)
     # Only intervals where every meter reported: a sum with holes is not the load.
     "meters_total": (
         f"select 'meters without feeder' as target_id, interval_start, "
-        f"case when count(kw_net) = count(*) then sum(kw_net) end as value "
+        f"case when count({METER_KW}) = count(*) then sum({METER_KW}) end as value "
         f"from marts.fct_intervals_clean where feeder is null and {WINDOW} "
         f"group by interval_start",
         "kW",
     ),
     "meter": (
-        f"select c.meter_id as target_id, c.interval_start, c.kw_net as value, "
+        f"select c.meter_id as target_id, c.interval_start, {METER_KW} as value, "
         f"case when m.tariff ilike 'tou' then 1.0 else 0.0 end as tariff_flag "
         f"from marts.fct_intervals_clean c left join raw.meters m using (meter_id) "
         f"where c.{WINDOW}",
@@ -86,7 +87,8 @@ def read_series(url: str, kind: str, start: pd.Timestamp, end: pd.Timestamp) -> 
     window = {"start": start, "end": end}
     series = read_frame(url, TARGETS[kind][0], window)
     series["interval_start"] = pd.to_datetime(series["interval_start"], utc=True)
-    series["value"] = pd.to_numeric(series["value"]).astype(float)
+    for column in series.columns.drop(["target_id", "interval_start"]):
+        series[column] = pd.to_numeric(series[column]).astype(float)
     weather = read_frame(url, WEATHER, window)
     if not weather.empty:
         weather["hour"] = pd.to_datetime(weather["hour"], utc=True)

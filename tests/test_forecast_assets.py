@@ -6,6 +6,8 @@ import zlib
 from dataclasses import replace
 from datetime import date
 
+import numpy as np
+import pandas as pd
 import pytest
 import xgboost as xgb
 from dagster import (
@@ -23,24 +25,44 @@ from energy_assets.platform import platform_session
 from energy_assets.sample import write_sample
 
 JAN, FEB, MAR = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
-# The sample: 2 feeders (3 meters, 15 min) from 2024-01-01 to 2024-02-29. A target needs 14
-# days of history at a weekly retrain point: the first is 2024-01-22, so January has 10
-# forecast days and February 29. The live forecast is issued at 2024-03-01 00:00 for 03-02.
+# The sample (2 feeders, 3 kW-logging meters at 15 min) and 2 households logging kWh per half
+# hour on no feeder, all from 2024-01-01 to 2024-02-29. A target needs 14 days of history at
+# a weekly retrain point: the first is 2024-01-22, so January has 10 forecast days and
+# February 29. The live forecast is issued at 2024-03-01 00:00 for 03-02.
 EXPECTED_FORECASTS = {
     ("backtest", "feeder", JAN): (2 * 10 * 96, 2),
     ("backtest", "feeder", FEB): (2 * 29 * 96, 2),
-    ("backtest", "meter", JAN): (3 * 10 * 96, 3),
-    ("backtest", "meter", FEB): (3 * 29 * 96, 3),
+    ("backtest", "meter", JAN): (3 * 10 * 96 + 2 * 10 * 48, 5),
+    ("backtest", "meter", FEB): (3 * 29 * 96 + 2 * 29 * 48, 5),
+    ("backtest", "meters_total", JAN): (10 * 48, 1),
+    ("backtest", "meters_total", FEB): (29 * 48, 1),
     ("backtest", "system", JAN): (10 * 96, 1),
     ("backtest", "system", FEB): (29 * 96, 1),
     ("live", "feeder", MAR): (2 * 96, 2),
-    ("live", "meter", MAR): (3 * 96, 3),
+    ("live", "meter", MAR): (3 * 96 + 2 * 48, 5),
+    ("live", "meters_total", MAR): (48, 1),
     ("live", "system", MAR): (96, 1),
 }
 FORECAST_COUNTS = """
 select run_kind, target_kind, month_start, count(*) as n, count(distinct target_id) as targets
 from ml.forecasts group by 1, 2, 3
 """
+
+
+def write_households(path) -> None:
+    """Two households in the LCL layout: kWh per half hour, an evening peak, some noise."""
+    rng = np.random.default_rng(7)
+    times = pd.date_range("2024-01-01", "2024-03-01", freq="30min", inclusive="left")
+    hour = times.hour + times.minute / 60
+    frames = [
+        pd.DataFrame({
+            "LCLid": household, "tstp": times.strftime("%Y-%m-%d %H:%M:%S"),
+            "energy(kWh/hh)": (level * (0.2 + np.exp(-((hour - 19) ** 2) / 4))
+                               * rng.gamma(8, 1 / 8, len(times))).round(3),
+        })
+        for household, level in (("MAC000001", 0.3), ("MAC000002", 0.6))
+    ]  # fmt: skip
+    pd.concat(frames).to_csv(path, index=False)
 
 
 def forecast_counts(platform) -> dict:
@@ -53,6 +75,7 @@ def forecasted(platform, monkeypatch):
     monkeypatch.setenv("ENERGY_FORECASTS", "on")
     settings = replace(platform.settings, forecasts=True)
     write_sample(settings.dropbox)
+    write_households(settings.dropbox / "households.csv")
     report = run_once(settings)
     assert report.ok, report.table()
     assert [name for name, _ in report.steps][-2:] == [
@@ -78,8 +101,9 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         "select count(*) from ml.forecasts f join ml.models m using (model_version) "
         "where m.train_end >= f.issued_at or m.trained_at > f.issued_at"
     ) == 0
-    # Weekly retraining: 2 models in January, 5 in February, 1 live, for each of 3 kinds.
-    assert platform.scalar("select count(*) from ml.models") == 3 * (2 + 5 + 1)
+    # Weekly retraining: 2 models in January, 5 in February, 1 live, for each kind and
+    # resolution (feeder, system, meter total; meters at 15 and at 30 minutes).
+    assert platform.scalar("select count(*) from ml.models") == 5 * (2 + 5 + 1)
     model = platform.query(
         "select features, booster from ml.models where target_kind = 'feeder' limit 1"
     ).iloc[0]
@@ -91,7 +115,7 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
     metrics = platform.query(
         "select * from ml.backtest_metrics order by month_start, target_kind, target_id"
     )
-    assert len(metrics) == 2 * (2 + 3 + 1)
+    assert len(metrics) == 2 * (2 + 1 + 1 + 5)
     recomputed = platform.query(
         "select month_start, target_kind, target_id, count(*) as intervals, "
         "sum(abs(actual - p50)) / sum(abs(actual)) as wape, "
@@ -112,7 +136,8 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
 
     # The last backtest week, plotted per feeder and for the system, attached to the month.
     plots = platform.settings.home / "plots" / "forecasts" / "2024-02"
-    for name in ("feeder-North.png", "feeder-South.png", "system-system.png"):
+    for name in ("feeder-North.png", "feeder-South.png", "system-system.png",
+                 "meters_total-meters_without_feeder.png"):
         assert_png(plots / name)
 
     with platform_session(platform.settings):
