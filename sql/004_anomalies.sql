@@ -5,14 +5,15 @@ create table if not exists ml.anomalies (
     month_start    date not null,
     target_kind    text not null,              -- meter, feeder, system, meters_total
     target_id      text not null,
-    interval_start timestamptz,                -- flagged span (null for a day-level finding)
+    interval_start timestamptz,                -- flagged span (null for a single flagged day)
     interval_end   timestamptz,
-    day            date,                       -- flagged day (null for a span)
+    day            date,                       -- flagged day, the first of consecutive days
+                                               -- (whose span is then in interval_start/end)
     kind           text not null,              -- spike, flatline, drop_to_zero, gap, ...
     score          double precision not null,  -- how far past its threshold (>= 1)
     detector       text not null,              -- rules, isolation_forest, forecast_residual, fct_gaps
     reason         text not null,
-    check ((interval_start is null) <> (day is null))
+    check (interval_start is not null or day is not null)
 ) partition by list (month_start);
 create index if not exists anomalies_target on ml.anomalies (target_kind, target_id);
 
