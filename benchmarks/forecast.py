@@ -18,15 +18,17 @@ import json
 import os
 import platform
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from energy_assets.backtest import ForecastConfig, backtest
+from energy_assets.forecast_assets import local_days
 from energy_assets.forecasting import forecast_metrics, naive_mae
 from energy_assets.sample import feeder_meter_frame
+from energy_assets.warehouse import next_month
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OPENSTEF = SHARED / "openstef_example_nl_2020"
@@ -37,8 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def month_days(month: str) -> list[date]:
     first = date.fromisoformat(month + "-01")
-    following = (pd.Timestamp(first) + pd.offsets.MonthBegin(1)).date()
-    return [first + timedelta(days=k) for k in range((following - first).days)]
+    return local_days(first, next_month(first))
 
 
 def openstef() -> dict[str, pd.DataFrame]:
