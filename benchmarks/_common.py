@@ -148,12 +148,10 @@ class PeakMemory:
 
 
 def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Wall seconds of each step of a Dagster run, from its event log."""
-    return {
-        stats.step_key: stats.end_time - stats.start_time
-        for stats in instance.get_run_step_stats(run_id)
-        if stats.start_time and stats.end_time
-    }
+    """Wall seconds of each step of a Dagster run, from its event log, in the order they ran."""
+    stats = sorted((s for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time),
+                   key=lambda s: s.start_time)  # fmt: skip
+    return {s.step_key: s.end_time - s.start_time for s in stats}
 
 
 def model_seconds(instance, run_id: str) -> dict[str, float]:

@@ -6,7 +6,8 @@ Generates LCL-shaped files (blocks of 50 households, `LCLid,tstp,energy(kWh/hh)`
 household table) in a temporary ENERGY_HOME, runs `energy run` on them (embedded PostgreSQL on
 a free port) and reports, from Dagster's event log, seconds and readings per second of each
 stage: ingest, the dbt marts of the month range (and each model), and every Python asset step
-of the monthly job (segments, plots, forecasts where present); plus peak memory of the
+of the monthly job (segments, plots, forecast backtest, anomalies), the views and the live
+forecast; plus peak memory of the
 `energy run` process tree and of PostgreSQL. `--max-concurrent` sets ENERGY_MAX_CONCURRENT
 (the monthly job's steps in processes of their own, that many at once).
 
@@ -54,8 +55,7 @@ select
 """
 STAGES = {
     "ingest_dropbox": "ingest", "monthly_marts_job": "month range",
-    "unpartitioned_marts_job": "views", "forecast_backtest_job": "forecast backtest",
-    "day_ahead_job": "day-ahead forecast",
+    "unpartitioned_marts_job": "views", "day_ahead_job": "day-ahead forecast",
 }  # fmt: skip
 
 
@@ -70,7 +70,8 @@ def run_stages(settings) -> tuple[list[dict], dict[str, float], dict]:
     with platform_session(settings) as db:
         instance = DagsterInstance.get()
         steps, models = [], {}
-        for run in sorted(instance.get_runs(), key=lambda r: r.run_id):
+        for record in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
+            run = record.dagster_run
             stage = STAGES.get(run.job_name, run.job_name)
             for step, seconds in step_seconds(instance, run.run_id).items():
                 steps.append({"job": run.job_name, "stage": stage, "step": step,
@@ -123,7 +124,7 @@ def stage_rows(result: dict) -> list[list]:
     readings = result["readings"]
     rows = [[s["stage"], s["step"], s["seconds"], round(readings / s["seconds"]),
              "" if s["status"] == "SUCCESS" else s["status"]] for s in result["steps"]]  # fmt: skip
-    if not any("forecast" in s["stage"] for s in result["steps"]):
+    if not any("forecast" in s["step"] for s in result["steps"]):
         rows.append(["forecast", "(no forecast run)", "-", "-", ""])
     other = result["energy_run_s"] - sum(s["seconds"] for s in result["steps"])
     rows.append(["-", "start-up, manifest, queries between runs", other, "-", ""])

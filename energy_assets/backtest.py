@@ -49,8 +49,12 @@ class ForecastConfig:
     retrain_days: int = 7
     min_history_days: int = 14  # targets with less data before the month are not forecast
     coverage: float = 0.8  # P10-P90 nominally covers 80%
-    rounds: int = 200
-    max_train_rows: int = 150_000  # rows sampled from a larger training window
+    # 100 rounds at learning rate 0.1 on at most 20,000 rows: as accurate as 200 at 0.05 on
+    # every row (LCL households: WAPE 0.436 vs 0.432; feeders 0.332 vs 0.331) at a fifth of
+    # the training time, which a year of weekly models per target kind multiplies.
+    rounds: int = 100
+    max_train_rows: int = 20_000  # rows sampled from a larger training window
+    backtest_meters: int | None = 50  # meters in the per-meter backtest (a fixed sample); None: all
     holiday_country: str | None = None  # ISO code for the `holidays` package, e.g. GB
     holiday_subdiv: str | None = None  # e.g. ENG
 
@@ -62,6 +66,7 @@ class ForecastConfig:
             cutoff_hour=int(env("ENERGY_FORECAST_CUTOFF_HOUR", "0")),
             train_days=int(env("ENERGY_FORECAST_TRAIN_DAYS", "28")),
             min_history_days=int(env("ENERGY_FORECAST_MIN_HISTORY_DAYS", "14")),
+            backtest_meters=_count_or_all(env("ENERGY_BACKTEST_METERS", "50")),
             holiday_country=env("ENERGY_HOLIDAY_COUNTRY") or None,
             holiday_subdiv=env("ENERGY_HOLIDAY_SUBDIV") or None,
         )
@@ -75,6 +80,22 @@ class ForecastConfig:
         """The earliest interval a run whose first forecast day is `first_day` reads."""
         first_training_day = first_day - timedelta(days=self.train_days + self.calibration_days + 1)
         return self.issue_time(first_training_day) - HISTORY_FOR_FEATURES
+
+
+def _count_or_all(text: str) -> int | None:
+    return None if text.strip().lower() == "all" else int(text)
+
+
+def backtest_sample(targets: list[str], limit: int | None) -> list[str] | None:
+    """A fixed sample of `limit` of `targets`, or None (all of them) when they are not more.
+
+    The sample is the same every month and every run (the smallest CRC32 of the id), so monthly
+    scores compare like with like: the per-meter backtest judges the model on a sample, as its
+    cost grows with every meter while its scores do not need them all.
+    """
+    if limit is None or len(targets) <= limit:
+        return None
+    return sorted(targets, key=lambda t: (zlib.crc32(t.encode()), t))[:limit]
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,24 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return result.returncode
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Draw one customer's hourly pattern for a month, beside the asset's pictures."""
+    from energy_assets.platform import platform_session
+    from energy_assets.plot_assets import customer_folder, draw_customers, month_profiles
+
+    settings = Settings.from_env()
+    with platform_session(settings) as db:
+        profiles = month_profiles(db.warehouse_url, args.month, args.customer)
+    if profiles.empty:
+        print(f"energy plot: no profile for customer {args.customer!r} in {args.month:%Y-%m}"
+              " (marts.customer_hourly_profile)", file=sys.stderr)  # fmt: skip
+        return 2
+    [path] = draw_customers(profiles, [args.customer], args.month,
+                            customer_folder(settings.home, args.month))  # fmt: skip
+    print(path)
+    return 0
+
+
 def _month(text: str) -> date:
     return date.fromisoformat(text + "-01" if len(text) == 7 else text)
 
@@ -224,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--to", dest="last_month", type=_month, help="last month (default: --from)")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
     export.set_defaults(func=cmd_export)
+    plot = sub.add_parser("plot", help="draw a customer's hourly pattern for a month")
+    plot.add_argument("customer")
+    plot.add_argument("--month", type=_month, required=True, help="YYYY-MM")
+    plot.set_defaults(func=cmd_plot)
     docs = sub.add_parser("docs", help="generate the dbt documentation of the marts")
     docs.set_defaults(func=cmd_docs)
     sample = sub.add_parser("sample", help="drop generated sample meter files in the dropbox")

@@ -18,8 +18,6 @@ from energy_assets.forecast_assets import (
     day_ahead_job,
     day_ahead_schedule,
     forecast_backtest,
-    forecast_backtest_job,
-    forecasts_after_marts,
 )
 from energy_assets.marts import monthly_marts, unpartitioned_marts
 from energy_assets.ml import customer_segments
@@ -28,6 +26,7 @@ from energy_assets.raw import ingest_dropbox, raw_specs
 from energy_assets.resources import Platform
 from energy_assets.sensors import (
     dropbox_sensor,
+    forecasts_after_marts,
     loaded_months_sensor,
     monthly_marts_job,
     unpartitioned_marts_job,
@@ -59,10 +58,7 @@ defs = Definitions(
         anomalies,
     ],
     asset_checks=[anomaly_rate_usual],
-    jobs=[
-        ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, forecast_backtest_job,
-        day_ahead_job,
-    ],  # fmt: skip
+    jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, day_ahead_job],
     sensors=[dropbox_sensor, loaded_months_sensor, forecasts_after_marts],
     schedules=[day_ahead_schedule],
     resources={

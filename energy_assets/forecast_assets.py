@@ -12,33 +12,29 @@ import psycopg2
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    AssetSelection,
-    DagsterRunStatus,
     DefaultScheduleStatus,
-    DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    RunsFilter,
-    RunStatusSensorContext,
     ScheduleDefinition,
-    SkipReason,
     asset,
     define_asset_job,
-    run_status_sensor,
 )
 
 from energy_assets import warehouse
-from energy_assets.backtest import METRIC_COLUMNS, ForecastConfig, Forecasts, backtest
+from energy_assets.backtest import (
+    METRIC_COLUMNS,
+    ForecastConfig,
+    Forecasts,
+    backtest,
+    backtest_sample,
+)
 from energy_assets.backtest import live_forecast as forecast_next_day
 from energy_assets.forecasting import WEATHER_PREFIX
 from energy_assets.ml import image_markdown, read_frame
-from energy_assets.partitions import monthly_asset, monthly_partitions, months_in
-from energy_assets.platform import MONTH_RUN_TAG
+from energy_assets.partitions import monthly_asset, months_in
 from energy_assets.plot_assets import file_name
 from energy_assets.plots import forecast_band
 from energy_assets.resources import Platform
-from energy_assets.sensors import monthly_marts_job
 from energy_assets.settings import Settings
 
 WINDOW = "interval_start >= %(start)s and interval_start < %(end)s"
@@ -66,10 +62,12 @@ TARGETS = {  # kind -> (query over [start, end), unit)
         f"select c.meter_id as target_id, c.interval_start, {METER_KW} as value, "
         f"case when m.tariff ilike 'tou' then 1.0 else 0.0 end as tariff_flag "
         f"from marts.fct_intervals_clean c left join raw.meters m using (meter_id) "
-        f"where c.{WINDOW}",
+        f"where c.{WINDOW} "
+        f"and (%(targets)s::text[] is null or c.meter_id = any(%(targets)s::text[]))",
         "kW",
     ),
 }
+METERS = f"select distinct meter_id from marts.fct_intervals_clean where {WINDOW}"
 WEATHER = """
 select date_trunc('hour', observed_at) as hour, variable, avg(value) as value
 from raw.weather where observed_at >= %(start)s and observed_at < %(end)s
@@ -82,10 +80,13 @@ MARTS = [
 PLOTTED_KINDS = ("feeder", "system", "meters_total")
 
 
-def read_series(url: str, kind: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """One kind's targets over [start, end) as a long frame, with weather_* columns."""
+def read_series(
+    url: str, kind: str, start: pd.Timestamp, end: pd.Timestamp, targets: list[str] | None = None
+) -> pd.DataFrame:
+    """One kind's targets over [start, end) as a long frame, with weather_* columns; meters
+    only those in `targets` when given."""
     window = {"start": start, "end": end}
-    series = read_frame(url, TARGETS[kind][0], window)
+    series = read_frame(url, TARGETS[kind][0], {**window, "targets": targets})
     series["interval_start"] = pd.to_datetime(series["interval_start"], utc=True)
     for column in series.columns.drop(["target_id", "interval_start"]):
         series[column] = pd.to_numeric(series[column]).astype(float)
@@ -206,10 +207,14 @@ def plot_last_week(result: Forecasts, kind: str, month: date, settings: Settings
     deps=MARTS,
     description="Rolling-origin day-ahead backtest over the month: P10/P50/P90 forecasts issued "
     "at the cutoff before each day, retrained weekly on earlier data only, in ml.forecasts; "
-    "scores against the seasonal-naive forecast in ml.backtest_metrics; models in ml.models.",
+    "scores against the seasonal-naive forecast in ml.backtest_metrics; models in ml.models. "
+    "Feeders, system and meter total in full; single meters as a fixed sample of "
+    "ENERGY_BACKTEST_METERS (default 50, or all).",
 )
 def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
+    if not settings.forecasts:
+        return MaterializeResult(metadata={"scores": "forecasts are off (ENERGY_FORECASTS)"})
     config = ForecastConfig.from_env(settings.default_timezone)
     summary: dict = {}
     plots: list = []
@@ -218,7 +223,11 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
         start = config.history_needed(days[0])
         end = config.issue_time(days[-1]) + pd.Timedelta(days=3)
         for kind in TARGETS:
-            series = read_series(platform.warehouse_url, kind, start, end)
+            sample = None
+            if kind == "meter":
+                meters = read_frame(platform.warehouse_url, METERS, {"start": start, "end": end})
+                sample = backtest_sample(meters["meter_id"].tolist(), config.backtest_meters)
+            series = read_series(platform.warehouse_url, kind, start, end, sample)
             result = backtest(series, kind, days, config)
             store_backtest(platform.warehouse_url, month, kind, result)
             summary[f"{month:%Y-%m} {kind}"] = kind_summary(result)
@@ -241,6 +250,8 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
 )
 def day_ahead_forecast(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
+    if not settings.forecasts:
+        return MaterializeResult(metadata={"forecasts": "forecasts are off (ENERGY_FORECASTS)"})
     config = ForecastConfig.from_env(settings.default_timezone)
     latest = read_frame(
         platform.warehouse_url,
@@ -265,16 +276,8 @@ def day_ahead_forecast(context: AssetExecutionContext, platform: Platform) -> Ma
     return MaterializeResult(metadata={"forecasts": MetadataValue.json(issued)})
 
 
-forecast_backtest_job = define_asset_job(
-    "forecast_backtest_job",
-    # The anomalies again, now with the month's forecast residuals to judge.
-    selection=AssetSelection.assets(forecast_backtest)
-    | AssetSelection.assets(AssetKey(["ml", "anomalies"])),
-    partitions_def=monthly_partitions,
-    tags={MONTH_RUN_TAG: "true"},  # queued behind (not beside) the month's marts runs
-)
 day_ahead_job = define_asset_job(
-    "day_ahead_job", selection=AssetSelection.assets(day_ahead_forecast)
+    "day_ahead_job", selection=[day_ahead_forecast]
 )
 day_ahead_schedule = ScheduleDefinition(
     name="day_ahead_daily",
@@ -283,29 +286,3 @@ day_ahead_schedule = ScheduleDefinition(
     execution_timezone=Settings.from_env().default_timezone,
     default_status=DefaultScheduleStatus.RUNNING,
 )
-
-
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    monitored_jobs=[monthly_marts_job],
-    request_jobs=[forecast_backtest_job, day_ahead_job],
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=5,
-)
-def forecasts_after_marts(context: RunStatusSensorContext):
-    """Once a month's marts are built: backtest that month, and refresh the live forecast
-    unless a refresh is already waiting."""
-    if not Settings.from_env().forecasts:
-        return SkipReason("forecasts are off (ENERGY_FORECASTS)")
-    run = context.dagster_run
-    partition = {k: v for k, v in run.tags.items() if k.startswith("dagster/")
-                 and "partition" in k}  # fmt: skip
-    requests = [RunRequest(run_key=f"backtest-{run.run_id}", job_name=forecast_backtest_job.name,
-                           tags=partition)]  # fmt: skip
-    waiting = context.instance.get_runs_count(RunsFilter(
-        job_name=day_ahead_job.name,
-        statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
-    ))  # fmt: skip
-    if not waiting:
-        requests.append(RunRequest(run_key=f"live-{run.run_id}", job_name=day_ahead_job.name))
-    return requests

@@ -30,7 +30,7 @@ WEATHER_PREFIX = "weather_"  # weather_temperature, weather_wind_speed, ...
 MODEL_PARAMS = {
     "objective": "reg:quantileerror",
     "tree_method": "hist",
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "max_depth": 6,
     "min_child_weight": 5,
     "subsample": 0.8,
@@ -184,7 +184,7 @@ def _anchor(features: pd.DataFrame) -> np.ndarray:
 
 
 def fit_quantile_model(
-    train: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES, rounds: int = 200, seed: int = 0
+    train: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES, rounds: int = 100, seed: int = 0
 ) -> QuantileModel:
     """One global multi-quantile XGBoost model on the normalised target `y`.
 

@@ -123,10 +123,6 @@ def run_once(settings: Settings) -> RunReport:
             success = execute("unpartitioned_marts_job", instance, run_config=quiet)
             report.steps.append(("views", success))
         if months and settings.forecasts:
-            for first, last in month_ranges(months):
-                tags = range_tags(first, last)
-                success = execute("forecast_backtest_job", instance, run_config=quiet, tags=tags)
-                report.steps.append((f"backtest {first:%Y-%m}..{last:%Y-%m}", success))
             success = execute("day_ahead_job", instance, run_config=quiet)
             report.steps.append(("day-ahead forecast", success))
     return report

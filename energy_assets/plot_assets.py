@@ -17,7 +17,13 @@ from dagster import (
 
 from energy_assets.ml import image_markdown, read_frame
 from energy_assets.partitions import monthly_asset, months_in
-from energy_assets.plots import hourly_patterns, load_heatmap, load_profile
+from energy_assets.plots import (
+    customer_overview,
+    hourly_patterns,
+    largest_customers,
+    load_heatmap,
+    load_profile,
+)
 from energy_assets.resources import Platform
 
 FEEDERS = """
@@ -92,26 +98,58 @@ def load_profiles(context: AssetExecutionContext, platform: Platform) -> Materia
     return MaterializeResult(metadata=metadata)
 
 
+def customer_folder(home: Path, month: date) -> Path:
+    return home / "plots" / "customers" / f"{month:%Y-%m}"
+
+
+def draw_customers(profiles: pd.DataFrame, customers: list[str], month: date,
+                   folder: Path) -> list[Path]:  # fmt: skip
+    """One hourly-pattern picture per named customer of `profiles` (one month's rows)."""
+    chosen = profiles[profiles["customer_id"].isin(customers)]
+    by_customer = dict(tuple(chosen.groupby("customer_id")))
+    return hourly_patterns(
+        (by_customer[name], f"Customer {name}, {month:%B %Y}",
+         folder / f"{file_name(str(name))}.png")
+        for name in customers if name in by_customer
+    )  # fmt: skip
+
+
+def month_profiles(url: str, month: date, customer: str | None = None) -> pd.DataFrame:
+    """`marts.customer_hourly_profile` rows of a month (of one customer when named)."""
+    query, params = PROFILES, (month,)
+    if customer is not None:
+        query, params = PROFILES + " and customer_id = %s", (month, customer)
+    profiles = read_frame(url, query, params)
+    profiles["mean_kw"] = profiles["mean_kw"].astype(float)
+    return profiles
+
+
 @monthly_asset(
     ["plots", "customer_patterns"],
     deps=[["marts", "customer_hourly_profile"]],
-    description="Per customer, the month's mean demand by hour of day, weekdays vs weekends.",
+    description="Every customer's mean demand by hour of day in one overview picture, and "
+    "weekday vs weekend pictures of the largest customers (ENERGY_CUSTOMER_PLOTS, default 25); "
+    "`energy plot CUSTOMER --month YYYY-MM` draws any other.",
 )
 def customer_patterns(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
     metadata: dict = {}
     for month, _ in months_in(context.partition_time_window):
-        profiles = read_frame(platform.warehouse_url, PROFILES, (month,))
+        profiles = month_profiles(platform.warehouse_url, month)
         key = f"{month:%Y-%m}"
         if profiles.empty:
             metadata[key] = "no customer data this month: no plots"
             continue
-        profiles["mean_kw"] = profiles["mean_kw"].astype(float)
-        folder = settings.home / "plots" / "customers" / key
-        paths = hourly_patterns(
-            (rows, f"Customer {name}, {month:%B %Y}", folder / f"{file_name(str(name))}.png")
-            for name, rows in profiles.groupby("customer_id")
-        )
-        metadata[key] = MetadataValue.json({"customers": len(paths), "folder": str(folder)})
-        metadata["example"] = image_markdown(paths[0], "customer hourly pattern")
+        folder = customer_folder(settings.home, month)
+        overview = customer_overview(profiles, f"Customers' hourly patterns, {month:%B %Y}",
+                                     folder / "overview.png")  # fmt: skip
+        drawn = draw_customers(profiles, largest_customers(profiles, settings.customer_plots),
+                               month, folder)  # fmt: skip
+        metadata[key] = MetadataValue.json({
+            "customers": int(profiles["customer_id"].nunique()), "drawn": len(drawn),
+            "folder": str(folder), "others": f"energy plot CUSTOMER --month {key}",
+        })  # fmt: skip
+        metadata["overview"] = image_markdown(overview, "customers' hourly patterns")
+        if drawn:
+            metadata["example"] = image_markdown(drawn[0], "largest customer's hourly pattern")
     return MaterializeResult(metadata=metadata)

@@ -75,16 +75,12 @@ def load_heatmap(load: pd.Series, title: str, path: Path, unit: str = "MW") -> P
     return _save(fig, path)
 
 
-def hourly_pattern(profile: pd.DataFrame, title: str, path: Path) -> Path:
-    """Mean demand by hour of day, one line per day type (columns hour, day_type, mean_kw)."""
-    return hourly_patterns([(profile, title, path)])[0]
-
-
 def hourly_patterns(patterns: Iterable[tuple[pd.DataFrame, str, Path]]) -> list[Path]:
-    """`hourly_pattern` for many (profile, title, path), drawn on one reused figure.
+    """Mean demand by hour of day, one line per day type, for each (profile, title, path)
+    (profile columns hour, day_type, mean_kw).
 
-    A month of LCL households is thousands of these; building the figure and its layout once
-    and changing only the lines, title and y scale halves the time per picture.
+    The figure and its layout are built once; only lines, title and y scale change per picture,
+    which halves the time per picture.
     """
     fig = Figure(figsize=(8, 4.5))
     FigureCanvasAgg(fig)
@@ -109,6 +105,46 @@ def hourly_patterns(patterns: Iterable[tuple[pd.DataFrame, str, Path]]) -> list[
         ax.set_ylim(0, top * 1.05 if top > 0 else 1)  # NaN (no data) compares False
         paths.append(_save(fig, path))
     return paths
+
+
+def largest_customers(profiles: pd.DataFrame, count: int) -> list[str]:
+    """The `count` customers with the highest mean demand over the hours of the month's
+    profile (columns customer_id, mean_kw), largest first, ties by name."""
+    level = profiles.groupby("customer_id")["mean_kw"].mean().fillna(0).reset_index()
+    level = level.sort_values(["mean_kw", "customer_id"], ascending=[False, True])
+    return level["customer_id"].head(max(count, 0)).tolist()
+
+
+def customer_overview(profiles: pd.DataFrame, title: str, path: Path) -> Path:
+    """Every customer of a month in one picture: a row per customer, weekday and weekend panels
+    of mean demand by hour as a share of the customer's own peak, sorted by weekday peak hour.
+
+    Shows the shapes of thousands of households at once, where one picture each would not
+    scale (columns customer_id, day_type, hour, mean_kw).
+    """
+    grid = profiles.pivot_table(index="customer_id", columns=["day_type", "hour"],
+                                values="mean_kw", aggfunc="mean")  # fmt: skip
+    grid = grid.reindex(columns=pd.MultiIndex.from_product([list(DAY_TYPE_COLOURS), range(24)]))
+    peak = grid.max(axis=1)
+    share = grid.div(peak.where(peak > 0), axis=0)
+    weekday = share["weekday"].fillna(-1).to_numpy()
+    order = np.lexsort((share.index.to_numpy(dtype=str), weekday.argmax(axis=1)))
+    share = share.iloc[order]
+    fig = _figure(11, 6)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, day_type in zip(axes, DAY_TYPE_COLOURS, strict=True):
+        image = ax.imshow(np.ma.masked_invalid(share[day_type].to_numpy(dtype=float)),
+                          aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1,
+                          extent=(0, 24, len(share), 0))  # fmt: skip
+        ax.set(title=day_type.capitalize(), xlabel="Hour of day (local)", xticks=range(0, 25, 3))
+    axes[0].set_ylabel(f"{len(share):,} customers, by weekday peak hour")
+    if len(share) <= 40:
+        axes[0].set_yticks(np.arange(len(share)) + 0.5, share.index, fontsize=7)
+    else:
+        axes[0].set_yticks([])
+    fig.suptitle(title)
+    fig.colorbar(image, ax=axes, label="Share of the customer's peak hour")
+    return _save(fig, path)
 
 
 def forecast_band(rows: pd.DataFrame, title: str, path: Path, unit: str) -> Path:

@@ -1,4 +1,5 @@
-"""Sensors: dropped files -> ingest runs; loaded files -> month runs through the marts.
+"""Sensors: dropped files -> ingest runs; loaded files -> month runs through the marts;
+finished month runs -> a refresh of the live forecast.
 
 Both stay cheap (a directory listing or one indexed query, a diff against the cursor, return);
 all parsing happens inside the runs they request.
@@ -11,17 +12,23 @@ import time
 from pathlib import Path
 
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     define_asset_job,
+    run_status_sensor,
     sensor,
 )
 
 from energy_assets import warehouse
 from energy_assets.anomaly_assets import anomalies
 from energy_assets.dbt_project import dbt_project
+from energy_assets.forecast_assets import day_ahead_job, forecast_backtest
 from energy_assets.marts import monthly_marts, unpartitioned_marts
 from energy_assets.ml import customer_segments
 from energy_assets.partitions import partition_key
@@ -29,14 +36,17 @@ from energy_assets.platform import MONTH_RUN_TAG
 from energy_assets.plot_assets import customer_patterns, load_profiles
 from energy_assets.raw import ingest_dropbox
 from energy_assets.resources import Platform
+from energy_assets.settings import Settings
 
 RETRY_AFTER_SECONDS = 600  # a requested file still in the dropbox after this is requested again
 
 monthly_marts_job = define_asset_job(
     "monthly_marts_job",
-    selection=[monthly_marts, customer_segments, load_profiles, customer_patterns, anomalies],
+    selection=[monthly_marts, customer_segments, load_profiles, customer_patterns,
+               forecast_backtest, anomalies],  # fmt: skip
     tags={MONTH_RUN_TAG: "true"},
-    description="Rebuild one month of the dbt marts, and the models on them, from the raw layer.",
+    description="Rebuild one month from the raw layer: the dbt marts, then segments, plots and "
+    "the forecast backtest, then the anomalies (which judge the backtest's residuals).",
 )
 unpartitioned_marts_job = define_asset_job(
     "unpartitioned_marts_job",
@@ -156,3 +166,24 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
             )
         )
     return SensorResult(run_requests=requests, cursor=str(newest))
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[monthly_marts_job],
+    request_job=day_ahead_job,
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
+)
+def forecasts_after_marts(context: RunStatusSensorContext):
+    """Once a month run (its backtest included) has succeeded, refresh the live forecast,
+    unless a refresh is already waiting."""
+    if not Settings.from_env().forecasts:
+        return SkipReason("forecasts are off (ENERGY_FORECASTS)")
+    waiting = context.instance.get_runs_count(RunsFilter(
+        job_name=day_ahead_job.name,
+        statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
+    ))  # fmt: skip
+    if waiting:
+        return SkipReason("a live forecast refresh is already queued")
+    return RunRequest(run_key=f"live-{context.dagster_run.run_id}")

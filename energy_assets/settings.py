@@ -26,6 +26,9 @@ class Settings:
     """A dropbox file must be unchanged this long before it is loaded."""
     forecasts: bool = True
     """Run the forecast backtest and the live forecast after the marts (`ENERGY_FORECASTS`)."""
+    customer_plots: int = 25
+    """Customers drawn per month by plots/customer_patterns, largest first; others on demand
+    with `energy plot` (`ENERGY_CUSTOMER_PLOTS`)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,6 +40,7 @@ class Settings:
             default_timezone=os.environ.get("ENERGY_TIMEZONE", "UTC"),
             file_stable_seconds=float(os.environ.get("ENERGY_FILE_STABLE_SECONDS", "2")),
             forecasts=os.environ.get("ENERGY_FORECASTS", "on").lower() not in ("off", "0", "false"),
+            customer_plots=int(os.environ.get("ENERGY_CUSTOMER_PLOTS", "25")),
         )
 
     def with_home(self, home: Path) -> Settings:

@@ -28,12 +28,14 @@ JAN, FEB, MAR = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
 # The sample (2 feeders, 3 kW-logging meters at 15 min) and 2 households logging kWh per half
 # hour on no feeder, all from 2024-01-01 to 2024-02-29. A target needs 14 days of history at
 # a weekly retrain point: the first is 2024-01-22, so January has 10 forecast days and
-# February 29. The live forecast is issued at 2024-03-01 00:00 for 03-02.
+# February 29. The live forecast is issued at 2024-03-01 00:00 for 03-02. The per-meter
+# backtest takes a fixed sample of ENERGY_BACKTEST_METERS=4 meters: the four smallest CRC32s
+# of the five ids leave MAC000001 out; the live forecast covers all five.
 EXPECTED_FORECASTS = {
     ("backtest", "feeder", JAN): (2 * 10 * 96, 2),
     ("backtest", "feeder", FEB): (2 * 29 * 96, 2),
-    ("backtest", "meter", JAN): (3 * 10 * 96 + 2 * 10 * 48, 5),
-    ("backtest", "meter", FEB): (3 * 29 * 96 + 2 * 29 * 48, 5),
+    ("backtest", "meter", JAN): (3 * 10 * 96 + 1 * 10 * 48, 4),
+    ("backtest", "meter", FEB): (3 * 29 * 96 + 1 * 29 * 48, 4),
     ("backtest", "meters_total", JAN): (10 * 48, 1),
     ("backtest", "meters_total", FEB): (29 * 48, 1),
     ("backtest", "system", JAN): (10 * 96, 1),
@@ -73,13 +75,14 @@ def forecast_counts(platform) -> dict:
 @pytest.fixture
 def forecasted(platform, monkeypatch):
     monkeypatch.setenv("ENERGY_FORECASTS", "on")
+    monkeypatch.setenv("ENERGY_BACKTEST_METERS", "4")
     settings = replace(platform.settings, forecasts=True)
     write_sample(settings.dropbox)
     write_households(settings.dropbox / "households.csv")
     report = run_once(settings)
     assert report.ok, report.table()
-    assert [name for name, _ in report.steps][-2:] == [
-        "backtest 2024-01..2024-02", "day-ahead forecast"
+    assert [name for name, _ in report.steps][1:] == [
+        "marts 2024-01..2024-02", "views", "day-ahead forecast"
     ]  # fmt: skip
     return platform
 
@@ -115,7 +118,7 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
     metrics = platform.query(
         "select * from ml.backtest_metrics order by month_start, target_kind, target_id"
     )
-    assert len(metrics) == 2 * (2 + 1 + 1 + 5)
+    assert len(metrics) == 2 * (2 + 1 + 1 + 4)  # feeders, system, total, sampled meters
     recomputed = platform.query(
         "select month_start, target_kind, target_id, count(*) as intervals, "
         "sum(abs(actual - p50)) / sum(abs(actual)) as wape, "
@@ -151,9 +154,10 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         scores = metadata["scores"].value["2024-02 feeder"]
         assert scores["targets"] == 2 and scores["wape"] < scores["baseline_wape"]
 
-        # A finished month run asks for that month's backtest and a live refresh.
+        # The month run itself backtested the month; once it finished, the live forecast is
+        # refreshed.
         from energy_assets.definitions import defs
-        from energy_assets.forecast_assets import forecasts_after_marts
+        from energy_assets.sensors import forecasts_after_marts
 
         run = instance.get_runs(RunsFilter(job_name="monthly_marts_job"), limit=1)[0]
         success = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[0]
@@ -161,10 +165,13 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
             sensor_name=forecasts_after_marts.name, dagster_event=success.dagster_event,
             dagster_instance=instance, dagster_run=run,
         )  # fmt: skip
-        requests = forecasts_after_marts(context)
-        assert [r.job_name for r in requests] == ["forecast_backtest_job", "day_ahead_job"]
-        assert requests[0].tags["dagster/asset_partition_range_start"] == "2024-01-01"
-        assert requests[0].tags["dagster/asset_partition_range_end"] == "2024-02-01"
+        steps = {e.step_key for e in instance.all_logs(run.run_id,
+                                                        of_type=DagsterEventType.STEP_SUCCESS)}
+        assert {"ml__forecast_backtest", "ml__anomalies"} <= steps
+        assert run.tags["dagster/asset_partition_range_end"] == "2024-02-01"
+        request = forecasts_after_marts(context)
+        assert request.job_name in (None, "day_ahead_job")
+        assert request.run_key == f"live-{run.run_id}"
 
         # Re-issuing the live forecast replaces it rather than adding a copy.
         assert defs.resolve_job_def("day_ahead_job").execute_in_process(instance=instance).success

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from energy_assets.backtest import ForecastConfig, backtest, live_forecast
+from energy_assets.backtest import ForecastConfig, backtest, backtest_sample, live_forecast
 from energy_assets.forecasting import (
     build_features,
     fit_quantile_model,
@@ -237,3 +237,18 @@ def test_live_forecast_covers_the_day_after_the_next_cutoff(series):
     assert (local.dt.date == date(2025, 3, 22)).all() and len(rows) == 3 * 48
     assert rows["actual"].isna().all() and rows["p50"].notna().all()
     assert len(result.models) == 1 and result.models[0].train_end < rows["issued_at"].iloc[0]
+
+
+def test_the_backtest_sample_is_fixed_and_bounded(monkeypatch):
+    ids = [f"MAC{i:06d}" for i in range(200)]
+    chosen = backtest_sample(ids, 50)
+    assert len(set(chosen)) == 50 and set(chosen) <= set(ids)
+    # The same meters whatever else is loaded and in which order: a month never loses them.
+    others = [i for i in ids[::-1] if i not in chosen][:70]
+    assert backtest_sample(others + chosen, 50) == chosen
+    assert backtest_sample(ids, None) is None
+    assert backtest_sample(ids, 200) is None  # not more than the limit: all of them
+    monkeypatch.setenv("ENERGY_BACKTEST_METERS", "all")
+    assert ForecastConfig.from_env("UTC").backtest_meters is None
+    monkeypatch.setenv("ENERGY_BACKTEST_METERS", "7")
+    assert ForecastConfig.from_env("UTC").backtest_meters == 7

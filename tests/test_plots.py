@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 
 import pandas as pd
 import pytest
@@ -10,8 +11,10 @@ from conftest import SHARED_DATA
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from matplotlib.image import imread
 
+from energy_assets import cli
 from energy_assets.operations import run_once
 from energy_assets.platform import platform_session
+from energy_assets.plots import largest_customers
 
 LCL = SHARED_DATA / "lcl_london_2013_60hh" / "halfhourly_kwh.csv.gz"
 OPENSTEF = SHARED_DATA / "openstef_example_nl_2020"
@@ -61,18 +64,23 @@ def assert_png(path) -> None:
 
 
 @pytest.mark.skipif(not LCL.exists(), reason="needs ../shared/data (real LCL and OpenSTEF data)")
-def test_each_plot_kind_is_rendered_and_attached(platform):
-    write_lcl_january(platform.settings.dropbox / "lcl_jan.csv")
+def test_each_plot_kind_is_rendered_and_attached(platform, monkeypatch, capsys, tmp_path):
+    lcl = tmp_path / "lcl_jan.csv"
+    write_lcl_january(lcl)
+    shutil.copy(lcl, platform.settings.dropbox)
     write_openstef_as_feeder_exports(platform.settings.dropbox)
+    monkeypatch.setenv("ENERGY_CUSTOMER_PLOTS", "5")
     assert run_once(platform.settings).ok
 
     plots = platform.settings.home / "plots"
     for name in ("North.png", "South.png", "all.png", "heatmap.png"):
         assert_png(plots / "load" / "2020-12" / name)
-    customers = sorted((plots / "customers" / "2013-01").glob("*.png"))
-    assert len(customers) == 12
-    for path in customers:
-        assert_png(path)
+    folder = plots / "customers" / "2013-01"
+    assert_png(folder / "overview.png")
+    largest = largest_households(lcl, 5)
+    assert sorted(p.name for p in folder.glob("MAC*.png")) == sorted(f"{h}.png" for h in largest)
+    for name in largest:
+        assert_png(folder / f"{name}.png")
     assert_png(plots / "segments" / "2013-01.png")
 
     with platform_session(platform.settings):
@@ -89,9 +97,38 @@ def test_each_plot_kind_is_rendered_and_attached(platform):
         assert load["system_heatmap"].value.startswith("![system heat map](data:image/png;base64,")
         patterns = metadata(["plots", "customer_patterns"], "2013-01-01")
         assert patterns["2013-01"].value["customers"] == 12
+        assert patterns["2013-01"].value["drawn"] == 5
+        assert patterns["overview"].value.startswith("![customers' hourly patterns](data:")
         segments = metadata(["ml", "customer_segments"], "2013-01-01")
         assert segments["plot_path"].value == str(plots / "segments" / "2013-01.png")
         # A month without feeder data says so instead of drawing an empty plot.
         assert (
             "no feeder data" in metadata(["plots", "load_profiles"], "2013-01-01")["2013-01"].value
         )
+
+    # Any other customer is drawn on demand, beside the asset's pictures.
+    others = sorted(set(pd.read_csv(lcl)["LCLid"]) - set(largest))
+    assert cli.main(["plot", others[0], "--month", "2013-01"]) == 0
+    assert capsys.readouterr().out.strip() == str(folder / f"{others[0]}.png")
+    assert_png(folder / f"{others[0]}.png")
+    assert cli.main(["plot", "NO-SUCH-CUSTOMER", "--month", "2013-01"]) == 2
+    assert "no profile for customer 'NO-SUCH-CUSTOMER' in 2013-01" in capsys.readouterr().err
+
+
+def largest_households(lcl, count: int) -> list[str]:
+    """The households with the highest mean over their (weekday/weekend, hour) mean demand,
+    from the LCL file itself (January: London time is UTC)."""
+    frame = pd.read_csv(lcl, parse_dates=["tstp"])
+    frame["kw"] = pd.to_numeric(frame["energy(kWh/hh)"], errors="coerce") * 2
+    frame["weekend"] = frame["tstp"].dt.dayofweek >= 5
+    cells = frame.groupby(["LCLid", "weekend", frame["tstp"].dt.hour])["kw"].mean()
+    level = cells.groupby("LCLid").mean().sort_values(ascending=False)
+    return list(level.index[:count])
+
+
+def test_largest_customers_ranks_by_mean_demand_then_name():
+    profiles = pd.DataFrame({"customer_id": ["b", "b", "a", "a", "c", "c", "d", "d"],
+                             "mean_kw": [1.0, 3.0, 2.0, 2.0, 5.0, None, 0.5, 0.5]})  # fmt: skip
+    assert largest_customers(profiles, 3) == ["c", "a", "b"]
+    assert largest_customers(profiles, 0) == []
+    assert largest_customers(profiles, 10) == ["c", "a", "b", "d"]

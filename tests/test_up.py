@@ -31,6 +31,7 @@ def test_energy_up_serves_ui_loads_dropped_files_and_stops_cleanly(
     monkeypatch.setenv("ENERGY_HOME", str(home))
     monkeypatch.setenv("ENERGY_PG_PORT", str(db_port))
     monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
+    monkeypatch.setenv("ENERGY_FORECASTS", "off")  # covered by test_forecast_assets
     with open(tmp_path / "up.log", "w") as log:
         up = subprocess.Popen([ENERGY, "up", "--port", str(ui_port)], stdout=log, stderr=log)
     try:
@@ -60,4 +61,6 @@ def test_energy_up_serves_ui_loads_dropped_files_and_stops_cleanly(
         with conn.cursor() as cur:
             cur.execute("select count(*) from marts.fct_system_intervals")
             assert cur.fetchone()[0] == SAMPLE_SYSTEM_INTERVALS
+            cur.execute("show work_mem")  # the embedded server's tuning, given at every start
+            assert cur.fetchone()[0] == "64MB"
         conn.close()
