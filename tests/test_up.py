@@ -1,61 +1,144 @@
-"""`energy up` on the embedded PostgreSQL: UI up, sensor loads dropped files, Ctrl-C stops all."""
+"""`energy up` as a user runs it, on the embedded PostgreSQL, watched from outside: the sensor
+loads dropped files into the marts, the Dagster UI shows them in a real browser, Ctrl-C stops
+every process and the data survives for the next start. One platform serves the module's
+tests, in file order; the last one stops it.
+
+Chromium comes from Debian (`apt-get install chromium`), never from Playwright's own download.
+Screenshots go to `test-artifacts/browser/`.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import psycopg2
 import pytest
 from conftest import PLATFORM_ENV, free_port, server_home
-from up_process import ENERGY, SAMPLE_SYSTEM_INTERVALS, system_intervals, ui_answers, wait_for
+from playwright.sync_api import Page, expect, sync_playwright
+from up_process import (
+    SAMPLE_SYSTEM_INTERVALS,
+    energy_up,
+    graphql,
+    partition_stats,
+    system_intervals,
+    ui_answers,
+    wait_for,
+)
 
 from energy_assets.postgres import platform_database
 from energy_assets.sample import write_sample
-from energy_assets.settings import Settings
+from energy_assets.settings import REPO_ROOT, Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+GROUPS = {  # asset graph group -> assets that must be in it
+    "raw": ["readings", "meters"],
+    "marts": ["fct_intervals_clean", "fct_feeder_intervals", "fct_system_intervals", "fct_gaps"],
+    "ml": ["customer_segments"],
+    "plots": ["load_profiles", "customer_patterns"],
+}
 
 
-@pytest.fixture
-def embedded_home():
+def debian_chromium() -> Path:
+    """/usr/bin/chromium, installed with apt when missing; a skip only where apt cannot run."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("Chromium is not installed and apt-get cannot run here (needs root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = subprocess.run(["apt-get", "install", "-y", "chromium"], env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    if result.returncode != 0:  # a stale package list: refresh it once
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+        result = subprocess.run(["apt-get", "install", "-y", "chromium"], env=env,
+                                capture_output=True, text=True, timeout=900)  # fmt: skip
+    if not CHROMIUM.exists():
+        pytest.skip(f"apt-get could not install chromium: {result.stderr.strip()[-500:]}")
+    return CHROMIUM
+
+
+def expand_asset_graph(page: Page) -> None:
+    """Open every group, in the graph (context menu) and in the sidebar tree (full names)."""
+    page.get_by_text("Materialize all").wait_for()
+    page.mouse.click(page.viewport_size["width"] - 200, 300, button="right")
+    page.get_by_role("menuitem", name="Expand all groups").click()
+    for group in GROUPS:
+        page.get_by_text(group, exact=True).first.click()
+        page.keyboard.press("ArrowRight")
+
+
+@dataclass
+class RunningPlatform:
+    process: subprocess.Popen
+    home: Path
+    env: dict[str, str]
+    ui_port: int
+    db_port: int
+    children: list[psutil.Process]
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory) -> RunningPlatform:
+    """`energy up` in a home of its own, with the sample dropped and loaded into the marts."""
+    env = {k: v for k, v in os.environ.items() if k not in PLATFORM_ENV}
+    ui_port, db_port = free_port(), free_port()
     with server_home() as home:
-        yield home
+        env.update(ENERGY_HOME=str(home), ENERGY_PG_PORT=str(db_port),
+                   ENERGY_FILE_STABLE_SECONDS="1",
+                   ENERGY_FORECASTS="off")  # covered by test_forecast_assets  # fmt: skip
+        log = tmp_path_factory.mktemp("up") / "up.log"
+        with energy_up(ui_port, log, env) as process:
+            children = psutil.Process(process.pid).children(recursive=True)
+            write_sample(home / "dropbox")
+            wait_for(lambda: system_intervals(db_port) == SAMPLE_SYSTEM_INTERVALS, 600,
+                     "the sensor to load the sample and build the marts")  # fmt: skip
+            yield RunningPlatform(process, home, env, ui_port, db_port, children)
 
 
-def test_energy_up_serves_ui_loads_dropped_files_and_stops_cleanly(
-    embedded_home, tmp_path, monkeypatch
-):
-    for key in PLATFORM_ENV:
-        monkeypatch.delenv(key, raising=False)
-    home, ui_port, db_port = embedded_home, free_port(), free_port()
-    monkeypatch.setenv("ENERGY_HOME", str(home))
-    monkeypatch.setenv("ENERGY_PG_PORT", str(db_port))
-    monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
-    monkeypatch.setenv("ENERGY_FORECASTS", "off")  # covered by test_forecast_assets
-    with open(tmp_path / "up.log", "w") as log:
-        up = subprocess.Popen([ENERGY, "up", "--port", str(ui_port)], stdout=log, stderr=log)
-    try:
-        wait_for(lambda: ui_answers(ui_port), 120, "the Dagster UI")
-        children = psutil.Process(up.pid).children(recursive=True)
-        assert any("dagster-daemon" in " ".join(c.cmdline()) for c in children)
+def test_sensor_loads_dropped_files_into_the_marts(up):
+    assert any("dagster-daemon" in " ".join(c.cmdline()) for c in up.children)
+    assert not any((up.home / "dropbox").iterdir())
+    assert sorted(p.name for p in (up.home / "archive" / "2024-02").iterdir()) == [
+        "M1001_2024-02.csv", "M1002_2024-02.csv", "M2001_2024-02.csv"
+    ]  # fmt: skip
 
-        write_sample(home / "dropbox")
-        wait_for(lambda: system_intervals(db_port) == SAMPLE_SYSTEM_INTERVALS, 180,
-                 "the sensor to load the sample and build the marts")  # fmt: skip
-        assert not any((home / "dropbox").iterdir())
 
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=90) == 0
-    finally:
-        if up.poll() is None:
-            up.kill()
-        print((tmp_path / "up.log").read_text()[-3000:])  # shown when the test fails
-    assert not (home / "pgdata" / "postmaster.pid").exists()
-    assert not ui_answers(ui_port)
-    survivors = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+def test_ui_shows_raw_dbt_and_ml_assets_and_materialized_months(up):
+    chromium = debian_chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for asset in ("raw/readings", "marts/fct_system_intervals"):
+        wait_for(lambda a=asset: partition_stats(up.ui_port, a)["numMaterialized"] == 2, 300,
+                 f"Dagster to record both months of {asset}")  # fmt: skip
+    # The first visit would open the "Join the Dagster community" dialog.
+    assert graphql(up.ui_port, "mutation { setNuxSeen }") == {"setNuxSeen": True}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1100})
+            check_pages(page, f"http://127.0.0.1:{up.ui_port}")
+        finally:
+            browser.close()
+
+
+def test_ctrl_c_stops_every_process_and_the_data_survives(up, monkeypatch):
+    up.process.send_signal(signal.SIGINT)
+    assert up.process.wait(timeout=90) == 0
+    assert not (up.home / "pgdata" / "postmaster.pid").exists()
+    assert not ui_answers(up.ui_port)
+    survivors = [c for c in up.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert survivors == []
 
-    # The data survives for the next start.
+    for key, value in up.env.items():
+        monkeypatch.setenv(key, value)
     with platform_database(Settings.from_env()) as db:
         conn = psycopg2.connect(db.warehouse_url)
         with conn.cursor() as cur:
@@ -64,3 +147,24 @@ def test_energy_up_serves_ui_loads_dropped_files_and_stops_cleanly(
             cur.execute("show work_mem")  # the embedded server's tuning, given at every start
             assert cur.fetchone()[0] == "64MB"
         conn.close()
+
+
+def check_pages(page: Page, ui: str) -> None:
+    page.goto(f"{ui}/asset-groups")
+    expand_asset_graph(page)
+    for group, assets in GROUPS.items():
+        for asset in assets:
+            expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+        assert group in page.inner_text("body")
+    page.screenshot(path=ARTIFACTS / "asset-graph.png")
+
+    # A month-partitioned dbt model and the raw table under it: both sample months materialized.
+    for asset in ("marts/fct_system_intervals", "raw/readings"):
+        page.goto(f"{ui}/assets/{asset}?view=partitions")
+        expect(page.get_by_text("Materialized (2)")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Failed (0)")).to_be_visible()
+        page.get_by_text("Missing (", exact=False).click()  # hide the months without data
+        for month in ("2024-01-01", "2024-02-01"):
+            expect(page.get_by_text(month, exact=True).first).to_be_visible()
+        expect(page.get_by_text("2023-12-01", exact=True)).to_have_count(0)
+        page.screenshot(path=ARTIFACTS / f"{asset.replace('/', '-')}-partitions.png")
