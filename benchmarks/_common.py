@@ -43,9 +43,14 @@ def machine() -> dict:
 
 
 def write_results(name: str, result: dict) -> Path:
+    """`results/<name>.json` with the machine and the script's wall time so far (printed too:
+    every script must finish within 15 minutes at its default size)."""
+    wall = time.time() - psutil.Process().create_time()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({**result, "machine": machine()}, indent=2, default=str) + "\n")
+    result = {**result, "machine": machine(), "script_wall_s": round(wall, 1)}
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\n{name}: {wall:,.0f} s wall for the whole script; results in {path}")
     return path
 
 

@@ -24,9 +24,6 @@ changed. The uninjected flag rate says how often the detectors fire on the real 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,10 +33,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import write_results  # noqa: E402
 from energy_assets.anomalies import find_anomalies  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "results"
 HISTORY = pd.Timedelta(days=28)
 KINDS = ["spike", "offpeak_spike", "dropout", "flatline", "level_shift", "sign_flip"]
 DETECTS = {  # which detection kinds are meant for which injected kind (for per-kind precision)
@@ -234,16 +231,13 @@ def main() -> None:
     worst = clean["target_id"].value_counts().head(5)
     print(f"  of which on the 5 most flagged meters ({', '.join(worst.index)}): {worst.sum()}")
     print(f"{seconds:.0f} s")
-    RESULTS.mkdir(exist_ok=True)
-    result = {
+    write_results("anomalies", {
         "seed": args.seed, "intervals": intervals, "targets": int(data["target_id"].nunique()),
         "months": len(months), "injected": len(labels), "scores": rows,
         "uninjected": {"flags": len(clean), "per_1000_intervals": rate, "by_kind": by_kind,
                        "most_flagged": worst.to_dict()},
-        "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d"),
-        "machine": platform.machine(), "cores": os.cpu_count(),
-    }  # fmt: skip
-    (RESULTS / "anomalies.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        "seconds": round(seconds, 1),
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

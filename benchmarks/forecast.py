@@ -14,9 +14,7 @@ Usage: .venv/bin/python benchmarks/forecast.py [--parts openstef lcl timing] [--
 """
 
 import argparse
-import json
-import os
-import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -24,17 +22,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from energy_assets.backtest import ForecastConfig, backtest
-from energy_assets.forecast_assets import local_days
-from energy_assets.forecasting import forecast_metrics, naive_mae
-from energy_assets.sample import feeder_meter_frame
-from energy_assets.warehouse import next_month
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import write_results  # noqa: E402
+from energy_assets.backtest import ForecastConfig, backtest  # noqa: E402
+from energy_assets.forecast_assets import local_days  # noqa: E402
+from energy_assets.forecasting import forecast_metrics, naive_mae  # noqa: E402
+from energy_assets.sample import feeder_meter_frame  # noqa: E402
+from energy_assets.warehouse import next_month  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OPENSTEF = SHARED / "openstef_example_nl_2020"
 LCL = SHARED / "lcl_london_2013_60hh"
 OPENSTEF_WEATHER = {"temp": "temperature", "radiation": "radiation", "windspeed_100m": "wind_speed"}
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def month_days(month: str) -> list[date]:
@@ -168,11 +168,7 @@ def main() -> None:
         "coverage", "train_s", "predict_s", "cpu_s",
     ]]  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    RESULTS.mkdir(exist_ok=True)
-    machine = {"cores": os.cpu_count(), "python": platform.python_version()}
-    (RESULTS / "forecast.json").write_text(json.dumps(
-        {"date": date.today().isoformat(), "machine": machine, "rows": rows}, indent=2
-    ))  # fmt: skip
+    write_results("forecast", {"rows": rows})
 
 
 if __name__ == "__main__":
