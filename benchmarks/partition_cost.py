@@ -7,8 +7,9 @@ free port) loads generated feeder-meter files (30-minute intervals, half the met
 half seen as customers) ending in 2024-12 and builds their marts, then rebuilds the 2024-12
 partition with `monthly_marts_job`, as the sensor does, in `--repeats` rounds that visit every
 history in turn. The month rebuilt is the same at every size, so only the history differs.
-Reports the median run and its dbt step; the ratio 24/1 should stay near 1 (a run's cost
-follows the month, not the history).
+Reports the median run, its dbt step (the month's marts) and its forecast backtest; the
+marts' ratio 24/1 must stay below 1.3 (a run's cost follows the month, not the history), as
+must the whole run's 24/6 (the backtest's fixed 5-week look-back is then filled in both).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from benchmarks._data import months_ending, write_feeder_months  # noqa: E402
 
 LAST_MONTH = "2024-12"
 DBT_STEP = "monthly_marts"
+BACKTEST_STEP = "ml__forecast_backtest"
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -161,28 +163,42 @@ def main() -> None:
             results.append({**result, **summarise(result)})
 
     base = results[0]
+    # The backtest looks back a fixed 5 weeks: with one month loaded it has nothing to learn
+    # from and does less, so the whole run compares fairly only among histories of 2+ months.
+    full = next((r for r in results if r["history_months"] >= 2), base)
     rows = []
     for r in results:
-        dbt, others = r["steps_s"].get(DBT_STEP, 0.0), r["run_s"] - r["steps_s"].get(DBT_STEP, 0.0)
-        rows.append([r["history_months"], r["raw_readings"], r["initial_load_seconds"], r["run_s"],
-                     dbt, others, r["run_s"] / base["run_s"],
-                     dbt / base["steps_s"].get(DBT_STEP, 1.0)])  # fmt: skip
+        dbt, backtest = (r["steps_s"].get(s, 0.0) for s in (DBT_STEP, BACKTEST_STEP))
+        rows.append([
+            r["history_months"], r["raw_readings"], r["initial_load_seconds"], r["run_s"], dbt,
+            backtest, r["run_s"] - dbt - backtest, dbt / base["steps_s"].get(DBT_STEP, 1.0),
+            r["run_s"] / full["run_s"],
+        ])  # fmt: skip
     print()
     print(table(["history (months)", "raw readings", "initial load s", "rebuild run s",
-                 "dbt step s", "rest of run s", "run vs 1", "dbt vs 1"], rows))  # fmt: skip
+                 "dbt step s", "backtest s", "rest of run s", "dbt vs 1",
+                 f"run vs {full['history_months']}"], rows))  # fmt: skip
     last = results[-1]
-    ratio = last["run_s"] / base["run_s"]
     dbt_ratio = last["steps_s"].get(DBT_STEP, 0.0) / base["steps_s"].get(DBT_STEP, 1.0)
-    verdict = "ok" if max(ratio, dbt_ratio) < 1.3 else "ABOVE 1.3"
+    run_ratio = last["run_s"] / full["run_s"]
     failed = sum(r["failed_runs"] for r in results)
     if failed:
         print(f"\n{failed} rebuild runs had a failed step (see the JSON's steps)")
-    print(f"\nratio {last['history_months']}/{base['history_months']} months of history:"
-          f" run {ratio:.2f}, dbt step {dbt_ratio:.2f} ({verdict}; medians of"
-          f" {args.repeats} rebuilds of {LAST_MONTH}, {args.meters} meters at 30 min)")  # fmt: skip
+
+    def verdict(ratio: float) -> str:
+        return "ok, below 1.3" if ratio < 1.3 else "ABOVE 1.3"
+
+    print(f"\nthe month's marts (dbt step), {last['history_months']}/{base['history_months']}"
+          f" months of history: {dbt_ratio:.2f} ({verdict(dbt_ratio)})\n"
+          f"the whole month run (marts, segments, plots, backtest, anomalies),"
+          f" {last['history_months']}/{full['history_months']}: {run_ratio:.2f}"
+          f" ({verdict(run_ratio)}); {last['history_months']}/{base['history_months']}:"
+          f" {last['run_s'] / base['run_s']:.2f}, as a month without earlier weeks has"
+          f" little to backtest\n(medians of {args.repeats} rebuilds of {LAST_MONTH},"
+          f" {args.meters} meters at 30 min)")  # fmt: skip
     path = write_results("partition_cost", {
         "month_rebuilt": LAST_MONTH, "repeats": args.repeats, "histories": results,
-        "ratio_run": ratio, "ratio_dbt_step": dbt_ratio,
+        "ratio_dbt_step": dbt_ratio, "ratio_run_vs_full_lookback": run_ratio,
     })  # fmt: skip
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
 
