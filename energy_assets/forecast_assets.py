@@ -29,7 +29,7 @@ from energy_assets.backtest import (
     backtest_sample,
 )
 from energy_assets.backtest import live_forecast as forecast_next_day
-from energy_assets.forecasting import WEATHER_PREFIX
+from energy_assets.forecasting import WEATHER_PREFIX, forecast_metrics
 from energy_assets.ml import image_markdown, read_frame
 from energy_assets.partitions import monthly_asset, months_in
 from energy_assets.plot_assets import file_name
@@ -173,17 +173,13 @@ def kind_summary(result: Forecasts) -> dict:
     """Pooled scores of one kind: WAPE of model and baseline, coverage."""
     if result.rows.empty:
         return {}
-    rows = result.rows.dropna(subset=["actual", "p50", "baseline"])
+    rows = result.rows.dropna(subset=["actual", "p10", "p50", "p90", "baseline"])
     if rows.empty:
         return {}
-    total = rows["actual"].abs().sum()
-    return {
-        "targets": int(rows["target_id"].nunique()),
-        "wape": round(float((rows["actual"] - rows["p50"]).abs().sum() / total), 4),
-        "baseline_wape": round(float((rows["actual"] - rows["baseline"]).abs().sum() / total), 4),
-        "coverage_p10_p90": round(float(
-            ((rows["actual"] >= rows["p10"]) & (rows["actual"] <= rows["p90"])).mean()), 4),
-    }  # fmt: skip
+    m = forecast_metrics(rows["actual"], rows["p10"], rows["p50"], rows["p90"], rows["baseline"],
+                         1.0)  # fmt: skip
+    return {"targets": int(rows["target_id"].nunique()),
+            **{k: round(m[k], 4) for k in ("wape", "baseline_wape", "coverage_p10_p90")}}
 
 
 def plot_last_week(result: Forecasts, kind: str, month: date, settings: Settings) -> list:

@@ -238,17 +238,6 @@ def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFr
     return out
 
 
-def seasonal_naive(
-    series: pd.DataFrame, issue_time: pd.Timestamp, horizon_days: int = 1, tz: str = "UTC"
-) -> pd.DataFrame:
-    """The baseline: each target interval's value one week earlier (local wall clock)."""
-    grid = _target_grid(series, pd.Timestamp(issue_time).tz_convert("UTC"), horizon_days, tz)
-    grid["baseline"] = _lookup(
-        _indexed(series), grid, _wall_clock_shift(grid["interval_start"], 7, tz)
-    )
-    return grid
-
-
 def naive_mae(series: pd.DataFrame, before: pd.Timestamp) -> pd.Series:
     """Per-target in-sample MAE of the seasonal-naive forecast before `before`: the MASE scale."""
     past = _indexed(series[series["interval_start"] < before])
