@@ -34,7 +34,7 @@ max_connections = 200
 # Given at every start, so existing data directories get them too: month rebuilds sort and
 # aggregate millions of rows (4 MB of work_mem spills them to disk), and bulk COPY loads would
 # force a checkpoint every 1 GB of WAL.
-_SERVER_OPTIONS = "-c work_mem=64MB -c maintenance_work_mem=256MB -c max_wal_size=4GB"
+SERVER_OPTIONS = "-c work_mem=64MB -c maintenance_work_mem=256MB -c max_wal_size=4GB"
 
 
 def _bin_dir() -> Path:
@@ -117,7 +117,7 @@ class EmbeddedPostgres:
         log = self.pgdata / "server.log"
         self._run(
             "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(log),
-            "-o", f"-p {self.requested_port} {_SERVER_OPTIONS}",
+            "-o", f"-p {self.requested_port} {SERVER_OPTIONS}",
         )  # fmt: skip
         port = self.running_port()
         if port is None:

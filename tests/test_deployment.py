@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from energy_assets.platform import MONTH_RUN_TAG
+from energy_assets.postgres import SERVER_OPTIONS
 from energy_assets.settings import REPO_ROOT
 
 DOCKER = REPO_ROOT / "docker"
@@ -48,6 +49,11 @@ def test_compose_file_follows_the_compose_specification(compose):
     assert set(compose["services"]) >= {"postgres", "code", "webserver", "daemon"}
     postgres = compose["services"]["postgres"]["image"]
     assert re.fullmatch(r"postgres:\d+\.\d+(-\w+)?", postgres), "pin the official image's version"
+
+
+def test_deployed_postgres_is_tuned_like_the_embedded_one(compose):
+    command = compose["services"]["postgres"]["command"]
+    assert command[0] == "postgres" and " ".join(command[1:]) == SERVER_OPTIONS
 
 
 def test_no_secret_has_a_default_or_a_literal_value(compose):
