@@ -1,4 +1,4 @@
-"""Forecast assets: the monthly day-ahead backtest, the live next-day forecast, and what runs them.
+"""Forecast assets: the monthly day-ahead backtest, the live next-day forecast and its schedule.
 
 Targets come from the marts: every feeder (MW), the system (MW), the sum of the meters that
 belong to no feeder (kW, e.g. households) and every meter (kW). Weather is the hourly mean of

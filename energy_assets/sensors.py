@@ -1,7 +1,7 @@
 """Sensors: dropped files -> ingest runs; loaded files -> month runs through the marts;
 finished month runs -> a refresh of the live forecast.
 
-Both stay cheap (a directory listing or one indexed query, a diff against the cursor, return);
+They stay cheap (a directory listing or one indexed query, a diff against the cursor, return);
 all parsing happens inside the runs they request.
 """
 
