@@ -220,7 +220,7 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
         end = config.issue_time(days[-1]) + pd.Timedelta(days=3)
         for kind in TARGETS:
             sample = None
-            if kind == "meter":
+            if kind == "meter" and config.backtest_meters is not None:
                 meters = read_frame(platform.warehouse_url, METERS, {"start": start, "end": end})
                 sample = backtest_sample(meters["meter_id"].tolist(), config.backtest_meters)
             series = read_series(platform.warehouse_url, kind, start, end, sample)
