@@ -19,15 +19,11 @@ from pathlib import Path
 
 import psutil
 
+from energy_assets.settings import LOCATION_VARIABLES
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BIN = Path(sys.executable).parent
-# Variables of the caller's platform that must not leak into a benchmark's own platform.
-PLATFORM_ENV = (
-    "ENERGY_HOME", "DAGSTER_HOME", "ENERGY_DATABASE_URL", "ENERGY_DAGSTER_DATABASE_URL",
-    "ENERGY_WAREHOUSE_URL", "ENERGY_PGHOST", "ENERGY_PGPORT", "ENERGY_PGUSER",
-    "ENERGY_PGPASSWORD", "ENERGY_PGDATABASE", "ENERGY_PG_PORT",
-)  # fmt: skip
 
 
 def machine() -> dict:
@@ -67,8 +63,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [list(headers), *[[cell(v) for v in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
-    aligned = [[c.rjust(w) if n else c.ljust(w) for c, w, n in zip(r, widths, numeric, strict=True)]
-               for r in cells]  # fmt: skip
+    aligned = [
+        [c.rjust(w) if n else c.ljust(w) for c, w, n in zip(r, widths, numeric, strict=True)]
+        for r in cells
+    ]
     lines = ["  ".join(r) for r in aligned]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
@@ -82,9 +80,16 @@ def free_port() -> int:
 
 def platform_environ(home: Path, **extra: str) -> dict[str, str]:
     """os.environ for a platform of its own: its home, embedded PostgreSQL on a free port."""
-    env = {k: v for k, v in os.environ.items() if k not in PLATFORM_ENV}
-    env.update({"ENERGY_HOME": str(home), "ENERGY_PG_PORT": str(free_port()),
-                "ENERGY_FILE_STABLE_SECONDS": "0", "OMP_WAIT_POLICY": "PASSIVE", **extra})
+    env = {k: v for k, v in os.environ.items() if k not in LOCATION_VARIABLES}
+    env.update(
+        {
+            "ENERGY_HOME": str(home),
+            "ENERGY_PG_PORT": str(free_port()),
+            "ENERGY_FILE_STABLE_SECONDS": "0",
+            "OMP_WAIT_POLICY": "PASSIVE",
+            **extra,
+        }
+    )
     return env
 
 
@@ -154,8 +159,10 @@ class PeakMemory:
 
 def step_seconds(instance, run_id: str) -> dict[str, float]:
     """Wall seconds of each step of a Dagster run, from its event log, in the order they ran."""
-    stats = sorted((s for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time),
-                   key=lambda s: s.start_time)  # fmt: skip
+    stats = sorted(
+        (s for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time),
+        key=lambda s: s.start_time,
+    )
     return {s.step_key: s.end_time - s.start_time for s in stats}
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from energy_assets.sample import feeder_meter_frame, meter_data_frame
+from energy_assets.ingest.sample import feeder_meter_frame, meter_data_frame
 
 LCL_BLOCK = 50  # households per block file, as in the published data set
 
@@ -37,11 +37,16 @@ def write_feeder_months(
     readings = 0
     for month in months:
         frames = [
-            feeder_meter_frame(name, str(month), str(month + pd.offsets.MonthBegin(1)),
-                               20.0 + i % 7, seed=i * 1000 + month.month, step=step)
-            .assign(Meter=name)
+            feeder_meter_frame(
+                name,
+                str(month),
+                str(month + pd.offsets.MonthBegin(1)),
+                20.0 + i % 7,
+                seed=i * 1000 + month.month,
+                step=step,
+            ).assign(Meter=name)
             for i, name in enumerate(names)
-        ]  # fmt: skip
+        ]
         frame = pd.concat(frames, ignore_index=True)
         frame.to_csv(folder / f"feeders_{month:%Y-%m}.csv", index=False)
         readings += len(frame) * 4
@@ -50,8 +55,9 @@ def write_feeder_months(
     return readings
 
 
-def lcl_block(first: int, households: int, start: pd.Timestamp, end: pd.Timestamp,
-              seed: int) -> pa.Table:  # fmt: skip
+def lcl_block(
+    first: int, households: int, start: pd.Timestamp, end: pd.Timestamp, seed: int
+) -> pa.Table:
     """Half-hourly kWh of `households` households over [start, end): evening peaks, noise."""
     rng = np.random.default_rng(seed)
     times = pd.date_range(start, end, freq="30min", inclusive="left")
@@ -61,11 +67,13 @@ def lcl_block(first: int, households: int, start: pd.Timestamp, end: pd.Timestam
     kwh = (scale * shape[None, :] * rng.gamma(6.0, 1 / 6.0, (households, len(times)))).round(3)
     stamps = pa.array(times.strftime("%Y-%m-%d %H:%M:%S.0000000"))
     ids = [f"MAC{first + i:06d}" for i in range(households)]
-    return pa.table({
-        "LCLid": pa.array(np.repeat(ids, len(times))),
-        "tstp": pa.concat_arrays([stamps] * households),
-        "energy(kWh/hh)": pa.array(kwh.ravel()),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "LCLid": pa.array(np.repeat(ids, len(times))),
+            "tstp": pa.concat_arrays([stamps] * households),
+            "energy(kWh/hh)": pa.array(kwh.ravel()),
+        }
+    )
 
 
 def write_lcl(folder: Path, households: int, first_month: str, months: int) -> int:
@@ -80,15 +88,19 @@ def write_lcl(folder: Path, households: int, first_month: str, months: int) -> i
     for block, first in enumerate(range(0, households, LCL_BLOCK)):
         size = min(LCL_BLOCK, households - first)
         data = lcl_block(first, size, start, end, seed=block)
-        pacsv.write_csv(data, folder / f"block_{block}.csv",
-                        pacsv.WriteOptions(quoting_style="none"))  # fmt: skip
+        pacsv.write_csv(
+            data, folder / f"block_{block}.csv", pacsv.WriteOptions(quoting_style="none")
+        )
         readings += data.num_rows
     ids = [f"MAC{i:06d}" for i in range(households)]
-    pd.DataFrame({
-        "LCLid": ids,
-        "stdorToU": np.where(np.arange(households) % 5 == 0, "ToU", "Std"),
-        "Acorn": [f"ACORN-{chr(65 + i % 17)}" for i in range(households)],
-        "Acorn_grouped": [("Affluent", "Comfortable", "Adversity")[i % 3]
-                          for i in range(households)],
-    }).to_csv(folder / "informations_households.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "LCLid": ids,
+            "stdorToU": np.where(np.arange(households) % 5 == 0, "ToU", "Std"),
+            "Acorn": [f"ACORN-{chr(65 + i % 17)}" for i in range(households)],
+            "Acorn_grouped": [
+                ("Affluent", "Comfortable", "Adversity")[i % 3] for i in range(households)
+            ],
+        }
+    ).to_csv(folder / "informations_households.csv", index=False)
     return readings

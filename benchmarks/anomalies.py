@@ -34,33 +34,48 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import write_results  # noqa: E402
-from energy_assets.anomalies import find_anomalies  # noqa: E402
+from energy_assets.anomalies.detectors import find_anomalies  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HISTORY = pd.Timedelta(days=28)
 KINDS = ["spike", "offpeak_spike", "dropout", "flatline", "level_shift", "sign_flip"]
 DETECTS = {  # which detection kinds are meant for which injected kind (for per-kind precision)
-    "spike": {"spike"}, "offpeak_spike": {"offpeak_spike"}, "dropout": {"drop_to_zero"},
-    "flatline": {"flatline"}, "level_shift": {"level_shift"},
+    "spike": {"spike"},
+    "offpeak_spike": {"offpeak_spike"},
+    "dropout": {"drop_to_zero"},
+    "flatline": {"flatline"},
+    "level_shift": {"level_shift"},
     "sign_flip": {"sign_flip", "reverse_flow"},
-}  # fmt: skip
+}
 
 
 def load_data() -> pd.DataFrame:
     """Long frame target_id, interval_start (UTC), value (kW) of the real series."""
     lcl = pd.read_csv(DATA / "lcl_london_2013_60hh" / "halfhourly_kwh.csv.gz")
     lcl.columns = ["target_id", "interval_start", "kwh"]
-    frames = [pd.DataFrame({
-        "target_id": lcl["target_id"],
-        "interval_start": pd.to_datetime(lcl["interval_start"]).dt.tz_localize("UTC"),
-        "value": pd.to_numeric(lcl["kwh"].astype(str).str.strip(), errors="coerce") * 2,
-    })]  # fmt: skip
+    frames = [
+        pd.DataFrame(
+            {
+                "target_id": lcl["target_id"],
+                "interval_start": pd.to_datetime(lcl["interval_start"]).dt.tz_localize("UTC"),
+                "value": pd.to_numeric(lcl["kwh"].astype(str).str.strip(), errors="coerce") * 2,
+            }
+        )
+    ]
     for pid in (287, 307, 435):
-        grid = pd.read_csv(DATA / "openstef_example_nl_2020" / f"get_model_input_pid_{pid}.csv.gz",
-                           usecols=["index", "load"]).dropna()  # fmt: skip
-        frames.append(pd.DataFrame({"target_id": f"P{pid}",
-                                    "interval_start": pd.to_datetime(grid["index"], utc=True),
-                                    "value": grid["load"] * 1000}))  # fmt: skip
+        grid = pd.read_csv(
+            DATA / "openstef_example_nl_2020" / f"get_model_input_pid_{pid}.csv.gz",
+            usecols=["index", "load"],
+        ).dropna()
+        frames.append(
+            pd.DataFrame(
+                {
+                    "target_id": f"P{pid}",
+                    "interval_start": pd.to_datetime(grid["index"], utc=True),
+                    "value": grid["load"] * 1000,
+                }
+            )
+        )
     data = pd.concat(frames, ignore_index=True).dropna(subset=["value"])
     return data.sort_values(["target_id", "interval_start"]).reset_index(drop=True)
 
@@ -88,8 +103,9 @@ def inject(data: pd.DataFrame, months: list[pd.Timestamp], seed: int):
         turn = rng.integers(len(KINDS))
         for month in months:
             following = month + pd.offsets.MonthBegin(1)
-            inside = rows[(times >= month + pd.Timedelta(days=1))
-                          & (times < following - pd.Timedelta(days=4))]  # fmt: skip
+            inside = rows[
+                (times >= month + pd.Timedelta(days=1)) & (times < following - pd.Timedelta(days=4))
+            ]
             if len(inside) < 10 * 24 * per_hour:
                 continue
             kind = KINDS[turn % len(KINDS)]
@@ -128,8 +144,9 @@ def detect(data: pd.DataFrame, months: list[pd.Timestamp]) -> pd.DataFrame:
     found = []
     for month in months:
         following = month + pd.offsets.MonthBegin(1)
-        part = data[(data["interval_start"] >= month - HISTORY)
-                    & (data["interval_start"] < following)]  # fmt: skip
+        part = data[
+            (data["interval_start"] >= month - HISTORY) & (data["interval_start"] < following)
+        ]
         found.append(find_anomalies(part, month, following))
     found = pd.concat(found, ignore_index=True)
     day = pd.to_datetime(found["day"].astype(str), errors="coerce").dt.tz_localize("UTC")
@@ -170,18 +187,26 @@ def score(found: pd.DataFrame, clean: pd.DataFrame, labels: pd.DataFrame) -> dic
         strict = hit_found[mine].mean() if mine.any() else float("nan")
         fresh = hit_found[mine & new].mean() if (mine & new).any() else float("nan")
         rows[kind] = {
-            "injected": int((labels["kind"] == kind).sum()), "flags": int(mine.sum()),
-            "precision_strict": float(strict), "precision_new": float(fresh),
-            "recall": recall, "f1_strict": f1(strict, recall), "f1_new": f1(fresh, recall),
-        }  # fmt: skip
+            "injected": int((labels["kind"] == kind).sum()),
+            "flags": int(mine.sum()),
+            "precision_strict": float(strict),
+            "precision_new": float(fresh),
+            "recall": recall,
+            "f1_strict": f1(strict, recall),
+            "f1_new": f1(fresh, recall),
+        }
     forest = (found["detector"] == "isolation_forest").to_numpy()
     recall = float(hit_label.mean())
     strict, fresh = float(hit_found.mean()), float(hit_found[new].mean())
     rows["overall"] = {
-        "injected": len(labels), "flags": len(found), "precision_strict": strict,
-        "precision_new": fresh, "recall": recall, "f1_strict": f1(strict, recall),
+        "injected": len(labels),
+        "flags": len(found),
+        "precision_strict": strict,
+        "precision_new": fresh,
+        "recall": recall,
+        "f1_strict": f1(strict, recall),
         "f1_new": f1(fresh, recall),
-    }  # fmt: skip
+    }
     rows["isolation_forest"] = {
         "flags": int(forest.sum()),
         "precision_strict": float(hit_found[forest].mean()) if forest.any() else float("nan"),
@@ -199,45 +224,74 @@ def main() -> None:
     faulty, labels = inject(data, months, args.seed)
     clean = detect(data, months)
     found = detect(faulty, months)
-    intervals = sum(int(((data["interval_start"] >= m)
-                         & (data["interval_start"] < m + pd.offsets.MonthBegin(1))).sum())
-                    for m in months)  # fmt: skip
+    intervals = sum(
+        int(
+            (
+                (data["interval_start"] >= m)
+                & (data["interval_start"] < m + pd.offsets.MonthBegin(1))
+            ).sum()
+        )
+        for m in months
+    )
     rows = score(found, clean, labels)
     seconds = time.perf_counter() - started
 
-    print(f"\n{len(data):,} real intervals ({data['target_id'].nunique()} targets), "
-          f"{intervals:,} scanned in {len(months)} months; {len(labels)} faults injected "
-          f"(seed {args.seed})\n")  # fmt: skip
-    print("strict: every flag that overlaps no injected fault is false | secondary, differential:"
-          " flags the uninjected copy also raises left out")
-    print(f"{'kind':<15}{'injected':>9}{'flags':>7}{'precision':>11}{'recall':>8}{'F1':>7}"
-          f"{'|':>3}{'P diff':>8}{'F1 diff':>9}")  # fmt: skip
+    print(
+        f"\n{len(data):,} real intervals ({data['target_id'].nunique()} targets), "
+        f"{intervals:,} scanned in {len(months)} months; {len(labels)} faults injected "
+        f"(seed {args.seed})\n"
+    )
+    print(
+        "strict: every flag that overlaps no injected fault is false | secondary, differential:"
+        " flags the uninjected copy also raises left out"
+    )
+    print(
+        f"{'kind':<15}{'injected':>9}{'flags':>7}{'precision':>11}{'recall':>8}{'F1':>7}"
+        f"{'|':>3}{'P diff':>8}{'F1 diff':>9}"
+    )
     for kind in [*KINDS, "overall"]:
         r = rows[kind]
-        print(f"{kind:<15}{r['injected']:>9}{r['flags']:>7}{r['precision_strict']:>11.3f}"
-              f"{r['recall']:>8.3f}{r['f1_strict']:>7.3f}{'|':>3}{r['precision_new']:>8.3f}"
-              f"{r['f1_new']:>9.3f}")  # fmt: skip
+        print(
+            f"{kind:<15}{r['injected']:>9}{r['flags']:>7}{r['precision_strict']:>11.3f}"
+            f"{r['recall']:>8.3f}{r['f1_strict']:>7.3f}{'|':>3}{r['precision_new']:>8.3f}"
+            f"{r['f1_new']:>9.3f}"
+        )
     overall = rows["overall"]
     verdict = "reaches" if overall["f1_strict"] >= 0.8 else "does NOT reach"
     low = [k for k in KINDS if rows[k]["recall"] < 0.7]
-    print(f"strict overall F1 {overall['f1_strict']:.3f} {verdict} 0.8; kinds with recall < 0.7:"
-          f" {', '.join(low) or 'none'}")
+    print(
+        f"strict overall F1 {overall['f1_strict']:.3f} {verdict} 0.8; kinds with recall < 0.7:"
+        f" {', '.join(low) or 'none'}"
+    )
     forest = rows["isolation_forest"]
-    print(f"\nIsolationForest: {forest['flags']} day flags, strict precision "
-          f"{forest['precision_strict']:.3f}")
+    print(
+        f"\nIsolationForest: {forest['flags']} day flags, strict precision "
+        f"{forest['precision_strict']:.3f}"
+    )
     by_kind = clean["kind"].value_counts().to_dict()
     rate = 1000 * len(clean) / intervals
     print(f"uninjected data: {len(clean)} flags, {rate:.2f} per 1000 intervals {by_kind}")
     worst = clean["target_id"].value_counts().head(5)
     print(f"  of which on the 5 most flagged meters ({', '.join(worst.index)}): {worst.sum()}")
     print(f"{seconds:.0f} s")
-    write_results("anomalies", {
-        "seed": args.seed, "intervals": intervals, "targets": int(data["target_id"].nunique()),
-        "months": len(months), "injected": len(labels), "scores": rows,
-        "uninjected": {"flags": len(clean), "per_1000_intervals": rate, "by_kind": by_kind,
-                       "most_flagged": worst.to_dict()},
-        "seconds": round(seconds, 1),
-    })  # fmt: skip
+    write_results(
+        "anomalies",
+        {
+            "seed": args.seed,
+            "intervals": intervals,
+            "targets": int(data["target_id"].nunique()),
+            "months": len(months),
+            "injected": len(labels),
+            "scores": rows,
+            "uninjected": {
+                "flags": len(clean),
+                "per_1000_intervals": rate,
+                "by_kind": by_kind,
+                "most_flagged": worst.to_dict(),
+            },
+            "seconds": round(seconds, 1),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import write_results  # noqa: E402
-from energy_assets.backtest import ForecastConfig, backtest  # noqa: E402
-from energy_assets.forecast_assets import local_days  # noqa: E402
-from energy_assets.forecasting import forecast_metrics, naive_mae  # noqa: E402
-from energy_assets.sample import feeder_meter_frame  # noqa: E402
-from energy_assets.warehouse import next_month  # noqa: E402
+from energy_assets.forecasts.day_ahead import ForecastConfig, backtest  # noqa: E402
+from energy_assets.forecasts.model import forecast_metrics, naive_mae  # noqa: E402
+from energy_assets.ingest.sample import feeder_meter_frame  # noqa: E402
+from energy_assets.months import days_between, next_month  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OPENSTEF = SHARED / "openstef_example_nl_2020"
@@ -39,18 +38,23 @@ OPENSTEF_WEATHER = {"temp": "temperature", "radiation": "radiation", "windspeed_
 
 def month_days(month: str) -> list[date]:
     first = date.fromisoformat(month + "-01")
-    return local_days(first, next_month(first))
+    return days_between(first, next_month(first))
 
 
 def openstef() -> dict[str, pd.DataFrame]:
     frames = []
     for pid in ("287", "307", "435"):
-        raw = pd.read_csv(OPENSTEF / f"get_model_input_pid_{pid}.csv.gz",
-                          usecols=["index", "load", *OPENSTEF_WEATHER])  # fmt: skip
-        frame = pd.DataFrame({
-            "target_id": pid, "interval_start": pd.to_datetime(raw["index"], utc=True),
-            "value": raw["load"],
-        })  # fmt: skip
+        raw = pd.read_csv(
+            OPENSTEF / f"get_model_input_pid_{pid}.csv.gz",
+            usecols=["index", "load", *OPENSTEF_WEATHER],
+        )
+        frame = pd.DataFrame(
+            {
+                "target_id": pid,
+                "interval_start": pd.to_datetime(raw["index"], utc=True),
+                "value": raw["load"],
+            }
+        )
         for source, variable in OPENSTEF_WEATHER.items():
             frame[f"weather_{variable}"] = raw[source]
         frames.append(frame)
@@ -67,14 +71,18 @@ def lcl() -> dict[str, pd.DataFrame]:
     raw.columns = ["target_id", "local", "kwh"]
     local = pd.to_datetime(raw["local"])
     times = local.dt.tz_localize("Europe/London", ambiguous="NaT", nonexistent="NaT")
-    meters = pd.DataFrame({
-        "target_id": raw["target_id"], "interval_start": times.dt.tz_convert("UTC"),
-        "value": pd.to_numeric(raw["kwh"], errors="coerce") * 2,  # kWh per half hour -> kW
-    })  # fmt: skip
+    meters = pd.DataFrame(
+        {
+            "target_id": raw["target_id"],
+            "interval_start": times.dt.tz_convert("UTC"),
+            "value": pd.to_numeric(raw["kwh"], errors="coerce") * 2,  # kWh per half hour -> kW
+        }
+    )
     meters = meters.dropna(subset=["interval_start"])
     meters = meters.drop_duplicates(["target_id", "interval_start"])
-    weather = pd.read_csv(LCL / "weather_hourly_darksky_london.csv",
-                          usecols=["time", "temperature"])  # fmt: skip
+    weather = pd.read_csv(
+        LCL / "weather_hourly_darksky_london.csv", usecols=["time", "temperature"]
+    )
     hourly = weather.assign(hour=pd.to_datetime(weather["time"]).dt.tz_localize("UTC"))
     hourly = hourly.drop_duplicates("hour").set_index("hour")["temperature"]
     hours = meters["interval_start"].dt.floor("h")
@@ -91,11 +99,14 @@ def lcl() -> dict[str, pd.DataFrame]:
         times <= spans["max"].reindex(wide.columns).to_numpy()
     )
     complete = (wide.notna().to_numpy() | ~active).all(axis=1)
-    total = pd.DataFrame({
-        "target_id": "households", "interval_start": wide.index,
-        "value": np.where(complete, wide.sum(axis=1), np.nan),
-        "weather_temperature": hourly.reindex(wide.index.floor("h")).to_numpy(),
-    })  # fmt: skip
+    total = pd.DataFrame(
+        {
+            "target_id": "households",
+            "interval_start": wide.index,
+            "value": np.where(complete, wide.sum(axis=1), np.nan),
+            "weather_temperature": hourly.reindex(wide.index.floor("h")).to_numpy(),
+        }
+    )
     return {"meter": meters, "meters_total": total}
 
 
@@ -104,10 +115,15 @@ def generated_meters(n: int = 100) -> pd.DataFrame:
     frames = []
     for i in range(n):
         f = feeder_meter_frame(f"M{i}", "2024-01-01", "2024-03-01", 5 + i % 40, seed=i)
-        frames.append(pd.DataFrame({
-            "target_id": f"M{i}", "interval_start": pd.to_datetime(f["Start Time"], utc=True),
-            "value": f["kW del"] - f["kW rec"],
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "target_id": f"M{i}",
+                    "interval_start": pd.to_datetime(f["Start Time"], utc=True),
+                    "value": f["kW del"] - f["kW rec"],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -118,32 +134,49 @@ def score(kind: str, series: pd.DataFrame, months: list[str], config: ForecastCo
         days = month_days(month)
         results.append(backtest(series, kind, days, config))
         scale = naive_mae(series, config.issue_time(days[-1]))  # as target_metrics scales MASE
-        frames.append(results[-1].rows.assign(
-            mase_scale=lambda r, s=scale: r["target_id"].map(s)
-        ))  # fmt: skip
+        frames.append(results[-1].rows.assign(mase_scale=lambda r, s=scale: r["target_id"].map(s)))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rows = pd.concat(frames, ignore_index=True)
-    m = forecast_metrics(rows["actual"], rows["p10"], rows["p50"], rows["p90"],
-                         rows["baseline"], rows["mase_scale"])  # fmt: skip
+    m = forecast_metrics(
+        rows["actual"], rows["p10"], rows["p50"], rows["p90"], rows["baseline"], rows["mase_scale"]
+    )
     models = [model for r in results for model in r.models]
     train = sum(model.calibration.get("train_seconds", 0.0) for model in models)
     return {
-        "kind": kind, "months": months, "targets": int(rows["target_id"].nunique()),
-        "intervals": int(m["n"]), "wape": m["wape"], "baseline_wape": m["baseline_wape"],
-        "improvement": 1 - m["wape"] / m["baseline_wape"], "mase": m["mase"],
-        "baseline_mase": m["baseline_mase"], "coverage": m["coverage_p10_p90"],
-        "pinball": m["pinball"], "models": len(models), "train_s": train,
-        "total_s": seconds, "predict_s": seconds - train, "cpu_s": cpu,
-    }  # fmt: skip
+        "kind": kind,
+        "months": months,
+        "targets": int(rows["target_id"].nunique()),
+        "intervals": int(m["n"]),
+        "wape": m["wape"],
+        "baseline_wape": m["baseline_wape"],
+        "improvement": 1 - m["wape"] / m["baseline_wape"],
+        "mase": m["mase"],
+        "baseline_mase": m["baseline_mase"],
+        "coverage": m["coverage_p10_p90"],
+        "pinball": m["pinball"],
+        "models": len(models),
+        "train_s": train,
+        "total_s": seconds,
+        "predict_s": seconds - train,
+        "cpu_s": cpu,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lcl-months", nargs="+", default=["2013-03", "2013-07", "2013-11"])
-    parser.add_argument("--meter-months", nargs="+", default=["2013-03"],
-                        help="LCL months for the 60 single households (the slow part)")
-    parser.add_argument("--parts", nargs="+", default=["openstef", "lcl", "timing"],
-                        choices=["openstef", "lcl", "timing"])
+    parser.add_argument(
+        "--meter-months",
+        nargs="+",
+        default=["2013-03"],
+        help="LCL months for the 60 single households (the slow part)",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["openstef", "lcl", "timing"],
+        choices=["openstef", "lcl", "timing"],
+    )
     parser.add_argument("--openstef-months", nargs="+", default=["2020-12", "2021-01"])
     args = parser.parse_args()
     rows = []
@@ -154,8 +187,12 @@ def main() -> None:
     if "lcl" in args.parts and LCL.exists():
         config = ForecastConfig(tz="Europe/London", holiday_country="GB", holiday_subdiv="ENG")
         series = lcl()
-        rows.append({"data": "LCL", **score("meters_total", series["meters_total"],
-                                            args.lcl_months, config)})  # fmt: skip
+        rows.append(
+            {
+                "data": "LCL",
+                **score("meters_total", series["meters_total"], args.lcl_months, config),
+            }
+        )
         rows.append({"data": "LCL", **score("meter", series["meter"], args.meter_months, config)})
     if not rows and {"openstef", "lcl"} & set(args.parts):
         print(f"no real data under {SHARED}: only the timing run follows")
@@ -163,10 +200,22 @@ def main() -> None:
         timing = score("meter", generated_meters(), ["2024-02"], ForecastConfig())
         rows.append({"data": "generated 100 x 15 min", **timing})
 
-    table = pd.DataFrame(rows)[[
-        "data", "kind", "targets", "intervals", "wape", "baseline_wape", "improvement", "mase",
-        "coverage", "train_s", "predict_s", "cpu_s",
-    ]]  # fmt: skip
+    table = pd.DataFrame(rows)[
+        [
+            "data",
+            "kind",
+            "targets",
+            "intervals",
+            "wape",
+            "baseline_wape",
+            "improvement",
+            "mase",
+            "coverage",
+            "train_s",
+            "predict_s",
+            "cpu_s",
+        ]
+    ]
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     write_results("forecast", {"rows": rows})
 

@@ -32,23 +32,27 @@ from sqlalchemy import create_engine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import free_port, write_results  # noqa: E402
-from energy_assets import warehouse  # noqa: E402
-from energy_assets.ingest import CHUNK_ROWS, Ingest  # noqa: E402
-from energy_assets.postgres import EmbeddedPostgres, ensure_database, sqlalchemy_url  # noqa: E402
+from energy_assets.ingest.loader import CHUNK_ROWS, Ingest  # noqa: E402
+from energy_assets.ingest.raw_tables import READING_COLUMNS, ensure_month_partitions  # noqa: E402
+from energy_assets.months import months_of  # noqa: E402
 from energy_assets.settings import Settings  # noqa: E402
+from energy_assets.warehouse.database import apply_schema, csv_bytes  # noqa: E402
+from energy_assets.warehouse.postgres import EmbeddedPostgres, ensure_database, sqlalchemy_url  # noqa: E402
 
 
 def generate(path: Path, meters: int, intervals: int) -> int:
     rng = np.random.default_rng(0)
     times = pd.date_range("2024-01-01", periods=intervals, freq="15min")
-    frame = pd.DataFrame({
-        "Meter": np.repeat([f"M{i:04d}" for i in range(meters)], intervals),
-        "Start Time": np.tile(times.strftime("%Y-%m-%d %H:%M:%S"), meters),
-        "kW del": rng.uniform(0, 500, meters * intervals).round(3),
-        "kW rec": rng.uniform(0, 50, meters * intervals).round(3),
-        "kVA del": rng.uniform(0, 520, meters * intervals).round(3),
-        "kVA rec": rng.uniform(0, 55, meters * intervals).round(3),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "Meter": np.repeat([f"M{i:04d}" for i in range(meters)], intervals),
+            "Start Time": np.tile(times.strftime("%Y-%m-%d %H:%M:%S"), meters),
+            "kW del": rng.uniform(0, 500, meters * intervals).round(3),
+            "kW rec": rng.uniform(0, 50, meters * intervals).round(3),
+            "kVA del": rng.uniform(0, 520, meters * intervals).round(3),
+            "kVA rec": rng.uniform(0, 55, meters * intervals).round(3),
+        }
+    )
     frame.to_csv(path, index=False)
     return len(frame) * 4
 
@@ -56,20 +60,22 @@ def generate(path: Path, meters: int, intervals: int) -> int:
 def long_rows(path: Path) -> pd.DataFrame:
     wide = pd.read_csv(path)
     long = wide.melt(id_vars=["Meter", "Start Time"], var_name="channel", value_name="value")
-    return pd.DataFrame({
-        "meter_id": long["Meter"],
-        "interval_start": pd.to_datetime(long["Start Time"]).dt.tz_localize("UTC"),
-        "interval_seconds": np.int32(900),
-        "channel": long["channel"].str.lower().str.replace(" ", "_"),
-        "value": long["value"],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "meter_id": long["Meter"],
+            "interval_start": pd.to_datetime(long["Start Time"]).dt.tz_localize("UTC"),
+            "interval_seconds": np.int32(900),
+            "channel": long["channel"].str.lower().str.replace(" ", "_"),
+            "value": long["value"],
+        }
+    )
 
 
 def fresh_database(server_url: str) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     ensure_database(server_url, name)
     warehouse_url = server_url.rsplit("/", 1)[0] + "/" + name
-    warehouse.apply_schema(warehouse_url)
+    apply_schema(warehouse_url)
     return warehouse_url
 
 
@@ -91,11 +97,10 @@ def measure(server_url: str, work: Path, meters: int, intervals: int, to_sql_row
 
     long = long_rows(archived)
     url = fresh_database(server_url)
-    payload = warehouse.csv_bytes(long[warehouse.READING_COLUMNS].assign(file_id=1))
+    payload = csv_bytes(long[READING_COLUMNS].assign(file_id=1))
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
-        warehouse.ensure_month_partitions(psycopg2.connect(url), warehouse.months_of(
-            long["interval_start"]))  # fmt: skip
+        ensure_month_partitions(psycopg2.connect(url), months_of(long["interval_start"]))
         start = time.perf_counter()
         cur.copy_expert(
             "copy raw.readings (meter_id, interval_start, interval_seconds, channel, value,"
@@ -108,8 +113,9 @@ def measure(server_url: str, work: Path, meters: int, intervals: int, to_sql_row
     engine = create_engine(sqlalchemy_url(url))
     part = long.head(to_sql_rows)
     start = time.perf_counter()
-    part.to_sql("to_sql_bench", engine, schema="public", index=False, method="multi",
-                chunksize=10_000)  # fmt: skip
+    part.to_sql(
+        "to_sql_bench", engine, schema="public", index=False, method="multi", chunksize=10_000
+    )
     results["to_sql"] = time.perf_counter() - start
     engine.dispose()
 
@@ -119,9 +125,13 @@ def measure(server_url: str, work: Path, meters: int, intervals: int, to_sql_row
         "to_sql": len(part) / results["to_sql"],
     }
     return {
-        "rows": rows, "to_sql_rows": len(part), "seconds": results, "rows_per_s": rates,
-        "file_mb": round(archived.stat().st_size / 1e6), "ingest_peak_rss_mb": ingest_rss_mb,
-    }  # fmt: skip
+        "rows": rows,
+        "to_sql_rows": len(part),
+        "seconds": results,
+        "rows_per_s": rates,
+        "file_mb": round(archived.stat().st_size / 1e6),
+        "ingest_peak_rss_mb": ingest_rss_mb,
+    }
 
 
 def timed_ingest(home: str, url: str, source: str) -> tuple[float, int, int, Path]:
@@ -162,10 +172,14 @@ def main() -> None:
     print(f"\n{'path':<12}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'vs COPY':>9}")
     for path in ("ingest", "bare_copy", "to_sql"):
         rows = result["to_sql_rows"] if path == "to_sql" else result["rows"]
-        print(f"{path:<12}{rows:>12,}{result['seconds'][path]:>10.2f}{rates[path]:>12,.0f}"
-              f"{rates[path] / rates['bare_copy']:>9.0%}")  # fmt: skip
-    print(f"ingest peak RSS: {result['ingest_peak_rss_mb']} MB for a {result['file_mb']} MB file"
-          f" (chunks of {CHUNK_ROWS:,} rows)")  # fmt: skip
+        print(
+            f"{path:<12}{rows:>12,}{result['seconds'][path]:>10.2f}{rates[path]:>12,.0f}"
+            f"{rates[path] / rates['bare_copy']:>9.0%}"
+        )
+    print(
+        f"ingest peak RSS: {result['ingest_peak_rss_mb']} MB for a {result['file_mb']} MB file"
+        f" (chunks of {CHUNK_ROWS:,} rows)"
+    )
     write_results("ingest", {**result, "ingest_vs_copy": rates["ingest"] / rates["bare_copy"]})
 
 

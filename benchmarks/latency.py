@@ -113,28 +113,39 @@ def idle(dagster_url: str) -> bool:
     return not query(dagster_url, "select 1 from runs where status not in %s", (finished,))
 
 
-def measure_drop(urls: tuple[str, str], home: Path, meters: int, months: list[str],
-                 expected: dict[str, int], metadata: bool = False) -> dict:  # fmt: skip
+def measure_drop(
+    urls: tuple[str, str],
+    home: Path,
+    meters: int,
+    months: list[str],
+    expected: dict[str, int],
+    metadata: bool = False,
+) -> dict:
     warehouse_url, dagster_url = urls
     dropped = drop(home, meters, months, metadata)
     rows_at = wait_for(
         lambda: all(clean_rows(warehouse_url, m) >= expected[m] for m in months) and time.time(),
-        600, f"rows of {months}",
-    )  # fmt: skip
+        600,
+        f"rows of {months}",
+    )
     runs = wait_for(lambda: month_runs_done(dagster_url, dropped, months), 600, f"runs {months}")
     ingest = next(r for r in runs if r[0] == "ingest_dropbox")
-    month = [r for r in runs if r[0] == "monthly_marts_job" and r[1][:7] in months
-             and r[2] in TERMINAL]  # fmt: skip
+    month = [
+        r for r in runs if r[0] == "monthly_marts_job" and r[1][:7] in months and r[2] in TERMINAL
+    ]
     first_month_start = min(r[3] for r in month)
     overlap = len(month) > 1 and month[1][3] < month[0][4]
     return {
-        "months": months, "rows_visible_s": rows_at - dropped,
+        "months": months,
+        "rows_visible_s": rows_at - dropped,
         "run_done_s": max(r[4] for r in month) - dropped,
-        "to_ingest_start_s": ingest[3] - dropped, "ingest_run_s": ingest[4] - ingest[3],
+        "to_ingest_start_s": ingest[3] - dropped,
+        "ingest_run_s": ingest[4] - ingest[3],
         "to_month_run_start_s": first_month_start - ingest[4],
         "month_run_s": max(r[4] for r in month) - first_month_start,
-        "month_runs_overlapped": overlap, "month_run_status": [r[2] for r in month],
-    }  # fmt: skip
+        "month_runs_overlapped": overlap,
+        "month_run_status": [r[2] for r in month],
+    }
 
 
 def main() -> None:
@@ -145,16 +156,26 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="energy-latency-"))
     ui_port = free_port()
-    env = platform_environ(home, ENERGY_FILE_STABLE_SECONDS="1",
-                           ENERGY_MONTH_RUN_CONCURRENCY=str(args.month_run_concurrency))
+    env = platform_environ(
+        home,
+        ENERGY_FILE_STABLE_SECONDS="1",
+        ENERGY_MONTH_RUN_CONCURRENCY=str(args.month_run_concurrency),
+    )
     pg_port = env["ENERGY_PG_PORT"]
-    urls = (f"postgresql://postgres@127.0.0.1:{pg_port}/energy",
-            f"postgresql://postgres@127.0.0.1:{pg_port}/dagster")  # fmt: skip
+    urls = (
+        f"postgresql://postgres@127.0.0.1:{pg_port}/energy",
+        f"postgresql://postgres@127.0.0.1:{pg_port}/dagster",
+    )
     months = [f"{m:%Y-%m}" for m in pd.date_range(FIRST + "-01", periods=args.drops + 3, freq="MS")]
     expected = {m: args.meters * 48 * months_ending(m, 1)[0].days_in_month for m in months}
     log = open(home / "up.log", "w")  # noqa: SIM115 (open for the life of the platform)
-    up = subprocess.Popen([str(BIN / "energy"), "up", "--port", str(ui_port)], env=env,
-                          stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+    up = subprocess.Popen(
+        [str(BIN / "energy"), "up", "--port", str(ui_port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     drops = []
     try:
         start = time.monotonic()
@@ -178,8 +199,15 @@ def main() -> None:
         log.close()
         shutil.rmtree(home, ignore_errors=True)
 
-    keys = ["rows_visible_s", "to_ingest_start_s", "ingest_run_s", "to_month_run_start_s",
-            "month_run_s", "run_done_s"]  # fmt: skip
+    keys = [
+        "rows_visible_s",
+        "to_ingest_start_s",
+        "ingest_run_s",
+        "to_month_run_start_s",
+        "month_run_s",
+        "run_done_s",
+    ]
+
     def row(name: str, d: dict) -> list:
         return [name, *[d[k] for k in keys], "/".join(s.lower() for s in d["month_run_status"])]
 
@@ -187,17 +215,37 @@ def main() -> None:
     rows.append(["median", *[median([d[k] for d in drops]) for k in keys], ""])
     rows.append(row(f"2 months at once ({', '.join(pair['months'])})", pair))
     print()
-    print(table(["drop", "rows in fct_intervals_clean s", "sensor+queue s", "ingest run s",
-                 "to month run s", "month run s", "drop to run done s", "month run"],
-                rows))  # fmt: skip
-    print(f"\n{args.meters} meters x 1 month at 30 min per drop; ENERGY_MONTH_RUN_CONCURRENCY="
-          f"{args.month_run_concurrency}: the two month runs "
-          f"{'overlapped' if pair['month_runs_overlapped'] else 'ran one after the other'}")
-    write_results("latency", {
-        "meters": args.meters, "month_run_concurrency": args.month_run_concurrency,
-        "warm_up": warm, "drops": drops, "two_months": pair,
-        "median": {k: median([d[k] for d in drops]) for k in keys},
-    })  # fmt: skip
+    print(
+        table(
+            [
+                "drop",
+                "rows in fct_intervals_clean s",
+                "sensor+queue s",
+                "ingest run s",
+                "to month run s",
+                "month run s",
+                "drop to run done s",
+                "month run",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\n{args.meters} meters x 1 month at 30 min per drop; ENERGY_MONTH_RUN_CONCURRENCY="
+        f"{args.month_run_concurrency}: the two month runs "
+        f"{'overlapped' if pair['month_runs_overlapped'] else 'ran one after the other'}"
+    )
+    write_results(
+        "latency",
+        {
+            "meters": args.meters,
+            "month_run_concurrency": args.month_run_concurrency,
+            "warm_up": warm,
+            "drops": drops,
+            "two_months": pair,
+            "median": {k: median([d[k] for d in drops]) for k in keys},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -47,9 +47,9 @@ def load_history(home: Path, history: int, meters: int) -> dict:
     months play no part in rebuilding the last one)."""
     from dagster import DagsterInstance
 
-    from energy_assets.marts import monthly_marts
-    from energy_assets.operations import execute, range_tags
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.run import execute, range_tags
+    from energy_assets.commands.session import platform_session
+    from energy_assets.marts.assets import monthly_marts
     from energy_assets.settings import Settings
 
     with use_environ(platform_environ(home)):
@@ -60,22 +60,34 @@ def load_history(home: Path, history: int, meters: int) -> dict:
             instance = DagsterInstance.get()
             start = time.perf_counter()
             files = [p.name for p in sorted(settings.dropbox.iterdir())]
-            loaded = execute("ingest_dropbox", instance, run_config={
-                **QUIET, "ops": {"ingest_files": {"config": {"files": files}}}})  # fmt: skip
-            built = execute("monthly_marts_job", instance, run_config=QUIET,
-                            tags=range_tags(months[0].date(), months[-1].date()),
-                            asset_selection=list(monthly_marts.keys))  # fmt: skip
+            loaded = execute(
+                "ingest_dropbox",
+                instance,
+                run_config={**QUIET, "ops": {"ingest_files": {"config": {"files": files}}}},
+            )
+            built = execute(
+                "monthly_marts_job",
+                instance,
+                run_config=QUIET,
+                tags=range_tags(months[0].date(), months[-1].date()),
+                asset_selection=list(monthly_marts.keys),
+            )
             if not (loaded and built):
                 raise RuntimeError("loading the history failed")
-    return {"history_months": history, "meters": meters, "raw_readings": readings,
-            "initial_load_seconds": time.perf_counter() - start, "runs": []}  # fmt: skip
+    return {
+        "history_months": history,
+        "meters": meters,
+        "raw_readings": readings,
+        "initial_load_seconds": time.perf_counter() - start,
+        "runs": [],
+    }
 
 
 def rebuild_in(home: Path) -> dict:
     """Bring the home's platform up and time one rebuild of the last month."""
     from dagster import DagsterInstance
 
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
     from energy_assets.settings import Settings
 
     with (
@@ -92,14 +104,17 @@ def rebuild_month(defs, instance) -> dict:
     """One run of the whole monthly job for the last month, as the sensor requests it."""
     start = time.perf_counter()
     result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-        partition_key=f"{LAST_MONTH}-01", run_config=QUIET, instance=instance,
+        partition_key=f"{LAST_MONTH}-01",
+        run_config=QUIET,
+        instance=instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     return {
-        "seconds": time.perf_counter() - start, "success": result.success,
+        "seconds": time.perf_counter() - start,
+        "success": result.success,
         "steps": step_seconds(instance, result.run_id),
         "models": model_seconds(instance, result.run_id),
-    }  # fmt: skip
+    }
 
 
 def summarise(result: dict) -> dict:
@@ -108,8 +123,10 @@ def summarise(result: dict) -> dict:
     return {
         "run_s": median([r["seconds"] for r in runs]),
         "steps_s": {s: median([r["steps"].get(s, 0.0) for r in runs]) for s in steps},
-        "models_s": {m: median([r["models"].get(m, 0.0) for r in runs])
-                     for m in sorted({m for r in runs for m in r["models"]})},  # fmt: skip
+        "models_s": {
+            m: median([r["models"].get(m, 0.0) for r in runs])
+            for m in sorted({m for r in runs for m in r["models"]})
+        },
         "failed_runs": sum(not r["success"] for r in runs),
     }
 
@@ -119,8 +136,9 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=20)
     parser.add_argument("--histories", type=int, nargs="+", default=[1, 6, 24])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--child", nargs=3, metavar=("ACTION", "HISTORY", "WORK"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        "--child", nargs=3, metavar=("ACTION", "HISTORY", "WORK"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:  # a fresh interpreter per action, so no platform state leaks between homes
         action, history, work = args.child[0], int(args.child[1]), Path(args.child[2])
@@ -136,10 +154,20 @@ def main() -> None:
     def child(action: str, history: int, work: Path) -> None:
         with open(work / "log.txt", "a") as log:
             code = subprocess.run(
-                [sys.executable, __file__, "--meters", str(args.meters), "--child", action,
-                 str(history), str(work)],
-                stdout=log, stderr=log, check=False,
-            ).returncode  # fmt: skip
+                [
+                    sys.executable,
+                    __file__,
+                    "--meters",
+                    str(args.meters),
+                    "--child",
+                    action,
+                    str(history),
+                    str(work),
+                ],
+                stdout=log,
+                stderr=log,
+                check=False,
+            ).returncode
         if code:
             print((work / "log.txt").read_text()[-4000:], file=sys.stderr)
             raise SystemExit(f"history {history}: {action} failed")
@@ -153,8 +181,10 @@ def main() -> None:
         # Rounds that visit every history in turn: on a shared machine the load drifts, and
         # interleaving gives every size the same drift.
         for round_ in range(1, args.repeats + 1):
-            print(f"round {round_}/{args.repeats}: rebuilding {LAST_MONTH} in each history",
-                  flush=True)  # fmt: skip
+            print(
+                f"round {round_}/{args.repeats}: rebuilding {LAST_MONTH} in each history",
+                flush=True,
+            )
             for history, work in works.items():
                 child("rebuild", history, work)
         results = []
@@ -169,15 +199,36 @@ def main() -> None:
     rows = []
     for r in results:
         dbt, backtest = (r["steps_s"].get(s, 0.0) for s in (DBT_STEP, BACKTEST_STEP))
-        rows.append([
-            r["history_months"], r["raw_readings"], r["initial_load_seconds"], r["run_s"], dbt,
-            backtest, r["run_s"] - dbt - backtest, dbt / base["steps_s"].get(DBT_STEP, 1.0),
-            r["run_s"] / full["run_s"],
-        ])  # fmt: skip
+        rows.append(
+            [
+                r["history_months"],
+                r["raw_readings"],
+                r["initial_load_seconds"],
+                r["run_s"],
+                dbt,
+                backtest,
+                r["run_s"] - dbt - backtest,
+                dbt / base["steps_s"].get(DBT_STEP, 1.0),
+                r["run_s"] / full["run_s"],
+            ]
+        )
     print()
-    print(table(["history (months)", "raw readings", "initial load s", "rebuild run s",
-                 "dbt step s", "backtest s", "rest of run s", "dbt vs 1",
-                 f"run vs {full['history_months']}"], rows))  # fmt: skip
+    print(
+        table(
+            [
+                "history (months)",
+                "raw readings",
+                "initial load s",
+                "rebuild run s",
+                "dbt step s",
+                "backtest s",
+                "rest of run s",
+                "dbt vs 1",
+                f"run vs {full['history_months']}",
+            ],
+            rows,
+        )
+    )
     last = results[-1]
     dbt_ratio = last["steps_s"].get(DBT_STEP, 0.0) / base["steps_s"].get(DBT_STEP, 1.0)
     run_ratio = last["run_s"] / full["run_s"]
@@ -188,18 +239,26 @@ def main() -> None:
     def verdict(ratio: float) -> str:
         return "ok, below 1.3" if ratio < 1.3 else "ABOVE 1.3"
 
-    print(f"\nthe month's marts (dbt step), {last['history_months']}/{base['history_months']}"
-          f" months of history: {dbt_ratio:.2f} ({verdict(dbt_ratio)})\n"
-          f"the whole month run (marts, segments, plots, backtest, anomalies),"
-          f" {last['history_months']}/{full['history_months']}: {run_ratio:.2f}"
-          f" ({verdict(run_ratio)}); {last['history_months']}/{base['history_months']}:"
-          f" {last['run_s'] / base['run_s']:.2f}, as a month without earlier weeks has"
-          f" little to backtest\n(medians of {args.repeats} rebuilds of {LAST_MONTH},"
-          f" {args.meters} meters at 30 min)")  # fmt: skip
-    path = write_results("partition_cost", {
-        "month_rebuilt": LAST_MONTH, "repeats": args.repeats, "histories": results,
-        "ratio_dbt_step": dbt_ratio, "ratio_run_vs_full_lookback": run_ratio,
-    })  # fmt: skip
+    print(
+        f"\nthe month's marts (dbt step), {last['history_months']}/{base['history_months']}"
+        f" months of history: {dbt_ratio:.2f} ({verdict(dbt_ratio)})\n"
+        f"the whole month run (marts, segments, plots, backtest, anomalies),"
+        f" {last['history_months']}/{full['history_months']}: {run_ratio:.2f}"
+        f" ({verdict(run_ratio)}); {last['history_months']}/{base['history_months']}:"
+        f" {last['run_s'] / base['run_s']:.2f}, as a month without earlier weeks has"
+        f" little to backtest\n(medians of {args.repeats} rebuilds of {LAST_MONTH},"
+        f" {args.meters} meters at 30 min)"
+    )
+    path = write_results(
+        "partition_cost",
+        {
+            "month_rebuilt": LAST_MONTH,
+            "repeats": args.repeats,
+            "histories": results,
+            "ratio_dbt_step": dbt_ratio,
+            "ratio_run_vs_full_lookback": run_ratio,
+        },
+    )
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
 
 

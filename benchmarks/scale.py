@@ -54,9 +54,11 @@ select
      where n.nspname = 'marts' and c.relkind = 'r') / 1e6 as marts_mb
 """
 STAGES = {
-    "ingest_dropbox": "ingest", "monthly_marts_job": "month range",
-    "unpartitioned_marts_job": "views", "day_ahead_job": "day-ahead forecast",
-}  # fmt: skip
+    "ingest_dropbox": "ingest",
+    "monthly_marts_job": "month range",
+    "unpartitioned_marts_job": "views",
+    "day_ahead_job": "day-ahead forecast",
+}
 
 
 def run_stages(settings) -> tuple[list[dict], dict[str, float], dict]:
@@ -64,8 +66,8 @@ def run_stages(settings) -> tuple[list[dict], dict[str, float], dict]:
     rows in marts.fct_intervals_clean and sizes on disk."""
     from dagster import DagsterInstance
 
-    from energy_assets import warehouse
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
+    from energy_assets.warehouse.database import connect
 
     with platform_session(settings) as db:
         instance = DagsterInstance.get()
@@ -74,11 +76,18 @@ def run_stages(settings) -> tuple[list[dict], dict[str, float], dict]:
             run = record.dagster_run
             stage = STAGES.get(run.job_name, run.job_name)
             for step, seconds in step_seconds(instance, run.run_id).items():
-                steps.append({"job": run.job_name, "stage": stage, "step": step,
-                              "seconds": seconds, "status": run.status.value})  # fmt: skip
+                steps.append(
+                    {
+                        "job": run.job_name,
+                        "stage": stage,
+                        "step": step,
+                        "seconds": seconds,
+                        "status": run.status.value,
+                    }
+                )
             if run.job_name == "monthly_marts_job":
                 models.update(model_seconds(instance, run.run_id))
-        conn = warehouse.connect(db.warehouse_url)
+        conn = connect(db.warehouse_url)
         with conn, conn.cursor() as cur:
             cur.execute(SIZES)
             sizes = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
@@ -94,12 +103,16 @@ def measure(work: Path, households: int, months: int, max_concurrent: int | None
     readings = write_lcl(home / "dropbox", households, FIRST_MONTH, months)
     generate_s = time.perf_counter() - start
     size_mb = sum(p.stat().st_size for p in (home / "dropbox").iterdir()) / 1e6
-    print(f"generated {readings:,} readings ({size_mb:,.0f} MB) in {generate_s:.0f} s;"
-          " running `energy run` ...", flush=True)  # fmt: skip
+    print(
+        f"generated {readings:,} readings ({size_mb:,.0f} MB) in {generate_s:.0f} s;"
+        " running `energy run` ...",
+        flush=True,
+    )
     with open(work / "energy-run.log", "w") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen([str(BIN / "energy"), "run"], env=env, stdout=subprocess.PIPE,
-                                stderr=log, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [str(BIN / "energy"), "run"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
         with PeakMemory(proc.pid, home / "pgdata") as memory:
             summary, _ = proc.communicate()
         total_s = time.perf_counter() - start
@@ -110,26 +123,48 @@ def measure(work: Path, households: int, months: int, max_concurrent: int | None
     with use_environ(env):
         steps, models, sizes = run_stages(Settings.from_env())
     return {
-        "households": households, "months": months, "readings": readings,
-        "files_mb": round(size_mb), "generate_s": generate_s, "energy_run_s": total_s,
-        "max_concurrent": max_concurrent, "steps": steps, "dbt_models_s": models,
-        **{k: float(v) for k, v in sizes.items()}, "peak_rss_mb": round(memory.peak_mb),
+        "households": households,
+        "months": months,
+        "readings": readings,
+        "files_mb": round(size_mb),
+        "generate_s": generate_s,
+        "energy_run_s": total_s,
+        "max_concurrent": max_concurrent,
+        "steps": steps,
+        "dbt_models_s": models,
+        **{k: float(v) for k, v in sizes.items()},
+        "peak_rss_mb": round(memory.peak_mb),
         "postgres_peak_pss_mb": round(memory.postgres_peak_mb),
         "energy_run_summary": summary.strip().splitlines()[-6:],
-    }  # fmt: skip
+    }
 
 
 def stage_rows(result: dict) -> list[list]:
     """Table rows: one per step, readings per second of each, and `energy run` as a whole."""
     readings = result["readings"]
-    rows = [[s["stage"], s["step"], s["seconds"], round(readings / s["seconds"]),
-             "" if s["status"] == "SUCCESS" else s["status"]] for s in result["steps"]]  # fmt: skip
+    rows = [
+        [
+            s["stage"],
+            s["step"],
+            s["seconds"],
+            round(readings / s["seconds"]),
+            "" if s["status"] == "SUCCESS" else s["status"],
+        ]
+        for s in result["steps"]
+    ]
     if not any("forecast" in s["step"] for s in result["steps"]):
         rows.append(["forecast", "(no forecast run)", "-", "-", ""])
     other = result["energy_run_s"] - sum(s["seconds"] for s in result["steps"])
     rows.append(["-", "start-up, manifest, queries between runs", other, "-", ""])
-    rows.append(["total", "energy run", result["energy_run_s"],
-                 round(readings / result["energy_run_s"]), ""])  # fmt: skip
+    rows.append(
+        [
+            "total",
+            "energy run",
+            result["energy_run_s"],
+            round(readings / result["energy_run_s"]),
+            "",
+        ]
+    )
     return rows
 
 
@@ -137,9 +172,7 @@ def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares intercept and slope through (x, y) points (two points: the line through)."""
     xs, ys = zip(*points, strict=True)
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum(
-        (x - mean_x) ** 2 for x in xs
-    )
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x in xs)
     return mean_y - slope * mean_x, slope
 
 
@@ -164,8 +197,9 @@ def extrapolate(results: list[dict], readings: float) -> list[list]:
             continue
         points = [(r["readings"], m[key]) for r, m in zip(results, measured, strict=True)]
         intercept, slope = fit_line(points)
-        rows.append([key, *[round(m[key], 1) for m in measured],
-                     round(intercept + slope * readings, 1)])  # fmt: skip
+        rows.append(
+            [key, *[round(m[key], 1) for m in measured], round(intercept + slope * readings, 1)]
+        )
     return rows
 
 
@@ -173,21 +207,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--households", type=int, default=500)
     parser.add_argument("--months", type=int, default=12)
-    parser.add_argument("--max-concurrent", type=int, default=None,
-                        help="ENERGY_MAX_CONCURRENT for the run (default: in-process)")  # fmt: skip
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="ENERGY_MAX_CONCURRENT for the run (default: in-process)",
+    )
     parser.add_argument("--output", default="scale", help="results/<output>.json")
-    parser.add_argument("--extrapolate", nargs="+", metavar="JSON",
-                        help="instead of measuring: fit the results of runs at several sizes")
+    parser.add_argument(
+        "--extrapolate",
+        nargs="+",
+        metavar="JSON",
+        help="instead of measuring: fit the results of runs at several sizes",
+    )
     parser.add_argument("--to", type=float, default=167e6, help="readings to extrapolate to")
     args = parser.parse_args()
     if args.extrapolate:
-        results = sorted((json.loads(Path(p).read_text()) for p in args.extrapolate),
-                         key=lambda r: r["readings"])  # fmt: skip
+        results = sorted(
+            (json.loads(Path(p).read_text()) for p in args.extrapolate), key=lambda r: r["readings"]
+        )
         rows = extrapolate(results, args.to)
-        print(table(["quantity", *[f"{r['readings'] / 1e6:.1f} M" for r in results],
-                     f"{args.to / 1e6:.0f} M (fit)"], rows))  # fmt: skip
-        write_results(args.output, {"sources": args.extrapolate, "readings": args.to,
-                                    "rows": rows})  # fmt: skip
+        print(
+            table(
+                [
+                    "quantity",
+                    *[f"{r['readings'] / 1e6:.1f} M" for r in results],
+                    f"{args.to / 1e6:.0f} M (fit)",
+                ],
+                rows,
+            )
+        )
+        write_results(args.output, {"sources": args.extrapolate, "readings": args.to, "rows": rows})
         return
     with tempfile.TemporaryDirectory(prefix="energy-scale-") as tmp:
         result = measure(Path(tmp), args.households, args.months, args.max_concurrent)
@@ -195,14 +245,16 @@ def main() -> None:
     print(table(["stage", "step", "seconds", "readings/s", "run status"], stage_rows(result)))
     slowest = sorted(result["dbt_models_s"].items(), key=lambda kv: -kv[1])[:4]
     print("\nslowest dbt models: " + ", ".join(f"{m} {s:.0f} s" for m, s in slowest))
-    print(f"{result['households']} households x {result['months']} months ="
-          f" {result['readings']:,} readings ({result['files_mb']} MB of CSV),"
-          f" {result['clean_rows']:,.0f} rows in marts.fct_intervals_clean; database"
-          f" {result['database_mb']:,.0f} MB (raw.readings {result['raw_readings_mb']:,.0f} MB,"
-          f" marts {result['marts_mb']:,.0f} MB); peak memory:"
-          f" energy run tree {result['peak_rss_mb']:,} MB RSS, PostgreSQL"
-          f" {result['postgres_peak_pss_mb']:,} MB PSS;"
-          f" executor: {args.max_concurrent or 'in-process'}")  # fmt: skip
+    print(
+        f"{result['households']} households x {result['months']} months ="
+        f" {result['readings']:,} readings ({result['files_mb']} MB of CSV),"
+        f" {result['clean_rows']:,.0f} rows in marts.fct_intervals_clean; database"
+        f" {result['database_mb']:,.0f} MB (raw.readings {result['raw_readings_mb']:,.0f} MB,"
+        f" marts {result['marts_mb']:,.0f} MB); peak memory:"
+        f" energy run tree {result['peak_rss_mb']:,} MB RSS, PostgreSQL"
+        f" {result['postgres_peak_pss_mb']:,} MB PSS;"
+        f" executor: {args.max_concurrent or 'in-process'}"
+    )
     write_results(args.output, result)
 
 

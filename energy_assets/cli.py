@@ -25,9 +25,12 @@ def _reset_signals() -> None:
 
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        args, cwd=REPO_ROOT, env=os.environ.copy(), preexec_fn=_reset_signals,
+        args,
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        preexec_fn=_reset_signals,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 def _stop(procs: list[subprocess.Popen], grace: float = 30.0) -> None:
@@ -59,7 +62,7 @@ def _stop(procs: list[subprocess.Popen], grace: float = 30.0) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Database, Dagster webserver and daemon (with the sensors) until Ctrl-C or SIGTERM."""
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
 
     settings = Settings.from_env()
     stop = []
@@ -68,10 +71,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     with platform_session(settings) as db:
         workspace = str(REPO_ROOT / "workspace.yaml")
         procs = [
-            _start([str(BIN / "dagster-webserver"), "-h", args.host, "-p", str(args.port),
-                    "-w", workspace]),
+            _start(
+                [
+                    str(BIN / "dagster-webserver"),
+                    "-h",
+                    args.host,
+                    "-p",
+                    str(args.port),
+                    "-w",
+                    workspace,
+                ]
+            ),
             _start([str(BIN / "dagster-daemon"), "run", "-w", workspace]),
-        ]  # fmt: skip
+        ]
         print(
             f"Dagster UI    http://{args.host}:{args.port}\n"
             f"Dropbox       {settings.dropbox}\n"
@@ -94,7 +106,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from energy_assets.operations import run_once
+    from energy_assets.commands.run import run_once
 
     report = run_once(Settings.from_env())
     print(report.table())
@@ -102,8 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    from energy_assets.postgres import WAREHOUSE_DB, EmbeddedPostgres
-    from energy_assets.roles import analyst_url
+    from energy_assets.warehouse.postgres import WAREHOUSE_DB, EmbeddedPostgres
+    from energy_assets.warehouse.roles import analyst_url
 
     settings = Settings.from_env()
     if settings.database_url:
@@ -111,8 +123,10 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     else:
         port = EmbeddedPostgres(settings.pgdata, settings.pg_port).running_port()
         if port is None:
-            print("the embedded PostgreSQL is not running (start it with `energy up`)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "the embedded PostgreSQL is not running (start it with `energy up`)",
+                file=sys.stderr,
+            )
             port = settings.pg_port
         url = f"postgresql://postgres@127.0.0.1:{port}/{WAREHOUSE_DB}"
     print(analyst_url(url) if args.analyst else url)
@@ -121,7 +135,7 @@ def cmd_db_url(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Prepare the database (schema, roles, mart relations) and exit: a deployment's init step."""
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
 
     with platform_session(Settings.from_env()) as db:
         print(f"ready: {db.warehouse_url.rpartition('@')[2]}")
@@ -132,8 +146,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Latest month per asset, failing checks and runs, the dropbox backlog; 1 when failing."""
     from dagster import DagsterInstance
 
-    from energy_assets.platform import platform_session
-    from energy_assets.status import collect_status
+    from energy_assets.commands.session import platform_session
+    from energy_assets.commands.status import collect_status
 
     settings = Settings.from_env()
     with platform_session(settings), DagsterInstance.get() as instance:
@@ -144,17 +158,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Stream a load profile or the gap list as CSV, to stdout or `--output`."""
-    from energy_assets.exports import export_csv
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
+    from energy_assets.marts.exports import export_csv
 
     settings = Settings.from_env()
     with platform_session(settings) as db, contextlib.ExitStack() as stack:
         out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         try:
             rows = export_csv(
-                db.warehouse_url, args.kind, out, name=args.name,
-                first_month=args.first_month, last_month=args.last_month or args.first_month,
-            )  # fmt: skip
+                db.warehouse_url,
+                args.kind,
+                out,
+                name=args.name,
+                first_month=args.first_month,
+                last_month=args.last_month or args.first_month,
+            )
         except ValueError as exc:
             print(f"energy export: {exc}", file=sys.stderr)
             return 2
@@ -164,18 +182,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     """Generate the dbt documentation site for the marts into `$ENERGY_HOME/dbt-docs`."""
-    from energy_assets.dbt_project import DBT_EXECUTABLE
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
+    from energy_assets.marts.dbt_project import DBT_EXECUTABLE
     from energy_assets.settings import DBT_PROJECT_DIR
 
     settings = Settings.from_env()
     target = settings.home / "dbt-docs"
     with platform_session(settings):
         result = subprocess.run(
-            [DBT_EXECUTABLE, "docs", "generate", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
+            [
+                DBT_EXECUTABLE,
+                "docs",
+                "generate",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(target),
+            ],
             check=False,
-        )  # fmt: skip
+        )
     if result.returncode == 0:
         print(
             f"dbt docs: {target / 'index.html'}  (serve with: python3 -m http.server -d {target})"
@@ -185,18 +213,28 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """Draw one customer's hourly pattern for a month, beside the asset's pictures."""
-    from energy_assets.platform import platform_session
-    from energy_assets.plot_assets import customer_folder, draw_customers, month_profiles
+    from energy_assets.commands.session import platform_session
+    from energy_assets.plots.charts import customer_folder, draw_customers
+    from energy_assets.plots.store import month_profiles
+    from energy_assets.warehouse.database import connect
 
     settings = Settings.from_env()
     with platform_session(settings) as db:
-        profiles = month_profiles(db.warehouse_url, args.month, args.customer)
+        conn = connect(db.warehouse_url)
+        try:
+            profiles = month_profiles(conn, args.month, args.customer)
+        finally:
+            conn.close()
     if profiles.empty:
-        print(f"energy plot: no profile for customer {args.customer!r} in {args.month:%Y-%m}"
-              " (marts.customer_hourly_profile)", file=sys.stderr)  # fmt: skip
+        print(
+            f"energy plot: no profile for customer {args.customer!r} in {args.month:%Y-%m}"
+            " (marts.customer_hourly_profile)",
+            file=sys.stderr,
+        )
         return 2
-    [path] = draw_customers(profiles, [args.customer], args.month,
-                            customer_folder(settings.home, args.month))  # fmt: skip
+    [path] = draw_customers(
+        profiles, [args.customer], args.month, customer_folder(settings.home, args.month)
+    )
     print(path)
     return 0
 
@@ -206,7 +244,7 @@ def _month(text: str) -> date:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from energy_assets.sample import write_sample
+    from energy_assets.ingest.sample import write_sample
 
     settings = Settings.from_env()
     if settings.archive.exists() and any(settings.archive.iterdir()) and not args.force:
@@ -218,17 +256,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults = Settings.from_env()
     parser = argparse.ArgumentParser(prog="energy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the platform: database, Dagster UI, daemon and sensors")
-    up.add_argument("--host", default=os.environ.get("ENERGY_UI_HOST", "127.0.0.1"))
-    up.add_argument("--port", type=int, default=int(os.environ.get("ENERGY_UI_PORT", "3000")))
+    up.add_argument("--host", default=defaults.ui_host)
+    up.add_argument("--port", type=int, default=defaults.ui_port)
     up.set_defaults(func=cmd_up)
     run = sub.add_parser("run", help="load everything in the dropbox now and build its months")
     run.set_defaults(func=cmd_run)
     db_url = sub.add_parser("db-url", help="print the warehouse connection string")
-    db_url.add_argument("--analyst", action="store_true",
-                        help="as the read-only energy_analyst role")  # fmt: skip
+    db_url.add_argument(
+        "--analyst", action="store_true", help="as the read-only energy_analyst role"
+    )
     db_url.set_defaults(func=cmd_db_url)
     setup = sub.add_parser("setup", help="prepare the database (schema, roles, marts) and exit")
     setup.set_defaults(func=cmd_setup)
@@ -237,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export", help="write a load profile or the gap list as CSV")
     export.add_argument("kind", choices=("feeder", "system", "customer", "gaps"))
     export.add_argument("name", nargs="?", help="feeder, customer or meter (gaps) name")
-    export.add_argument("--from", dest="first_month", type=_month, required=True,
-                        help="first month, YYYY-MM")  # fmt: skip
+    export.add_argument(
+        "--from", dest="first_month", type=_month, required=True, help="first month, YYYY-MM"
+    )
     export.add_argument("--to", dest="last_month", type=_month, help="last month (default: --from)")
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
     export.set_defaults(func=cmd_export)

@@ -1,6 +1,8 @@
-"""The Dagster code location: raw tables, dbt marts, the ingest job and the sensors."""
+"""The Dagster code location: every asset, check, job, sensor and schedule, and the resources.
 
-import os
+Built from the settings read once here; nothing else happens at import (the dbt manifest is
+prepared beforehand, see `marts.dbt_project.ensure_manifest`).
+"""
 
 from dagster import (
     Definitions,
@@ -11,29 +13,27 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
-from energy_assets.anomaly_assets import anomalies, anomaly_rate_usual
-from energy_assets.dbt_project import DBT_EXECUTABLE, dbt_project
-from energy_assets.forecast_assets import (
-    day_ahead_forecast,
-    day_ahead_job,
-    day_ahead_schedule,
-    forecast_backtest,
-)
-from energy_assets.marts import monthly_marts, unpartitioned_marts
-from energy_assets.ml import customer_segments
-from energy_assets.plot_assets import customer_patterns, load_profiles
-from energy_assets.raw import ingest_dropbox, raw_specs
-from energy_assets.resources import Platform
-from energy_assets.sensors import (
-    dropbox_sensor,
+from energy_assets.anomalies.assets import anomalies
+from energy_assets.anomalies.checks import anomaly_rate_usual
+from energy_assets.automation import (
     forecasts_after_marts,
     loaded_months_sensor,
     monthly_marts_job,
     unpartitioned_marts_job,
 )
+from energy_assets.forecasts.assets import day_ahead_forecast, forecast_backtest
+from energy_assets.forecasts.schedules import day_ahead_job, day_ahead_schedule
+from energy_assets.ingest.assets import ingest_dropbox, raw_specs
+from energy_assets.ingest.sensors import dropbox_sensor
+from energy_assets.marts.assets import dbt_project, monthly_marts, unpartitioned_marts
+from energy_assets.marts.dbt_project import DBT_EXECUTABLE
+from energy_assets.plots.assets import customer_patterns, load_profiles
+from energy_assets.resources import Platform
+from energy_assets.segments.assets import customer_segments
+from energy_assets.settings import Settings
 
 
-def run_executor(max_concurrent: str | None) -> ExecutorDefinition:
+def run_executor(max_concurrent: int | None) -> ExecutorDefinition:
     """In-process unless ENERGY_MAX_CONCURRENT is set, then that many steps at once.
 
     Each step process pays the code location's import (3-4 s on 2 cores), more than running a
@@ -42,8 +42,10 @@ def run_executor(max_concurrent: str | None) -> ExecutorDefinition:
     """
     if not max_concurrent:
         return in_process_executor
-    return multiprocess_executor.configured({"max_concurrent": int(max_concurrent)})
+    return multiprocess_executor.configured({"max_concurrent": max_concurrent})
 
+
+settings = Settings.from_env()
 
 defs = Definitions(
     assets=[
@@ -60,12 +62,12 @@ defs = Definitions(
     asset_checks=[anomaly_rate_usual],
     jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, day_ahead_job],
     sensors=[dropbox_sensor, loaded_months_sensor, forecasts_after_marts],
-    schedules=[day_ahead_schedule],
+    schedules=[day_ahead_schedule(settings.default_timezone)],
     resources={
         "platform": Platform(
             home=EnvVar("ENERGY_HOME"), warehouse_url=EnvVar("ENERGY_WAREHOUSE_URL")
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     },
-    executor=run_executor(os.environ.get("ENERGY_MAX_CONCURRENT")),
+    executor=run_executor(settings.max_concurrent),
 )

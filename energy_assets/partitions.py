@@ -4,8 +4,10 @@ from datetime import date
 
 from dagster import AssetKey, BackfillPolicy, MonthlyPartitionsDefinition, TimeWindow, asset
 
-from energy_assets.warehouse import next_month
+from energy_assets.months import next_month
 
+MONTH_RUN_TAG = "energy/month-run"
+"""Tag of the runs that rebuild months: the run queue limits how many run at once."""
 FIRST_MONTH = date(1990, 1, 1)  # ingest rejects readings before this
 
 monthly_partitions = MonthlyPartitionsDefinition(start_date=f"{FIRST_MONTH:%Y-%m-%d}", end_offset=1)

@@ -1,50 +1,278 @@
-"""Where the platform keeps things, read from the environment with sensible defaults."""
+"""Every setting of the platform, read from the `ENERGY_*` environment here and nowhere else.
+
+`Settings.from_env()` reads each variable once into a frozen object; every field names its
+variable, its default and what it means, and `VARIABLES` lists them all for the README, the
+tests and the benchmarks. The platform's own processes get their connection details through
+`export`, so a child process (dbt, the Dagster webserver and daemon) reads the same values.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = REPO_ROOT / "sql"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 DEFAULT_PG_PORT = 55432
+ANOMALY_PREFIX = "ENERGY_ANOMALY_"
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() not in ("off", "0", "false", "no")
+
+
+def _count_or_all(text: str) -> int | None:
+    """`all` means no limit."""
+    return None if text.strip().lower() == "all" else int(text)
+
+
+def _hours(text: str) -> tuple[int, int]:
+    start, end = (int(part) for part in text.split(","))
+    return start, end
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda text: parse(text) if text.strip() else None
+
+
+def _var(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    """A settings field read from `env` (when set) with `parse`."""
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+def _read(cls: type, environ: Mapping[str, str], **given: Any) -> Any:
+    values = dict(given)
+    for f in fields(cls):
+        env = f.metadata.get("env")
+        if env and f.name not in values and environ.get(env, "") != "":
+            values[f.name] = f.metadata["parse"](environ[env])
+    return cls(**values)
+
+
+def _anomaly(name: str, default: Any, doc: str, parse: Callable[[str], Any] = float) -> Any:
+    return _var(ANOMALY_PREFIX + name.upper(), default, parse, doc)
+
+
+@dataclass(frozen=True)
+class AnomalyThresholds:
+    """Every knob of the anomaly detectors, each settable as `ENERGY_ANOMALY_<NAME>`.
+
+    The defaults were set on principles, then checked on real household (LCL) and grid
+    (OpenSTEF) data with injected faults (`benchmarks/anomalies.py`).
+    """
+
+    history_days: int = _anomaly(
+        "history_days", 7, "history needed before the baselines use history alone", int
+    )
+    idle_share: float = _anomaly(
+        "idle_share", 0.5, "at exactly zero at least this often: the meter is normally idle"
+    )
+    rare_zero_share: float = _anomaly(
+        "rare_zero_share", 0.01, "at zero less often than this: short zero runs are dropouts"
+    )
+    flatline_intervals: int = _anomaly(
+        "flatline_intervals",
+        16,
+        "identical non-zero values in a row that make a flatline"
+        " (quantised meters repeat a value up to ~8 times)",
+        int,
+    )
+    dropout_intervals: int = _anomaly(
+        "dropout_intervals",
+        2,
+        "zeros in a row on a meter (almost) never at zero;"
+        " a meter sometimes at zero needs flatline_intervals of them",
+        int,
+    )
+    spike_k: float = _anomaly(
+        "spike_k", 10.0, "spike ceiling: median + k x MAD of the baseline ..."
+    )
+    spike_quantile: float = _anomaly(
+        "spike_quantile", 0.995, "... or spike_margin x this quantile of the baseline, the higher"
+    )
+    spike_margin: float = _anomaly(
+        "spike_margin", 3.0, "ordinary household peaks reach ~1.5 x the 99.5th percentile"
+    )
+    physical_ceiling_kw: float | None = _anomaly(
+        "physical_ceiling_kw",
+        None,
+        "a hard ceiling in kW (or per row, a `ceiling_kw` column)",
+        _optional(float),
+    )
+    export_share: float = _anomaly(
+        "export_share", 0.01, "negative in more of the baseline than this: the meter exports"
+    )
+    reverse_flow_share: float = _anomaly(
+        "reverse_flow_share",
+        0.05,
+        "negative beyond this share of the typical |level| counts as reverse flow",
+    )
+    night_hours: tuple[int, int] = _anomaly(
+        "night_hours", (0, 5), "local [start, end) hours of the off-peak window, e.g. `0,5`", _hours
+    )
+    offpeak_k: float = _anomaly(
+        "offpeak_k", 10.0, "off-peak ceiling: night median + k x night MAD ..."
+    )
+    offpeak_quantile: float = _anomaly(
+        "offpeak_quantile", 0.99, "... or offpeak_margin x this night quantile, the higher"
+    )
+    offpeak_margin: float = _anomaly(
+        "offpeak_margin", 2.0, "margin over the night quantile and over the habit"
+    )
+    offpeak_habit_quantile: float = _anomaly(
+        "offpeak_habit_quantile",
+        0.9,
+        "reached at this time of night one night in ten: a habit, not a spike",
+    )
+    level_days: int = _anomaly(
+        "level_days", 28, "trailing days that make a day's expected level", int
+    )
+    level_min_days: int = _anomaly(
+        "level_min_days", 7, "trailing days needed before a day's level is judged", int
+    )
+    level_k: float = _anomaly(
+        "level_k", 3.0, "robust z of a day's mean against the trailing daily means ..."
+    )
+    level_ratio: float = _anomaly(
+        "level_ratio", 3.0, "... and the day x or / this (households vary ~2x day to day)"
+    )
+    flip_correlation: float = _anomaly(
+        "flip_correlation",
+        -0.3,
+        "a sign-flipped day's profile correlates below this with the usual one",
+    )
+    day_coverage: float = _anomaly(
+        "day_coverage", 0.8, "share of a day's intervals with readings needed to judge the day"
+    )
+    residual_z: float = _anomaly(
+        "residual_z", 6.0, "robust z of a forecast residual that is a finding"
+    )
+    forest_score: float = _anomaly(
+        "forest_score", 0.7, "isolation score of an unusual day (0.5 ordinary, 1 isolated at once)"
+    )
+    forest_trees: int = _anomaly("forest_trees", 200, "trees of the IsolationForest", int)
+    forest_seed: int = _anomaly("forest_seed", 0, "seed of the IsolationForest", int)
+    forest_min_days: int = _anomaly(
+        "forest_min_days", 21, "days a meter needs before its days are compared", int
+    )
+    episode_gap_hours: float = _anomaly(
+        "episode_gap_hours",
+        24.0,
+        "same-kind findings of a target closer than this are one episode"
+        " (a meter dropping out every night is one fault)",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AnomalyThresholds:
+        return _read(cls, os.environ if environ is None else environ)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Paths and connection settings for one platform home (`$ENERGY_HOME`)."""
+    """One platform home (`$ENERGY_HOME`) and how the platform runs in it."""
 
-    home: Path
-    database_url: str | None
-    """An existing PostgreSQL to use instead of the embedded one (`ENERGY_DATABASE_URL`)."""
-    pg_port: int
-    default_timezone: str
-    """Timezone for timestamps without an offset, unless the meter's metadata names one."""
-    file_stable_seconds: float
-    """A dropbox file must be unchanged this long before it is loaded."""
-    forecasts: bool = True
-    """Run the forecast backtest and the live forecast after the marts (`ENERGY_FORECASTS`)."""
-    customer_plots: int = 25
-    """Customers drawn per month by plots/customer_patterns, largest first; others on demand
-    with `energy plot` (`ENERGY_CUSTOMER_PLOTS`)."""
+    home: Path = _var(
+        "ENERGY_HOME",
+        Path(".energy"),
+        Path,
+        "dropbox, archive, quarantine, embedded PostgreSQL data, Dagster home",
+    )
+    database_url: str | None = _var(
+        "ENERGY_DATABASE_URL",
+        None,
+        str,
+        "an existing PostgreSQL for everything (unset: the embedded server)",
+    )
+    dagster_database_url: str | None = _var(
+        "ENERGY_DAGSTER_DATABASE_URL",
+        None,
+        str,
+        "Dagster's storage, when it should differ from ENERGY_DATABASE_URL",
+    )
+    pg_port: int = _var(
+        "ENERGY_PG_PORT", DEFAULT_PG_PORT, int, "port of the embedded PostgreSQL on 127.0.0.1"
+    )
+    default_timezone: str = _var(
+        "ENERGY_TIMEZONE",
+        "UTC",
+        str,
+        "timezone of timestamps without an offset, unless the meter's metadata names one",
+    )
+    file_stable_seconds: float = _var(
+        "ENERGY_FILE_STABLE_SECONDS",
+        2.0,
+        float,
+        "a dropped file must be unchanged this long before it loads",
+    )
+    ui_host: str = _var("ENERGY_UI_HOST", "127.0.0.1", str, "where `energy up` serves the UI")
+    ui_port: int = _var("ENERGY_UI_PORT", 3000, int, "port of the UI of `energy up`")
+    month_run_concurrency: int = _var(
+        "ENERGY_MONTH_RUN_CONCURRENCY", 1, int, "month runs the sensor lets run at once"
+    )
+    max_concurrent: int | None = _var(
+        "ENERGY_MAX_CONCURRENT",
+        None,
+        _optional(int),
+        "steps of a run in processes of their own, this many at once"
+        " (unset: all steps in the run's process, faster on 2 cores)",
+    )
+    forecasts: bool = _var(
+        "ENERGY_FORECASTS",
+        True,
+        _flag,
+        "backtest each rebuilt month and refresh the live forecast (`off` leaves forecasting out)",
+    )
+    backtest_meters: int | None = _var(
+        "ENERGY_BACKTEST_METERS",
+        50,
+        _count_or_all,
+        "single meters in the monthly backtest (a fixed sample; `all`)",
+    )
+    customer_plots: int = _var(
+        "ENERGY_CUSTOMER_PLOTS",
+        25,
+        int,
+        "customers drawn one by one per month, largest first; others with `energy plot`",
+    )
+    forecast_cutoff_hour: int = _var(
+        "ENERGY_FORECAST_CUTOFF_HOUR",
+        0,
+        int,
+        "local hour, on the day before, at which a day's forecast is issued",
+    )
+    forecast_train_days: int = _var(
+        "ENERGY_FORECAST_TRAIN_DAYS", 28, int, "days of history each weekly model learns from"
+    )
+    forecast_min_history_days: int = _var(
+        "ENERGY_FORECAST_MIN_HISTORY_DAYS",
+        14,
+        int,
+        "days of readings a target needs before it is forecast",
+    )
+    holiday_country: str | None = _var(
+        "ENERGY_HOLIDAY_COUNTRY",
+        None,
+        str,
+        "public holidays as features, e.g. `GB` (the `holidays` package)",
+    )
+    holiday_subdiv: str | None = _var(
+        "ENERGY_HOLIDAY_SUBDIV", None, str, "the region of the holidays, e.g. `ENG`"
+    )
+    anomaly: AnomalyThresholds = field(default_factory=AnomalyThresholds)
+    """The detectors' thresholds (`ENERGY_ANOMALY_*`)."""
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(os.environ.get("ENERGY_HOME", ".energy")).expanduser().resolve()
-        return cls(
-            home=home,
-            database_url=os.environ.get("ENERGY_DATABASE_URL") or None,
-            pg_port=int(os.environ.get("ENERGY_PG_PORT", DEFAULT_PG_PORT)),
-            default_timezone=os.environ.get("ENERGY_TIMEZONE", "UTC"),
-            file_stable_seconds=float(os.environ.get("ENERGY_FILE_STABLE_SECONDS", "2")),
-            forecasts=os.environ.get("ENERGY_FORECASTS", "on").lower() not in ("off", "0", "false"),
-            customer_plots=int(os.environ.get("ENERGY_CUSTOMER_PLOTS", "25")),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        settings = _read(cls, environ, anomaly=AnomalyThresholds.from_env(environ))
+        return settings.with_home(settings.home)
 
     def with_home(self, home: Path) -> Settings:
-        return replace(self, home=home.resolve())
+        return replace(self, home=home.expanduser().resolve())
 
     @property
     def dropbox(self) -> Path:
@@ -73,3 +301,55 @@ class Settings:
     def ensure_dirs(self) -> None:
         for path in (self.dropbox, self.archive, self.quarantine, self.dagster_home):
             path.mkdir(parents=True, exist_ok=True)
+
+
+PROCESS_VARIABLES = (
+    "DAGSTER_HOME",
+    "ENERGY_WAREHOUSE_URL",
+    "ENERGY_PGHOST",
+    "ENERGY_PGPORT",
+    "ENERGY_PGUSER",
+    "ENERGY_PGPASSWORD",
+    "ENERGY_PGDATABASE",
+)
+"""Set by the platform for its own processes (`export`): Dagster's home, the warehouse for the
+code location, dbt's connection (`dbt_project/profiles.yml`)."""
+
+
+def variables(cls: type = Settings) -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every field of `cls` read from the environment."""
+    rows = []
+    for f in fields(cls):
+        if "env" in f.metadata:
+            default = "unset" if f.default is None else str(f.default)
+            rows.append((f.metadata["env"], default, f.metadata["doc"]))
+    return rows
+
+
+VARIABLES = (
+    *(name for cls in (Settings, AnomalyThresholds) for name, _, _ in variables(cls)),
+    *PROCESS_VARIABLES,
+)
+"""Every variable the platform reads or sets: tests and benchmarks clear them for a platform
+of their own."""
+
+
+LOCATION_VARIABLES = (
+    "ENERGY_HOME",
+    "ENERGY_DATABASE_URL",
+    "ENERGY_DAGSTER_DATABASE_URL",
+    "ENERGY_PG_PORT",
+    *PROCESS_VARIABLES,
+)
+"""Where a platform lives and how its processes reach it: a benchmark clears these for a
+platform of its own and keeps the caller's other settings."""
+
+
+def export(values: Mapping[str, str]) -> None:
+    """Put platform variables (the resolved home, the process variables) into this process's
+    environment, for the Dagster
+    instance and resources here and for every process started from here."""
+    unknown = set(values) - set(VARIABLES)
+    if unknown:
+        raise ValueError(f"not platform variables: {sorted(unknown)}")
+    os.environ.update(values)

@@ -23,16 +23,29 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from energy_assets.postgres import EmbeddedPostgres, ensure_database
-from energy_assets.settings import Settings
+from energy_assets.marts.dbt_project import ensure_manifest
+from energy_assets.settings import VARIABLES, Settings
+from energy_assets.warehouse.postgres import EmbeddedPostgres, ensure_database
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PLATFORM_ENV = (
-    "ENERGY_HOME", "DAGSTER_HOME", "ENERGY_DATABASE_URL", "ENERGY_DAGSTER_DATABASE_URL",
-    "ENERGY_WAREHOUSE_URL", "ENERGY_PGHOST", "ENERGY_PGPORT", "ENERGY_PGUSER",
-    "ENERGY_PGPASSWORD", "ENERGY_PGDATABASE", "ENERGY_FILE_STABLE_SECONDS", "ENERGY_FORECASTS",
-    "ENERGY_CUSTOMER_PLOTS", "ENERGY_BACKTEST_METERS",
-)  # fmt: skip
+PLATFORM_ENV = VARIABLES  # cleared for every platform under test
+
+
+DB_FIXTURES = {"pg_server", "up"}
+"""Fixtures behind which a PostgreSQL server runs: a test using any of them is marked `db`."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The dbt manifest must exist before the code location is imported (at collection)."""
+    ensure_manifest()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `db` every test that needs a PostgreSQL server, so `pytest -m "not db"` runs the
+    pure tests alone, in seconds."""
+    for item in items:
+        if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
 
 
 def free_port() -> int:
@@ -112,30 +125,38 @@ def templates(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     which takes a fraction of a second instead of a dbt build and Dagster's migrations."""
     from dagster import DagsterInstance
 
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
 
     prefix = f"tmpl_{uuid.uuid4().hex[:8]}"
     saved = dict(os.environ)
     try:
         for role in ("warehouse", "dagster"):
             ensure_database(pg_server, f"{prefix}_{role}")
-        os.environ.update({
-            "ENERGY_HOME": str(tmp_path_factory.mktemp("template-home")),
-            "ENERGY_DATABASE_URL": with_database(pg_server, f"{prefix}_warehouse"),
-            "ENERGY_DAGSTER_DATABASE_URL": with_database(pg_server, f"{prefix}_dagster"),
-        })  # fmt: skip
+        os.environ.update(
+            {
+                "ENERGY_HOME": str(tmp_path_factory.mktemp("template-home")),
+                "ENERGY_DATABASE_URL": with_database(pg_server, f"{prefix}_warehouse"),
+                "ENERGY_DAGSTER_DATABASE_URL": with_database(pg_server, f"{prefix}_dagster"),
+            }
+        )
         with platform_session(Settings.from_env()):
             DagsterInstance.get().dispose()
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    admin(pg_server, sql.SQL(
-        "select pg_terminate_backend(pid) from pg_stat_activity where datname like %s"
-    ), (f"{prefix}_%",))  # fmt: skip
+    admin(
+        pg_server,
+        sql.SQL("select pg_terminate_backend(pid) from pg_stat_activity where datname like %s"),
+        (f"{prefix}_%",),
+    )
     yield prefix
     for role in ("warehouse", "dagster"):
-        admin(pg_server, sql.SQL("drop database if exists {} with (force)").format(
-            sql.Identifier(f"{prefix}_{role}")))  # fmt: skip
+        admin(
+            pg_server,
+            sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(f"{prefix}_{role}")
+            ),
+        )
 
 
 @contextlib.contextmanager
@@ -144,15 +165,23 @@ def copied_databases(pg_server: str, templates: str) -> Iterator[dict[str, str]]
     name = f"t_{uuid.uuid4().hex[:12]}"
     urls = {}
     for role in ("warehouse", "dagster"):
-        admin(pg_server, sql.SQL("create database {} template {}").format(
-            sql.Identifier(f"{name}_{role}"), sql.Identifier(f"{templates}_{role}")))  # fmt: skip
+        admin(
+            pg_server,
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(f"{name}_{role}"), sql.Identifier(f"{templates}_{role}")
+            ),
+        )
         urls[role] = with_database(pg_server, f"{name}_{role}")
     try:
         yield urls
     finally:
         for role in ("warehouse", "dagster"):
-            admin(pg_server, sql.SQL("drop database if exists {} with (force)").format(
-                sql.Identifier(f"{name}_{role}")))  # fmt: skip
+            admin(
+                pg_server,
+                sql.SQL("drop database if exists {} with (force)").format(
+                    sql.Identifier(f"{name}_{role}")
+                ),
+            )
 
 
 @pytest.fixture

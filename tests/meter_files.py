@@ -7,14 +7,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from energy_assets.sample import feeder_meter_frame
+from energy_assets.ingest.sample import feeder_meter_frame
 
 STEP = pd.Timedelta(minutes=15)
 METERS = {"M1": ("North", 120.0), "M2": ("North", 80.0), "M3": ("South", 200.0)}
 
 
-def write_meter_file(dropbox: Path, name: str, start: str, end: str, base_kw: float, seed: int,
-                     drop: list[tuple[str, str]] = ()) -> pd.DataFrame:  # fmt: skip
+def write_meter_file(
+    dropbox: Path,
+    name: str,
+    start: str,
+    end: str,
+    base_kw: float,
+    seed: int,
+    drop: list[tuple[str, str]] = (),
+) -> pd.DataFrame:
     """A seed-style export; intervals in each [from, to] of `drop` are left out (gaps)."""
     frame = feeder_meter_frame(name, start, end, base_kw, seed=seed)
     times = pd.to_datetime(frame["Start Time"])
@@ -36,21 +43,44 @@ def three_meters_two_feeders(dropbox: Path) -> dict[str, pd.DataFrame]:
     """3 meters on 2 feeders across Jan and Feb 2024, with gaps, one file spanning both months."""
     files = {
         "M1": [
-            write_meter_file(dropbox, "M1_2024-01.csv", "2024-01-01", "2024-02-01", 30, 1,
-                             drop=[("2024-01-10 10:00", "2024-01-10 11:45"),
-                                   ("2024-01-31 22:00", "2024-01-31 23:45")]),
-            write_meter_file(dropbox, "M1_2024-02.csv", "2024-02-01", "2024-03-01", 30, 2,
-                             drop=[("2024-02-01 00:00", "2024-02-01 00:45")]),
+            write_meter_file(
+                dropbox,
+                "M1_2024-01.csv",
+                "2024-01-01",
+                "2024-02-01",
+                30,
+                1,
+                drop=[
+                    ("2024-01-10 10:00", "2024-01-10 11:45"),
+                    ("2024-01-31 22:00", "2024-01-31 23:45"),
+                ],
+            ),
+            write_meter_file(
+                dropbox,
+                "M1_2024-02.csv",
+                "2024-02-01",
+                "2024-03-01",
+                30,
+                2,
+                drop=[("2024-02-01 00:00", "2024-02-01 00:45")],
+            ),
         ],
         "M2": [
             write_meter_file(dropbox, "M2_2024-01.csv", "2024-01-01", "2024-02-01", 20, 3),
-            write_meter_file(dropbox, "M2_2024-02.csv", "2024-02-01", "2024-03-01", 20, 4,
-                             drop=[("2024-02-20 03:00", "2024-02-20 03:00")]),
+            write_meter_file(
+                dropbox,
+                "M2_2024-02.csv",
+                "2024-02-01",
+                "2024-03-01",
+                20,
+                4,
+                drop=[("2024-02-20 03:00", "2024-02-20 03:00")],
+            ),
         ],
         "M3": [
             write_meter_file(dropbox, "M3_2024-01-15.csv", "2024-01-15", "2024-02-15", 25, 5),
         ],
-    }  # fmt: skip
+    }
     write_meter_data(dropbox)
     return {meter: pd.concat(frames, ignore_index=True) for meter, frames in files.items()}
 

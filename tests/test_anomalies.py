@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
-from energy_assets.anomalies import (
-    Thresholds,
+from energy_assets.anomalies.checks import rate_verdict
+from energy_assets.anomalies.detectors import (
     baseline,
     baseline_mask,
     daily_profiles,
@@ -27,9 +27,9 @@ from energy_assets.anomalies import (
     reverse_flows,
     spikes,
 )
-from energy_assets.anomaly_assets import rate_verdict
-from energy_assets.ingest import dropbox_files
-from energy_assets.operations import range_tags
+from energy_assets.commands.run import range_tags
+from energy_assets.ingest.dropbox import dropbox_files
+from energy_assets.settings import AnomalyThresholds
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 T = pd.Timestamp
@@ -37,8 +37,9 @@ T = pd.Timestamp
 
 def series(values, target: str = "m1", freq: str = "30min", start=START) -> pd.DataFrame:
     times = pd.date_range(start, periods=len(values), freq=freq)
-    return pd.DataFrame({"target_id": target, "interval_start": times,
-                         "value": np.asarray(values, dtype=float)})  # fmt: skip
+    return pd.DataFrame(
+        {"target_id": target, "interval_start": times, "value": np.asarray(values, dtype=float)}
+    )
 
 
 def household(days: int = 35, seed: int = 0, target: str = "m1") -> pd.DataFrame:
@@ -77,8 +78,13 @@ def test_dropout_on_busy_meter_but_not_on_idle_meter():
     busy.loc[100:105, "value"] = 0.0  # 6 intervals at zero
     frame, _, base = with_base(busy)
     found = dropouts(frame, base)
-    assert spans(found) == [("drop_to_zero", busy["interval_start"][100],
-                             busy["interval_start"][105] + pd.Timedelta("30min"))]  # fmt: skip
+    assert spans(found) == [
+        (
+            "drop_to_zero",
+            busy["interval_start"][100],
+            busy["interval_start"][105] + pd.Timedelta("30min"),
+        )
+    ]
     assert found["reason"].iat[0].startswith("value 0.00 kW for 6 intervals (3 h) after ")
     # A normally idle meter (zero most of the time, e.g. a standby generator) is not flagged.
     idle = np.zeros(480)
@@ -93,11 +99,12 @@ def test_spike_above_robust_and_physical_ceiling():
     load.loc[200, "value"] = 9.0  # the day peak is ~1.6 kW
     frame, mask, _ = with_base(load)
     found = spikes(frame, mask)
-    assert spans(found) == [("spike", load["interval_start"][200],
-                             load["interval_start"][200] + pd.Timedelta("30min"))]  # fmt: skip
+    assert spans(found) == [
+        ("spike", load["interval_start"][200], load["interval_start"][200] + pd.Timedelta("30min"))
+    ]
     assert "9.00 kW is above the meter's robust ceiling" in found["reason"].iat[0]
     # An ordinary evening peak stays under the ceiling; a physical ceiling catches what it must.
-    capped = spikes(frame, mask, Thresholds(physical_ceiling_kw=1.55))
+    capped = spikes(frame, mask, AnomalyThresholds(physical_ceiling_kw=1.55))
     assert "physical ceiling of 1.55 kW" in " ".join(capped["reason"])
     assert len(capped) > 1
 
@@ -110,8 +117,13 @@ def test_offpeak_spike_at_night_only():
     load.loc[evening, "value"] *= 1.2
     frame, mask, _ = with_base(load)
     found = offpeak_spikes(frame, mask)
-    assert spans(found) == [("offpeak_spike", START + pd.Timedelta("10 days 03:00:00"),
-                             START + pd.Timedelta("10 days 03:30:00"))]  # fmt: skip
+    assert spans(found) == [
+        (
+            "offpeak_spike",
+            START + pd.Timedelta("10 days 03:00:00"),
+            START + pd.Timedelta("10 days 03:30:00"),
+        )
+    ]
     assert found["reason"].iat[0].startswith("night-time 1.50 kW at 03:00 against a typical")
 
 
@@ -120,8 +132,13 @@ def test_reverse_flow_only_without_export_history_and_negative_import():
     load.loc[400:403, "value"] *= -1
     frame, _, base = with_base(load, history_end=START + pd.Timedelta(days=8))
     found = reverse_flows(frame, base)
-    assert spans(found) == [("reverse_flow", load["interval_start"][400],
-                             load["interval_start"][403] + pd.Timedelta("30min"))]  # fmt: skip
+    assert spans(found) == [
+        (
+            "reverse_flow",
+            load["interval_start"][400],
+            load["interval_start"][403] + pd.Timedelta("30min"),
+        )
+    ]
     # A PV meter that exports every sunny hour is not flagged for exporting.
     pv = household(days=10)
     hour = pv["interval_start"].dt.hour
@@ -130,8 +147,9 @@ def test_reverse_flow_only_without_export_history_and_negative_import():
     assert reverse_flows(frame, base).empty
     # Delivered energy below zero is impossible whatever the meter.
     frame, _, base = with_base(pv.assign(delivered=np.r_[[-0.5], np.ones(len(pv) - 1)]))
-    assert spans(reverse_flows(frame, base)) == [("negative_import", START,
-                                                  START + pd.Timedelta("30min"))]  # fmt: skip
+    assert spans(reverse_flows(frame, base)) == [
+        ("negative_import", START, START + pd.Timedelta("30min"))
+    ]
 
 
 def test_level_shift_and_sign_flip_days():
@@ -142,7 +160,9 @@ def test_level_shift_and_sign_flip_days():
     load.loc[flipped, "value"] *= -1
     found = day_shifts(prepare(load))
     assert sorted(zip(found["kind"], found["day"], strict=True)) == [
-        ("level_shift", date(2024, 2, 5)), ("sign_flip", date(2024, 2, 8))]
+        ("level_shift", date(2024, 2, 5)),
+        ("sign_flip", date(2024, 2, 8)),
+    ]
     assert found.set_index("kind").at["level_shift", "reason"].startswith("day mean ")
     assert day_shifts(prepare(household(days=42))).empty
 
@@ -161,8 +181,15 @@ def test_forecast_residuals_per_target():
     times = pd.date_range(START, periods=96, freq="15min")
     rng = np.random.default_rng(1)
     actual = 10 + rng.normal(0, 0.5, 96)
-    rows = pd.DataFrame({"target_kind": "feeder", "target_id": "North", "interval_start": times,
-                         "p50": 10.0, "actual": actual})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "target_kind": "feeder",
+            "target_id": "North",
+            "interval_start": times,
+            "p50": 10.0,
+            "actual": actual,
+        }
+    )
     rows.loc[40, "actual"] = 25.0
     found = forecast_residuals(rows)
     assert spans(found) == [("forecast_residual", times[40], times[41])]
@@ -171,8 +198,14 @@ def test_forecast_residuals_per_target():
 
 
 def test_gap_findings_from_fct_gaps():
-    gaps = pd.DataFrame({"meter_id": ["m1"], "gap_start": [START],
-                         "gap_end": [START + pd.Timedelta("3h")], "missing_intervals": [6]})
+    gaps = pd.DataFrame(
+        {
+            "meter_id": ["m1"],
+            "gap_start": [START],
+            "gap_end": [START + pd.Timedelta("3h")],
+            "missing_intervals": [6],
+        }
+    )
     found = gap_findings(gaps)
     assert found["reason"].tolist() == ["no reading for 6 intervals (3 h)"]
     assert found["kind"].tolist() == ["gap"]
@@ -212,13 +245,18 @@ def write_faulty_feeder_meter(dropbox) -> None:
     kw[at("2020-12-20 12:00", 1)] = 40000.0
     kw[at("2020-12-22 13:00", 4)] = -2000.0
     kw = kw.drop(at("2020-12-05 00:00", 3)).dropna()
-    pd.DataFrame({
-        "Start Time": kw.index.strftime("%Y-%m-%d %H:%M:%S+00:00"),
-        "kW del": kw.clip(lower=0), "kW rec": (-kw).clip(lower=0),
-        "kVA del": (kw.clip(lower=0) / 0.95).round(3), "kVA rec": ((-kw).clip(lower=0) / 0.95),
-    }).to_csv(dropbox / "P287_2020-12.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "Start Time": kw.index.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+            "kW del": kw.clip(lower=0),
+            "kW rec": (-kw).clip(lower=0),
+            "kVA del": (kw.clip(lower=0) / 0.95).round(3),
+            "kVA rec": ((-kw).clip(lower=0) / 0.95),
+        }
+    ).to_csv(dropbox / "P287_2020-12.csv", index=False)
     pd.DataFrame([("P287", "North", 1)], columns=["ID", "Name", "Multiplier"]).to_csv(
-        dropbox / "meter-data.csv", index=False)
+        dropbox / "meter-data.csv", index=False
+    )
 
 
 def ingest_and_detect(settings, month: date) -> None:
@@ -226,7 +264,7 @@ def ingest_and_detect(settings, month: date) -> None:
     interval marts and ml/anomalies (not every mart and model of the month's job)."""
     from dagster import AssetKey, DagsterInstance
 
-    from energy_assets.platform import platform_session
+    from energy_assets.commands.session import platform_session
 
     with platform_session(settings):
         from energy_assets.definitions import defs
@@ -234,12 +272,23 @@ def ingest_and_detect(settings, month: date) -> None:
         instance = DagsterInstance.get()
         files = [p.name for p in dropbox_files(settings.dropbox)]
         config = {"ops": {"ingest_files": {"config": {"files": files}}}}
-        assert defs.resolve_job_def("ingest_dropbox").execute_in_process(
-            run_config=config, instance=instance).success  # fmt: skip
-        keys = [AssetKey(["marts", "fct_intervals_clean"]),
-                AssetKey(["marts", "fct_feeder_intervals"]), AssetKey(["ml", "anomalies"])]
-        assert defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            instance=instance, tags=range_tags(month, month), asset_selection=keys).success
+        assert (
+            defs.resolve_job_def("ingest_dropbox")
+            .execute_in_process(run_config=config, instance=instance)
+            .success
+        )
+        keys = [
+            AssetKey(["marts", "fct_intervals_clean"]),
+            AssetKey(["marts", "fct_feeder_intervals"]),
+            AssetKey(["ml", "anomalies"]),
+        ]
+        assert (
+            defs.resolve_job_def("monthly_marts_job")
+            .execute_in_process(
+                instance=instance, tags=range_tags(month, month), asset_selection=keys
+            )
+            .success
+        )
 
 
 @pytest.mark.skipif(not OPENSTEF.exists(), reason="needs ../shared/data (real OpenSTEF data)")
@@ -252,8 +301,10 @@ def test_monthly_asset_finds_the_injected_faults(platform):
         " from ml.anomalies where month_start = '2020-12-01' and target_id = 'P287'"
         " and detector in ('rules', 'fct_gaps') order by interval_start"
     )
-    got = [(r.kind, r.interval_start.isoformat(), r.interval_end.isoformat())
-           for r in rows.itertuples()]  # fmt: skip
+    got = [
+        (r.kind, r.interval_start.isoformat(), r.interval_end.isoformat())
+        for r in rows.itertuples()
+    ]
     assert got == [
         ("gap", "2020-12-05T00:00:00+00:00", "2020-12-05T00:45:00+00:00"),
         ("flatline", "2020-12-10T06:00:00+00:00", "2020-12-10T12:00:00+00:00"),

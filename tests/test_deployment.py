@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 import yaml
 
-from energy_assets.platform import MONTH_RUN_TAG
-from energy_assets.postgres import SERVER_OPTIONS
+from energy_assets.partitions import MONTH_RUN_TAG
 from energy_assets.settings import REPO_ROOT
+from energy_assets.warehouse.postgres import SERVER_OPTIONS
 
 DOCKER = REPO_ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
@@ -81,9 +81,10 @@ def test_no_secret_has_a_default_or_a_literal_value(compose):
 
 def test_published_ports_bind_to_loopback_by_default(compose):
     published = [
-        (name, port) for name, service in compose["services"].items()
+        (name, port)
+        for name, service in compose["services"].items()
         for port in service.get("ports", [])
-    ]  # fmt: skip
+    ]
     assert ("webserver", "${DAGSTER_BIND:-127.0.0.1}:${DAGSTER_PORT:-3000}:3000") in published
     for name, port in published:
         assert isinstance(port, str), f"{name}: use HOST:PUBLISHED:TARGET strings"
@@ -105,9 +106,10 @@ def test_services_share_one_code_location_over_grpc(compose):
 
 def test_dockerfile_pins_its_base_runs_unprivileged_and_parses_dbt():
     lines = [
-        line.strip() for line in (DOCKER / "Dockerfile").read_text().splitlines()
+        line.strip()
+        for line in (DOCKER / "Dockerfile").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
-    ]  # fmt: skip
+    ]
     bases = [line.split()[1] for line in lines if line.upper().startswith("FROM ")]
     assert bases and all(
         re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", b) for b in bases
@@ -148,8 +150,9 @@ def test_readme_documents_every_variable_the_deployment_reads():
     names = set()
     for path in DOCKER.iterdir():
         if path.is_file():
-            names |= set(re.findall(r"\b(?:ENERGY|DAGSTER|POSTGRES)_[A-Z0-9_]+\b",
-                                    path.read_text()))  # fmt: skip
+            names |= set(
+                re.findall(r"\b(?:ENERGY|DAGSTER|POSTGRES)_[A-Z0-9_]+\b", path.read_text())
+            )
     readme = (REPO_ROOT / "README.md").read_text()
     deployment = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
     missing = sorted(n for n in names if f"`{n}`" not in deployment)

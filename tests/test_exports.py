@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 from meter_files import expected_marts, three_meters_two_feeders
 
-from energy_assets.exports import EXPORTS, export_csv
-from energy_assets.operations import run_once
+from energy_assets.commands.run import run_once
+from energy_assets.marts.exports import EXPORTS, export_csv
 
 JAN, FEB = date(2024, 1, 1), date(2024, 2, 1)
 FEEDER_COLUMNS = ["MW_del", "MW_rec", "MVA_del", "MVA_rec", "MW_net", "MVA_net", "PF_net"]
@@ -32,8 +32,9 @@ class WriteOnly:
 def export(platform, kind: str, name: str | None = None, first=JAN, last=FEB):
     """(rows returned, the CSV parsed, its raw text)."""
     out = io.BytesIO()
-    rows = export_csv(platform.warehouse_url, kind, out, name=name, first_month=first,
-                      last_month=last)  # fmt: skip
+    rows = export_csv(
+        platform.warehouse_url, kind, out, name=name, first_month=first, last_month=last
+    )
     text = out.getvalue().decode()
     return rows, pd.read_csv(io.StringIO(text)), text
 
@@ -59,9 +60,10 @@ def test_exports_equal_the_marts(platform):
     assert rows == len(north) == len(mart) == 60 * 96
     assert utc(north["Start Time"]).tolist() == mart["interval_start"].tolist()
     pd.testing.assert_frame_equal(
-        north[FEEDER_COLUMNS].set_axis(mart.columns[1:], axis=1), mart.iloc[:, 1:].astype(float),
+        north[FEEDER_COLUMNS].set_axis(mart.columns[1:], axis=1),
+        mart.iloc[:, 1:].astype(float),
         rtol=1e-12,
-    )  # fmt: skip
+    )
     want = expected["feeder"].query("feeder == 'North'")
     assert north["MW_net"].to_numpy() == pytest.approx(want["mw_net"].to_numpy(), rel=1e-9)
 
@@ -90,7 +92,8 @@ def test_exports_equal_the_marts(platform):
     pd.testing.assert_frame_equal(gaps, mart, check_dtype=False)
     _, feb_m1, _ = export(platform, "gaps", "M1", FEB, FEB)
     assert feb_m1.values.tolist() == [  # one gap from Jan 31 22:00 to Feb 1 01:00
-        ["M1", "2024-01-31 22:00:00+00", "2024-02-01 01:00:00+00", 12]]  # fmt: skip
+        ["M1", "2024-01-31 22:00:00+00", "2024-02-01 01:00:00+00", 12]
+    ]
 
     # customer: M1 has no customer id, so it is its own customer
     rows, m1, _ = export(platform, "customer", "M1")
@@ -106,8 +109,17 @@ def test_exports_equal_the_marts(platform):
 
     # a range without rows: header only
     out = io.BytesIO()
-    assert export_csv(url, "feeder", out, name="South", first_month=date(2023, 1, 1),
-                      last_month=date(2023, 12, 1)) == 0  # fmt: skip
+    assert (
+        export_csv(
+            url,
+            "feeder",
+            out,
+            name="South",
+            first_month=date(2023, 1, 1),
+            last_month=date(2023, 12, 1),
+        )
+        == 0
+    )
     assert out.getvalue().decode().splitlines() == [",".join(["Start Time", *FEEDER_COLUMNS])]
 
     # streamed by COPY into anything with `write`, row by row

@@ -20,9 +20,10 @@ from dagster import (
 )
 from test_plots import assert_png
 
-from energy_assets.operations import run_once
-from energy_assets.platform import platform_session
-from energy_assets.sample import write_sample
+from energy_assets.commands.run import run_once
+from energy_assets.commands.session import platform_session
+from energy_assets.ingest.sample import write_sample
+from energy_assets.resources import Platform
 
 JAN, FEB, MAR = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
 # The sample (2 feeders, 3 kW-logging meters at 15 min) and 2 households logging kWh per half
@@ -57,13 +58,19 @@ def write_households(path) -> None:
     times = pd.date_range("2024-01-01", "2024-03-01", freq="30min", inclusive="left")
     hour = times.hour + times.minute / 60
     frames = [
-        pd.DataFrame({
-            "LCLid": household, "tstp": times.strftime("%Y-%m-%d %H:%M:%S"),
-            "energy(kWh/hh)": (level * (0.2 + np.exp(-((hour - 19) ** 2) / 4))
-                               * rng.gamma(8, 1 / 8, len(times))).round(3),
-        })
+        pd.DataFrame(
+            {
+                "LCLid": household,
+                "tstp": times.strftime("%Y-%m-%d %H:%M:%S"),
+                "energy(kWh/hh)": (
+                    level
+                    * (0.2 + np.exp(-((hour - 19) ** 2) / 4))
+                    * rng.gamma(8, 1 / 8, len(times))
+                ).round(3),
+            }
+        )
         for household, level in (("MAC000001", 0.3), ("MAC000002", 0.6))
-    ]  # fmt: skip
+    ]
     pd.concat(frames).to_csv(path, index=False)
 
 
@@ -82,8 +89,10 @@ def forecasted(platform, monkeypatch):
     report = run_once(settings)
     assert report.ok, report.table()
     assert [name for name, _ in report.steps][1:] == [
-        "marts 2024-01..2024-02", "views", "day-ahead forecast"
-    ]  # fmt: skip
+        "marts 2024-01..2024-02",
+        "views",
+        "day-ahead forecast",
+    ]
     return platform
 
 
@@ -91,19 +100,26 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
     """One sample run with forecasts on (it costs a minute), checked from every side."""
     platform = forecasted
     assert forecast_counts(platform) == EXPECTED_FORECASTS
-    assert platform.scalar(
-        "select count(*) from ml.forecasts where not (p10 <= p50 and p50 <= p90)"
-    ) == 0
-    assert platform.scalar(  # the live forecast is a day ahead: issued 24-48 h before
-        "select count(*) from ml.forecasts where run_kind = 'live' "
-        "and horizon not between interval '24 hours' and interval '48 hours'"
-    ) == 0  # fmt: skip
+    assert (
+        platform.scalar("select count(*) from ml.forecasts where not (p10 <= p50 and p50 <= p90)")
+        == 0
+    )
+    assert (
+        platform.scalar(  # the live forecast is a day ahead: issued 24-48 h before
+            "select count(*) from ml.forecasts where run_kind = 'live' "
+            "and horizon not between interval '24 hours' and interval '48 hours'"
+        )
+        == 0
+    )
 
     # Every forecast comes from a model trained on data that ended before it was issued.
-    assert platform.scalar(
-        "select count(*) from ml.forecasts f join ml.models m using (model_version) "
-        "where m.train_end >= f.issued_at or m.trained_at > f.issued_at"
-    ) == 0
+    assert (
+        platform.scalar(
+            "select count(*) from ml.forecasts f join ml.models m using (model_version) "
+            "where m.train_end >= f.issued_at or m.trained_at > f.issued_at"
+        )
+        == 0
+    )
     # Weekly retraining: 2 models in January, 5 in February, 1 live, for each kind and
     # resolution (feeder, system, meter total; meters at 15 and at 30 minutes).
     assert platform.scalar("select count(*) from ml.models") == 5 * (2 + 5 + 1)
@@ -139,16 +155,22 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
 
     # The last backtest week, plotted per feeder and for the system, attached to the month.
     plots = platform.settings.home / "plots" / "forecasts" / "2024-02"
-    for name in ("feeder-North.png", "feeder-South.png", "system-system.png",
-                 "meters_total-meters_without_feeder.png"):
+    for name in (
+        "feeder-North.png",
+        "feeder-South.png",
+        "system-system.png",
+        "meters_total-meters_without_feeder.png",
+    ):
         assert_png(plots / name)
 
     with platform_session(platform.settings):
         instance = DagsterInstance.get()
         record = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey(["ml", "forecast_backtest"]),
-                               asset_partitions=["2024-02-01"]), limit=1,
-        ).records[0]  # fmt: skip
+            AssetRecordsFilter(
+                asset_key=AssetKey(["ml", "forecast_backtest"]), asset_partitions=["2024-02-01"]
+            ),
+            limit=1,
+        ).records[0]
         metadata = record.asset_materialization.metadata
         assert metadata["plot feeder-North"].value.startswith("![feeder-North](data:image/png;")
         scores = metadata["scores"].value["2024-02 feeder"]
@@ -156,17 +178,25 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
 
         # The month run itself backtested the month; once it finished, the live forecast is
         # refreshed.
+        from energy_assets.automation import forecasts_after_marts
         from energy_assets.definitions import defs
-        from energy_assets.sensors import forecasts_after_marts
 
         run = instance.get_runs(RunsFilter(job_name="monthly_marts_job"), limit=1)[0]
         success = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[0]
         context = build_run_status_sensor_context(
-            sensor_name=forecasts_after_marts.name, dagster_event=success.dagster_event,
-            dagster_instance=instance, dagster_run=run,
-        )  # fmt: skip
-        steps = {e.step_key for e in instance.all_logs(run.run_id,
-                                                        of_type=DagsterEventType.STEP_SUCCESS)}
+            sensor_name=forecasts_after_marts.name,
+            dagster_event=success.dagster_event,
+            dagster_instance=instance,
+            dagster_run=run,
+            resources={
+                "platform": Platform(
+                    home=str(platform.settings.home), warehouse_url=platform.warehouse_url
+                )
+            },
+        )
+        steps = {
+            e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_SUCCESS)
+        }
         assert {"ml__forecast_backtest", "ml__anomalies"} <= steps
         assert run.tags["dagster/asset_partition_range_end"] == "2024-02-01"
         request = forecasts_after_marts(context)

@@ -9,15 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from energy_assets.backtest import ForecastConfig, backtest, backtest_sample, live_forecast
-from energy_assets.forecasting import (
-    build_features,
+from energy_assets.forecasts.day_ahead import (
+    ForecastConfig,
+    backtest,
+    backtest_sample,
+    live_forecast,
+)
+from energy_assets.forecasts.features import build_features, training_frame
+from energy_assets.forecasts.model import (
     fit_quantile_model,
     forecast_metrics,
     naive_mae,
     predict_quantiles,
-    training_frame,
 )
+from energy_assets.settings import Settings
 
 TZ = "Europe/Amsterdam"  # the test week contains the spring DST change (2025-03-30)
 HOLIDAY = date(2025, 3, 5)
@@ -152,9 +157,13 @@ def test_backtest_beats_seasonal_naive_with_sane_quantiles(series, model):
 
     assert (test["p10"] <= test["p50"]).all() and (test["p50"] <= test["p90"]).all()
     m = forecast_metrics(
-        test["actual"], test["p10"], test["p50"], test["p90"], test["baseline"],
+        test["actual"],
+        test["p10"],
+        test["p50"],
+        test["p90"],
+        test["baseline"],
         test["target_id"].map(scale),
-    )  # fmt: skip
+    )
     print({k: round(v, 4) for k, v in m.items()})
     assert m["wape"] < 0.85 * m["baseline_wape"]
     assert m["mase"] < m["baseline_mase"]
@@ -185,8 +194,16 @@ def test_metrics_match_hand_computed_values():
 
 
 FAST = ForecastConfig(tz=TZ, rounds=40, train_days=21)
-FORECAST_COLUMNS = ["target_id", "interval_start", "issued_at", "p10", "p50", "p90", "baseline",
-                    "model_version"]  # fmt: skip
+FORECAST_COLUMNS = [
+    "target_id",
+    "interval_start",
+    "issued_at",
+    "p10",
+    "p50",
+    "p90",
+    "baseline",
+    "model_version",
+]
 
 
 @pytest.mark.parametrize("cutoff_hour", [0, 10])
@@ -220,8 +237,10 @@ def test_backtest_forecast_ignores_everything_from_its_cutoff_on(series, cutoff_
 def test_rolling_origin_retrains_weekly_on_the_past_only(series):
     days = [date(2025, 3, 10) + pd.Timedelta(days=k).to_pytimedelta() for k in range(14)]
     result = backtest(series, "meter", days, FAST)
-    assert [m.trained_at for m in result.models] == [FAST.issue_time(days[0]),
-                                                     FAST.issue_time(days[7])]  # fmt: skip
+    assert [m.trained_at for m in result.models] == [
+        FAST.issue_time(days[0]),
+        FAST.issue_time(days[7]),
+    ]
     models = {m.version: m for m in result.models}
     rows = result.rows
     assert len(rows) == 3 * 48 * 14 and set(rows["model_version"]) == set(models)
@@ -262,6 +281,6 @@ def test_the_backtest_sample_is_fixed_and_bounded(monkeypatch):
     assert backtest_sample(ids, None) is None
     assert backtest_sample(ids, 200) is None  # not more than the limit: all of them
     monkeypatch.setenv("ENERGY_BACKTEST_METERS", "all")
-    assert ForecastConfig.from_env("UTC").backtest_meters is None
+    assert ForecastConfig.from_settings(Settings.from_env()).backtest_meters is None
     monkeypatch.setenv("ENERGY_BACKTEST_METERS", "7")
-    assert ForecastConfig.from_env("UTC").backtest_meters == 7
+    assert ForecastConfig.from_settings(Settings.from_env()).backtest_meters == 7

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA
 
-from energy_assets import warehouse
-from energy_assets.ingest import FileOutcome, Ingest
-from energy_assets.operations import run_once
+from energy_assets.commands.run import run_once
+from energy_assets.ingest.loader import FileOutcome, Ingest
 from energy_assets.settings import Settings
+from energy_assets.warehouse.database import apply_schema
 
 LCL = SHARED_DATA / "lcl_london_2013_60hh"
 HOUSEHOLDS = ["MAC000005", "MAC000028", "MAC000041", "MAC000065", "MAC000124"]
@@ -23,22 +23,31 @@ HOUSEHOLDS = ["MAC000005", "MAC000028", "MAC000041", "MAC000065", "MAC000124"]
 one stuck at zero for days (41)."""
 
 PROFILE_CHANNELS = {
-    "Avg Import kW": "kw_import", "Import kWh": "kwh_import", "Power Factor": "power_factor",
+    "Avg Import kW": "kw_import",
+    "Import kWh": "kwh_import",
+    "Power Factor": "power_factor",
     **{f"Voltage L{i}": f"voltage_l{i}" for i in (1, 2, 3)},
     **{f"Current L{i}": f"current_l{i}" for i in (1, 2, 3)},
     **{f"Power L{i}": f"kw_l{i}" for i in (1, 2, 3)},
-}  # fmt: skip
+}
 DARKSKY_VARIABLES = {
-    "temperature": "temperature", "dewPoint": "dew_point", "humidity": "humidity",
-    "pressure": "pressure", "windSpeed": "wind_speed", "windBearing": "wind_direction",
+    "temperature": "temperature",
+    "dewPoint": "dew_point",
+    "humidity": "humidity",
+    "pressure": "pressure",
+    "windSpeed": "wind_speed",
+    "windBearing": "wind_direction",
     "visibility": "visibility",
-}  # fmt: skip
+}
 ASHRAE_VARIABLES = {
-    "air_temperature": "temperature", "dew_temperature": "dew_point",
-    "cloud_coverage": "cloud_cover", "precip_depth_1_hr": "precipitation",
-    "sea_level_pressure": "pressure", "wind_direction": "wind_direction",
+    "air_temperature": "temperature",
+    "dew_temperature": "dew_point",
+    "cloud_coverage": "cloud_cover",
+    "precip_depth_1_hr": "precipitation",
+    "sea_level_pressure": "pressure",
+    "wind_direction": "wind_direction",
     "wind_speed": "wind_speed",
-}  # fmt: skip
+}
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -69,7 +78,7 @@ def numbers(text: pd.Series) -> pd.Series:
 @pytest.fixture
 def load(platform):
     """Write a file into the dropbox and ingest it; the outcome must be `loaded`."""
-    warehouse.apply_schema(platform.warehouse_url)
+    apply_schema(platform.warehouse_url)
 
     def load_file(name: str, content: str | pd.DataFrame) -> FileOutcome:
         path = platform.settings.dropbox / name
@@ -124,11 +133,16 @@ def assert_readings(platform, expected: pd.DataFrame, interval_seconds: dict[str
 def melt(frame: pd.DataFrame, meter: str, time: pd.Series, channels: dict[str, str]):
     """A wide frame -> long expected readings."""
     parts = [
-        pd.DataFrame({"meter_id": frame[meter].to_numpy(), "channel": name,
-                      "interval_start": time.to_numpy(),
-                      "value": pd.to_numeric(frame[col]).to_numpy()})
+        pd.DataFrame(
+            {
+                "meter_id": frame[meter].to_numpy(),
+                "channel": name,
+                "interval_start": time.to_numpy(),
+                "value": pd.to_numeric(frame[col]).to_numpy(),
+            }
+        )
         for col, name in channels.items()
-    ]  # fmt: skip
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -142,11 +156,14 @@ def lcl_text() -> str:
 
 
 def lcl_expected(table: pd.DataFrame, time: str, value: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "meter_id": table["LCLid"], "channel": "kwh_import",
-        "interval_start": utc(pd.to_datetime(table[time]).dt.tz_localize("UTC")),
-        "value": numbers(table[value]),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "meter_id": table["LCLid"],
+            "channel": "kwh_import",
+            "interval_start": utc(pd.to_datetime(table[time]).dt.tz_localize("UTC")),
+            "value": numbers(table[value]),
+        }
+    )
 
 
 def customer_profile(meters: dict[str, str], times: pd.DatetimeIndex, seed: int = 0):
@@ -159,10 +176,16 @@ def customer_profile(meters: dict[str, str], times: pd.DatetimeIndex, seed: int 
         phase_kw = (kw[:, None] * rng.dirichlet([20, 20, 20], n)).round(3)
         volts = rng.normal(240, 2, (n, 3)).round(1)
         amps = (phase_kw * 1000 / (volts * pf[:, None])).round(2)
-        frame = pd.DataFrame({
-            "Serial": serial, "Customer Ref": customer, "Timestamp": times,
-            "Avg Import kW": kw, "Import kWh": (kw / 4).round(4), "Power Factor": pf,
-        })  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "Serial": serial,
+                "Customer Ref": customer,
+                "Timestamp": times,
+                "Avg Import kW": kw,
+                "Import kWh": (kw / 4).round(4),
+                "Power Factor": pf,
+            }
+        )
         for i in range(3):
             frame[f"Voltage L{i + 1}"] = volts[:, i]
         for i in range(3):
@@ -178,8 +201,10 @@ def generic_long(meters: dict[str, pd.DatetimeIndex], channels: list[tuple[str, 
     rng = np.random.default_rng(7)
     rows = [
         (meter, t, channel, round(float(rng.uniform(0, 20)), 3), unit)
-        for meter, times in meters.items() for t in times for channel, unit in channels
-    ]  # fmt: skip
+        for meter, times in meters.items()
+        for t in times
+        for channel, unit in channels
+    ]
     frame = pd.DataFrame(rows, columns=["meter", "time", "channel", "value", "unit"])
     frame = frame.sort_values("time", kind="stable", ignore_index=True)
     frame.insert(1, "timestamp", frame.pop("time").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -187,11 +212,14 @@ def generic_long(meters: dict[str, pd.DatetimeIndex], channels: list[tuple[str, 
 
 
 def generic_expected(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "meter_id": frame["meter"],
-        "channel": (frame["channel"] + "_" + frame["unit"]).str.lower(),
-        "interval_start": utc(frame["timestamp"]), "value": frame["value"],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "meter_id": frame["meter"],
+            "channel": (frame["channel"] + "_" + frame["unit"]).str.lower(),
+            "interval_start": utc(frame["timestamp"]),
+            "value": frame["value"],
+        }
+    )
 
 
 # --- LCL (real data) ----------------------------------------------------------------------------
@@ -209,8 +237,9 @@ def test_lcl_restructured_layout(platform, load):
     assert outcome.rows == expected["value"].notna().sum()
     assert platform.scalar("select count(distinct meter_id) from raw.readings") == 5
     assert_readings(platform, expected, dict.fromkeys(HOUSEHOLDS, 1800))
-    bounds = platform.query("select min(interval_start) as a, max(interval_start) as b"
-                            " from raw.readings")  # fmt: skip
+    bounds = platform.query(
+        "select min(interval_start) as a, max(interval_start) as b from raw.readings"
+    )
     times = pd.to_datetime(table["tstp"]).dt.tz_localize("UTC")
     assert utc(bounds.iloc[0]).tolist() == utc([times.min(), times.max()]).tolist()
     assert platform.scalar("select sum(value) from raw.readings") == pytest.approx(
@@ -224,10 +253,14 @@ def test_lcl_original_layout_with_tariff_and_nulls(platform, load):
     values = real["energy(kWh/hh)"].copy()
     values.iloc[::5000] = "Null"  # the original export's missing readings
     assert (values == "Null").sum() >= 10
-    original = pd.DataFrame({
-        "LCLid": real["LCLid"], "stdorToU": real["LCLid"].map(tariffs),
-        "DateTime": real["tstp"] + ".0000000", "KWH/hh (per half hour) ": values,
-    })  # fmt: skip
+    original = pd.DataFrame(
+        {
+            "LCLid": real["LCLid"],
+            "stdorToU": real["LCLid"].map(tariffs),
+            "DateTime": real["tstp"] + ".0000000",
+            "KWH/hh (per half hour) ": values,
+        }
+    )
     text = "\n".join(",".join(row) for row in [original.columns, *original.to_numpy()]) + "\n"
     expected = lcl_expected(original, "DateTime", "KWH/hh (per half hour) ")
 
@@ -253,10 +286,15 @@ def test_lcl_households(platform, load):
     got = platform.query("select meter_id, customer_id, tariff, attributes from raw.meters")
     for key in ("acorn", "acorn_grouped"):
         got[key] = [attributes.get(key) for attributes in got["attributes"]]
-    want = pd.DataFrame({
-        "meter_id": table["LCLid"], "customer_id": table["LCLid"], "tariff": table["stdorToU"],
-        "acorn": table["Acorn"], "acorn_grouped": table["Acorn_grouped"],
-    })  # fmt: skip
+    want = pd.DataFrame(
+        {
+            "meter_id": table["LCLid"],
+            "customer_id": table["LCLid"],
+            "tariff": table["stdorToU"],
+            "acorn": table["Acorn"],
+            "acorn_grouped": table["Acorn_grouped"],
+        }
+    )
     pd.testing.assert_frame_equal(
         got[want.columns].sort_values("meter_id", ignore_index=True),
         want.sort_values("meter_id", ignore_index=True),
@@ -270,11 +308,19 @@ def test_darksky_london_weather(platform, load):
     assert (table["pressure"] == "NULL").sum() == 13  # the 13 missing pressures
     assert not pd.to_datetime(table["time"]).is_monotonic_increasing
     expected = pd.concat(
-        [pd.DataFrame({"site_id": "london", "variable": name,
-                       "observed_at": utc(pd.to_datetime(table["time"]).dt.tz_localize("UTC")),
-                       "value": numbers(table[col])})
-         for col, name in DARKSKY_VARIABLES.items()], ignore_index=True,
-    )  # fmt: skip
+        [
+            pd.DataFrame(
+                {
+                    "site_id": "london",
+                    "variable": name,
+                    "observed_at": utc(pd.to_datetime(table["time"]).dt.tz_localize("UTC")),
+                    "value": numbers(table[col]),
+                }
+            )
+            for col, name in DARKSKY_VARIABLES.items()
+        ],
+        ignore_index=True,
+    )
 
     outcome = load("weather_hourly_darksky.csv", text)
 
@@ -295,16 +341,20 @@ def test_ashrae_building_meters(platform, load):
     rng = np.random.default_rng(4)
     rows = [
         (building, code, t.strftime("%Y-%m-%d %H:%M:%S"), round(float(rng.uniform(0, 300)), 4))
-        for t in ASHRAE_HOURS for building, codes in ASHRAE_METERS.items() for code in codes
-    ]  # fmt: skip
+        for t in ASHRAE_HOURS
+        for building, codes in ASHRAE_METERS.items()
+        for code in codes
+    ]
     frame = pd.DataFrame(rows, columns=["building_id", "meter", "timestamp", "meter_reading"])
     frame.loc[::17, "meter_reading"] = 0.0
-    expected = pd.DataFrame({
-        "meter_id": frame["building_id"],
-        "channel": frame["meter"].map({0: "electricity_kwh", 1: "chilled_water_kwh"}),
-        "interval_start": utc(pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")),
-        "value": frame["meter_reading"],
-    })  # fmt: skip
+    expected = pd.DataFrame(
+        {
+            "meter_id": frame["building_id"],
+            "channel": frame["meter"].map({0: "electricity_kwh", 1: "chilled_water_kwh"}),
+            "interval_start": utc(pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")),
+            "value": frame["meter_reading"],
+        }
+    )
 
     outcome = load("train.csv", frame)
 
@@ -339,24 +389,37 @@ def test_ashrae_weather(platform, load):
     frames = []
     for site in ("0", "1"):
         n = len(ASHRAE_HOURS)
-        frames.append(pd.DataFrame({
-            "site_id": site, "timestamp": ASHRAE_HOURS.strftime("%Y-%m-%d %H:%M:%S"),
-            "air_temperature": rng.normal(10, 5, n).round(1),
-            "cloud_coverage": rng.choice([0.0, 2.0, 4.0, 6.0, np.nan], n),
-            "dew_temperature": rng.normal(3, 4, n).round(1),
-            "precip_depth_1_hr": rng.choice([-1.0, 0.0, 0.0, 3.0, np.nan], n),
-            "sea_level_pressure": rng.normal(1019, 5, n).round(1),
-            "wind_direction": rng.choice(np.arange(0.0, 360.0, 10.0), n),
-            "wind_speed": rng.uniform(0, 10, n).round(1),
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "site_id": site,
+                    "timestamp": ASHRAE_HOURS.strftime("%Y-%m-%d %H:%M:%S"),
+                    "air_temperature": rng.normal(10, 5, n).round(1),
+                    "cloud_coverage": rng.choice([0.0, 2.0, 4.0, 6.0, np.nan], n),
+                    "dew_temperature": rng.normal(3, 4, n).round(1),
+                    "precip_depth_1_hr": rng.choice([-1.0, 0.0, 0.0, 3.0, np.nan], n),
+                    "sea_level_pressure": rng.normal(1019, 5, n).round(1),
+                    "wind_direction": rng.choice(np.arange(0.0, 360.0, 10.0), n),
+                    "wind_speed": rng.uniform(0, 10, n).round(1),
+                }
+            )
+        )
     frame = pd.concat(frames, ignore_index=True)
     frame.loc[5, "sea_level_pressure"] = np.nan
     expected = pd.concat(
-        [pd.DataFrame({"site_id": frame["site_id"], "variable": name,
-                       "observed_at": utc(pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")),
-                       "value": frame[col]})
-         for col, name in ASHRAE_VARIABLES.items()], ignore_index=True,
-    )  # fmt: skip
+        [
+            pd.DataFrame(
+                {
+                    "site_id": frame["site_id"],
+                    "variable": name,
+                    "observed_at": utc(pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")),
+                    "value": frame[col],
+                }
+            )
+            for col, name in ASHRAE_VARIABLES.items()
+        ],
+        ignore_index=True,
+    )
 
     outcome = load("weather_train.csv", frame)
 
@@ -373,8 +436,9 @@ def test_customer_profile(platform, load, suffix):
     times = pd.date_range("2024-02-05", periods=2 * 96, freq="15min")
     frame = customer_profile({"EML1922004": "CUST-0042", "EML1922117": "CUST-0077"}, times)
     frame.loc[300:303, "Voltage L3"] = np.nan  # a phase dropout on the second meter
-    expected = melt(frame, "Serial", utc(frame["Timestamp"].dt.tz_localize("UTC")),
-                    PROFILE_CHANNELS)  # fmt: skip
+    expected = melt(
+        frame, "Serial", utc(frame["Timestamp"].dt.tz_localize("UTC")), PROFILE_CHANNELS
+    )
 
     outcome = load(f"load_profile_feb.{suffix}", frame)
 
@@ -383,7 +447,9 @@ def test_customer_profile(platform, load, suffix):
     assert_readings(platform, expected, {"EML1922004": 900, "EML1922117": 900})
     meters = platform.query("select meter_id, customer_id from raw.meters")
     assert dict(zip(meters.meter_id, meters.customer_id, strict=True)) == {
-        "EML1922004": "CUST-0042", "EML1922117": "CUST-0077"}  # fmt: skip
+        "EML1922004": "CUST-0042",
+        "EML1922117": "CUST-0077",
+    }
 
 
 def test_generic_long_channel_and_unit(platform, load):
@@ -396,16 +462,20 @@ def test_generic_long_channel_and_unit(platform, load):
     assert_readings(platform, generic_expected(frame), {"G-01": 900, "G-02": 900})
     channels = platform.query("select distinct channel from raw.readings")["channel"]
     assert set(channels) == {"import_kwh", "reactive_kvarh"}
-    bounds = platform.query("select min(interval_start) as a, max(interval_start) as b"
-                            " from raw.readings")  # fmt: skip
+    bounds = platform.query(
+        "select min(interval_start) as a, max(interval_start) as b from raw.readings"
+    )
     assert utc(bounds.iloc[0]).tolist() == utc([times[0], times[-1]]).tolist()
 
 
 def test_interval_length_detected_per_meter(platform, load):
-    frame = generic_long({
-        "FAST": pd.date_range("2024-05-01", periods=24, freq="5min", tz="UTC"),
-        "SLOW": pd.date_range("2024-05-01", periods=24, freq="60min", tz="UTC"),
-    }, [("import", "kWh")])  # fmt: skip
+    frame = generic_long(
+        {
+            "FAST": pd.date_range("2024-05-01", periods=24, freq="5min", tz="UTC"),
+            "SLOW": pd.date_range("2024-05-01", periods=24, freq="60min", tz="UTC"),
+        },
+        [("import", "kWh")],
+    )
 
     outcome = load("mixed_intervals.csv", frame)
 
@@ -413,7 +483,9 @@ def test_interval_length_detected_per_meter(platform, load):
     assert_readings(platform, generic_expected(frame), {"FAST": 300, "SLOW": 3600})
     spans = platform.query("select meter_id, interval_seconds from raw.file_meters")
     assert dict(zip(spans.meter_id, spans.interval_seconds, strict=True)) == {
-        "FAST": 300, "SLOW": 3600}  # fmt: skip
+        "FAST": 300,
+        "SLOW": 3600,
+    }
 
 
 # --- daylight saving time -----------------------------------------------------------------------
@@ -434,8 +506,9 @@ def test_customer_profile_in_london_time_across_dst(platform, monkeypatch):
         wall = local[meter].tz_localize(None)  # what the meter logs: repeated / skipped hours
         assert wall.has_duplicates == (meter == "DST-FALL")
         frame = customer_profile({meter: "CUST-" + meter}, wall, seed=len(local))
-        frame.to_csv(settings.dropbox / f"{meter}.csv", index=False,
-                     date_format="%Y-%m-%d %H:%M:%S")  # fmt: skip
+        frame.to_csv(
+            settings.dropbox / f"{meter}.csv", index=False, date_format="%Y-%m-%d %H:%M:%S"
+        )
 
     report = run_once(settings)
 
@@ -445,7 +518,9 @@ def test_customer_profile_in_london_time_across_dst(platform, monkeypatch):
         per_channel = platform.query(
             "select channel, count(*) as n, count(distinct interval_start) as d,"
             " min(interval_start) as a, max(interval_start) as b"
-            " from raw.readings where meter_id = %s group by channel", (meter,))  # fmt: skip
+            " from raw.readings where meter_id = %s group by channel",
+            (meter,),
+        )
         assert len(per_channel) == 12
         assert (per_channel.n == len(local[meter])).all() and (per_channel.d == per_channel.n).all()
         assert set(utc(per_channel.a)) == {local[meter][0].tz_convert("UTC")}
@@ -459,5 +534,7 @@ def test_customer_profile_in_london_time_across_dst(platform, monkeypatch):
         assert in_day == (92 if meter == "DST-SPRING" else 100), meter
         clean = platform.query(
             "select count(*) as n, count(*) filter (where quality = 'gap') as gaps"
-            " from marts.fct_intervals_clean where meter_id = %s", (meter,))  # fmt: skip
+            " from marts.fct_intervals_clean where meter_id = %s",
+            (meter,),
+        )
         assert (clean.n[0], clean.gaps[0]) == (len(local[meter]), 0), meter

@@ -30,7 +30,7 @@ from hostile_files import (
     workbook,
 )
 
-from energy_assets.operations import run_once
+from energy_assets.commands.run import run_once
 from energy_assets.settings import Settings
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
@@ -311,17 +311,53 @@ def one_sheet_workbook():
 
 
 CASES = [  # processed in this order (by modification time)
-    meter_metadata, plain, same_bytes_other_name,
-    empty_file, only_blank_lines, header_only, unknown_header, missing_kw_del,
-    zip_named_csv, gzip_named_csv, nul_padded, two_sheets, cached_formula_error,
-    more_fields_than_header, truncated_last_line, duplicate_column, non_numeric, bad_timestamp,
-    conflicting_duplicate, off_interval_grid, before_1990, in_the_future, hours_ahead,
-    negative_kw_del, negative_kva_del, symlink, mixed_timezones,
-    semicolons, tabs, decimal_commas, utf8_bom, cp1252_meter_column, quoted_comments, gaps,
-    identical_duplicates, out_of_order, vendor_spelling, spaces_in_name, quotes_in_name,
-    unicode_name, shell_name, more_shell_name, backslash_name, no_final_newline,
-    meter_without_metadata, one_sheet_workbook,
-]  # fmt: skip
+    meter_metadata,
+    plain,
+    same_bytes_other_name,
+    empty_file,
+    only_blank_lines,
+    header_only,
+    unknown_header,
+    missing_kw_del,
+    zip_named_csv,
+    gzip_named_csv,
+    nul_padded,
+    two_sheets,
+    cached_formula_error,
+    more_fields_than_header,
+    truncated_last_line,
+    duplicate_column,
+    non_numeric,
+    bad_timestamp,
+    conflicting_duplicate,
+    off_interval_grid,
+    before_1990,
+    in_the_future,
+    hours_ahead,
+    negative_kw_del,
+    negative_kva_del,
+    symlink,
+    mixed_timezones,
+    semicolons,
+    tabs,
+    decimal_commas,
+    utf8_bom,
+    cp1252_meter_column,
+    quoted_comments,
+    gaps,
+    identical_duplicates,
+    out_of_order,
+    vendor_spelling,
+    spaces_in_name,
+    quotes_in_name,
+    unicode_name,
+    shell_name,
+    more_shell_name,
+    backslash_name,
+    no_final_newline,
+    meter_without_metadata,
+    one_sheet_workbook,
+]
 
 
 def write_corpus(dropbox: Path, outside: Path, cases: list[Case]) -> None:
@@ -421,7 +457,10 @@ def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
     assert not refused & set(readings["file_id"])
     assert (readings["value"] != 0).all(), "no value of the corpus is zero: a gap became a zero"
     assert set(platform.query("select meter_id from raw.meters")["meter_id"]) == {
-        "BASE", "SEMI", "TAB"}  # fmt: skip
+        "BASE",
+        "SEMI",
+        "TAB",
+    }
     # The symbolic link was refused without touching what it points to.
     assert link_target.exists()
     assert (link_target.read_bytes(), link_target.stat().st_mtime_ns) == target_before
@@ -454,5 +493,6 @@ def test_file_still_being_written_loads_whole(platform, monkeypatch):
     thread.join()
 
     assert [(r["file"], r["status"], r["rows"]) for r in report.files] == [
-        (path.name, "loaded", 96 * 4)]  # fmt: skip
+        (path.name, "loaded", 96 * 4)
+    ]
     assert platform.scalar("select count(*) from raw.readings") == count(data) == 96 * 4

@@ -25,14 +25,21 @@ import pandas as pd
 import pytest
 from conftest import PLATFORM_ENV, PlatformUnderTest, configured_platform, copied_databases
 
-from energy_assets.operations import run_once
+from energy_assets.commands.run import run_once
 
 MINUTES_15 = pd.Timedelta(minutes=15)
 MINUTES_5 = pd.Timedelta(minutes=5)
 MINUTES_30 = pd.Timedelta(minutes=30)
 VALUES = ["kw_del", "kw_rec", "kva_del", "kva_rec", "demand_kw", "kw_net", "power_factor"]
-FIGURES = ["energy_kwh", "mean_kw", "peak_kw", "delivered_kwh", "received_kwh", "net_kwh",
-           "completeness"]  # fmt: skip
+FIGURES = [
+    "energy_kwh",
+    "mean_kw",
+    "peak_kw",
+    "delivered_kwh",
+    "received_kwh",
+    "net_kwh",
+    "completeness",
+]
 
 
 # --- running the platform once per dataset ------------------------------------------------------
@@ -69,20 +76,35 @@ def readings_frame(
 ) -> pd.DataFrame:
     """One meter's readings: no feeder or customer, multiplier 1, null values unless given."""
     frame = pd.DataFrame(
-        {"meter_id": meter, "interval_start": times, "interval_seconds": step.total_seconds(),
-         "feeder": None, "multiplier": 1.0, "customer_id": None, "tariff": None,
-         **{value: np.nan for value in VALUES if value != "kw_net"}},
+        {
+            "meter_id": meter,
+            "interval_start": times,
+            "interval_seconds": step.total_seconds(),
+            "feeder": None,
+            "multiplier": 1.0,
+            "customer_id": None,
+            "tariff": None,
+            **{value: np.nan for value in VALUES if value != "kw_net"},
+        },
         index=range(len(times)),
-    )  # fmt: skip
+    )
     for column, value in columns.items():
         frame[column] = np.asarray(value) if isinstance(value, pd.Series) else value
     return frame
 
 
 def write_feeder_meter(
-    dropbox: Path, meter: str, start: str, end: str, step: pd.Timedelta, seed: int,
-    feeder: str, multiplier: float, drop: pd.DatetimeIndex, blank_rec: pd.DatetimeIndex,
-) -> pd.DataFrame:  # fmt: skip
+    dropbox: Path,
+    meter: str,
+    start: str,
+    end: str,
+    step: pd.Timedelta,
+    seed: int,
+    feeder: str,
+    multiplier: float,
+    drop: pd.DatetimeIndex,
+    blank_rec: pd.DatetimeIndex,
+) -> pd.DataFrame:
     """`<meter>_<start>.csv` in the feeder-meter layout (naive UTC times): delivered all day,
     received too from 10:00 to 15:00 (both non-zero in the same intervals); `drop` intervals
     left out, `blank_rec` intervals with an empty kW rec."""
@@ -92,35 +114,60 @@ def write_feeder_meter(
     kw_del = (40 + 30 * np.sin(hour / 24 * np.pi) ** 2 + rng.uniform(-3, 3, len(times))).round(3)
     solar = (hour >= 10) & (hour < 15)
     kw_rec = np.where(solar, rng.uniform(5, 20, len(times)), 0.0).round(3)
-    csv = pd.DataFrame({"Start Time": times.strftime("%Y-%m-%d %H:%M"), "kW del": kw_del,
-                        "kW rec": kw_rec, "kVA del": (kw_del / 0.95).round(3),
-                        "kVA rec": (kw_rec / 0.98).round(3)})  # fmt: skip
+    csv = pd.DataFrame(
+        {
+            "Start Time": times.strftime("%Y-%m-%d %H:%M"),
+            "kW del": kw_del,
+            "kW rec": kw_rec,
+            "kVA del": (kw_del / 0.95).round(3),
+            "kVA rec": (kw_rec / 0.98).round(3),
+        }
+    )
     csv.loc[times.isin(blank_rec), "kW rec"] = np.nan
     csv = csv[~times.isin(drop)].reset_index(drop=True)
     csv.to_csv(dropbox / f"{meter}_{start}.csv", index=False)
     m = multiplier
     return readings_frame(
-        meter, pd.to_datetime(csv["Start Time"]).dt.tz_localize("UTC"), step, feeder=feeder,
-        multiplier=m, kw_del=csv["kW del"] * m, kw_rec=csv["kW rec"] * m,
-        kva_del=csv["kVA del"] * m, kva_rec=csv["kVA rec"] * m, demand_kw=csv["kW del"] * m,
-    )  # fmt: skip
+        meter,
+        pd.to_datetime(csv["Start Time"]).dt.tz_localize("UTC"),
+        step,
+        feeder=feeder,
+        multiplier=m,
+        kw_del=csv["kW del"] * m,
+        kw_rec=csv["kW rec"] * m,
+        kva_del=csv["kVA del"] * m,
+        kva_rec=csv["kVA rec"] * m,
+        demand_kw=csv["kW del"] * m,
+    )
 
 
 def customer_profile(
-    serial: str, customer: str, times: pd.DatetimeIndex, kw: np.ndarray, seed: int,
+    serial: str,
+    customer: str,
+    times: pd.DatetimeIndex,
+    kw: np.ndarray,
+    seed: int,
     stamps: Callable[[pd.DatetimeIndex], list[str]] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of a customer-profile CSV for UTC `times` (written as `...Z` unless `stamps` says
     otherwise), and the readings they hold."""
     rng = np.random.default_rng(seed)
     kw = np.round(kw, 3)
     pf = rng.uniform(0.85, 0.99, len(times)).round(3)
     text = stamps(times) if stamps else list(times.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    csv = pd.DataFrame({"Serial": serial, "Customer Ref": customer, "Timestamp": text,
-                        "Avg Import kW": kw, "Import kWh": (kw / 4).round(4),
-                        "Power Factor": pf})  # fmt: skip
-    readings = readings_frame(serial, times, MINUTES_15, customer_id=customer, demand_kw=kw,
-                              power_factor=pf)  # fmt: skip
+    csv = pd.DataFrame(
+        {
+            "Serial": serial,
+            "Customer Ref": customer,
+            "Timestamp": text,
+            "Avg Import kW": kw,
+            "Import kWh": (kw / 4).round(4),
+            "Power Factor": pf,
+        }
+    )
+    readings = readings_frame(
+        serial, times, MINUTES_15, customer_id=customer, demand_kw=kw, power_factor=pf
+    )
     return csv, readings
 
 
@@ -133,8 +180,13 @@ def business_kw(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray
 def home_kw(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     """A home: an evening peak, more at weekends, a little storage heating at night."""
     evening = (times.hour >= 17) & (times.hour < 22)
-    return (0.3 + 1.5 * evening + 0.4 * (times.weekday >= 5) + 0.6 * (times.hour < 5)
-            + rng.uniform(0, 0.5, len(times)))  # fmt: skip
+    return (
+        0.3
+        + 1.5 * evening
+        + 0.4 * (times.weekday >= 5)
+        + 0.6 * (times.hour < 5)
+        + rng.uniform(0, 0.5, len(times))
+    )
 
 
 def utc(text: str) -> pd.Timestamp:
@@ -150,20 +202,38 @@ def write_may(dropbox: Path) -> pd.DataFrame:
     one blank kW rec; F2 (5 min, no multiplier given) for 3 hours; customer meter S900 for the
     week of 6 May with gaps."""
     f1 = write_feeder_meter(
-        dropbox, "F1", "2024-05-01", "2024-05-03", MINUTES_15, seed=1, feeder="North",
+        dropbox,
+        "F1",
+        "2024-05-01",
+        "2024-05-03",
+        MINUTES_15,
+        seed=1,
+        feeder="North",
         multiplier=2.5,
-        drop=pd.DatetimeIndex([*pd.date_range("2024-05-01 10:15", "2024-05-01 11:45",
-                                              freq=MINUTES_15),
-                               "2024-05-01 20:30", "2024-05-02 23:45"]),
+        drop=pd.DatetimeIndex(
+            [
+                *pd.date_range("2024-05-01 10:15", "2024-05-01 11:45", freq=MINUTES_15),
+                "2024-05-01 20:30",
+                "2024-05-02 23:45",
+            ]
+        ),
         blank_rec=pd.DatetimeIndex(["2024-05-02 12:00"]),
-    )  # fmt: skip
+    )
     f2 = write_feeder_meter(
-        dropbox, "F2", "2024-05-01 06:00", "2024-05-01 09:00", MINUTES_5, seed=2, feeder="South",
-        multiplier=1.0, drop=pd.DatetimeIndex(["2024-05-01 07:10", "2024-05-01 07:15"]),
+        dropbox,
+        "F2",
+        "2024-05-01 06:00",
+        "2024-05-01 09:00",
+        MINUTES_5,
+        seed=2,
+        feeder="South",
+        multiplier=1.0,
+        drop=pd.DatetimeIndex(["2024-05-01 07:10", "2024-05-01 07:15"]),
         blank_rec=pd.DatetimeIndex([]),
-    )  # fmt: skip
-    pd.DataFrame({"ID": ["F1", "F2"], "Name": ["North", "South"], "Multiplier": [2.5, None]}
-                 ).to_csv(dropbox / "meter-data.csv", index=False)  # fmt: skip
+    )
+    pd.DataFrame(
+        {"ID": ["F1", "F2"], "Name": ["North", "South"], "Multiplier": [2.5, None]}
+    ).to_csv(dropbox / "meter-data.csv", index=False)
     times = utc_range("2024-05-06", "2024-05-13", MINUTES_15)
     missing = utc_range("2024-05-08 03:00", "2024-05-08 04:00", MINUTES_15)
     keep = ~times.isin(missing.append(pd.DatetimeIndex(["2024-05-11 14:15Z"])))
@@ -197,14 +267,29 @@ def write_feb_mar(dropbox: Path) -> pd.DataFrame:
         if household == "MAC000003":
             text[100] = "Null"  # a missing reading: a gap, never a zero
         present = (text != "Null").to_numpy()
-        lcl.append(pd.DataFrame({"LCLid": household, "tstp": half_hours.strftime(
-            "%Y-%m-%d %H:%M:%S.0000000"), "energy(kWh/hh)": text}))  # fmt: skip
-        readings.append(readings_frame(
-            household, half_hours[present], MINUTES_30, customer_id=household, tariff=tariff,
-            demand_kw=kwh[present] * 2))  # fmt: skip
+        lcl.append(
+            pd.DataFrame(
+                {
+                    "LCLid": household,
+                    "tstp": half_hours.strftime("%Y-%m-%d %H:%M:%S.0000000"),
+                    "energy(kWh/hh)": text,
+                }
+            )
+        )
+        readings.append(
+            readings_frame(
+                household,
+                half_hours[present],
+                MINUTES_30,
+                customer_id=household,
+                tariff=tariff,
+                demand_kw=kwh[present] * 2,
+            )
+        )
     pd.concat(lcl).to_csv(dropbox / "block_0.csv", index=False)
-    pd.DataFrame(HOUSEHOLDS, columns=["LCLid", "stdorToU", "Acorn", "Acorn_grouped", "file"]
-                 ).to_csv(dropbox / "informations_households.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        HOUSEHOLDS, columns=["LCLid", "stdorToU", "Acorn", "Acorn_grouped", "file"]
+    ).to_csv(dropbox / "informations_households.csv", index=False)
     return pd.concat(readings, ignore_index=True)
 
 
@@ -220,9 +305,13 @@ def write_dst(dropbox: Path) -> pd.DataFrame:
     offsets (+01:00 until 01:45 on the 27th, then +00:00 from the repeated 01:00)."""
     times = utc_range("2024-10-25 23:00", "2024-10-28 00:00", MINUTES_15)
     csv, readings = customer_profile(
-        "S-DST", "C-DST", times, business_kw(times, np.random.default_rng(30)), seed=30,
+        "S-DST",
+        "C-DST",
+        times,
+        business_kw(times, np.random.default_rng(30)),
+        seed=30,
         stamps=lambda t: [s.isoformat() for s in t.tz_convert("Europe/London")],
-    )  # fmt: skip
+    )
     csv.to_csv(dropbox / "load_profile_dst.csv", index=False)
     return readings
 
@@ -270,10 +359,12 @@ def per_period(clean: pd.DataFrame, freq: str, start_column: str) -> pd.DataFram
     hours = clean["interval_seconds"] / 3600
     frame = clean.assign(
         period=clean["interval_start"].dt.floor(freq),
-        energy=clean["demand_kw"] * hours, delivered=clean["kw_del"] * hours,
-        received=clean["kw_rec"] * hours, net=clean["kw_net"] * hours,
+        energy=clean["demand_kw"] * hours,
+        delivered=clean["kw_del"] * hours,
+        received=clean["kw_rec"] * hours,
+        net=clean["kw_net"] * hours,
         present=clean["quality"] == "ok",
-    )  # fmt: skip
+    )
     out = frame.groupby(["meter_id", "period"]).agg(
         energy_kwh=("energy", lambda s: s.sum(min_count=1)),
         mean_kw=("demand_kw", "mean"),
@@ -284,8 +375,9 @@ def per_period(clean: pd.DataFrame, freq: str, start_column: str) -> pd.DataFram
         present=("present", "sum"),
         interval_seconds=("interval_seconds", "min"),
     )
-    out["completeness"] = out["present"] / (pd.Timedelta(freq).total_seconds()
-                                            / out["interval_seconds"])  # fmt: skip
+    out["completeness"] = out["present"] / (
+        pd.Timedelta(freq).total_seconds() / out["interval_seconds"]
+    )
     out = out.reset_index().rename(columns={"period": start_column})
     return out[["meter_id", start_column, *FIGURES]]
 
@@ -315,15 +407,24 @@ def expected_behavior(intervals: pd.DataFrame) -> pd.DataFrame:
         for (customer, start), w in intervals.groupby(["customer_id", starts]):
             w = w.sort_values("interval_start")
             kw, weekend = w["demand_kw"], w["day_type"] == "weekend"
-            rows.append({
-                "customer_id": customer, "window_length": length,
-                "window_start": start.tz_localize("UTC"), "window_start_local": start,
-                "tariff": w["tariff"].iloc[0], "max_kw": kw.max(), "mean_kw": kw.mean(),
-                "total_kwh": w["energy_kwh"].sum(), "peak_hour": w.loc[kw.idxmax(), "hour"],
-                "load_factor": kw.mean() / kw.max(), "base_load_kw": kw.quantile(0.05),
-                "weekday_mean_kw": kw[~weekend].mean(), "weekend_mean_kw": kw[weekend].mean(),
-                "night_share": w["energy_kwh"][w["hour"] < 6].sum() / w["energy_kwh"].sum(),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "customer_id": customer,
+                    "window_length": length,
+                    "window_start": start.tz_localize("UTC"),
+                    "window_start_local": start,
+                    "tariff": w["tariff"].iloc[0],
+                    "max_kw": kw.max(),
+                    "mean_kw": kw.mean(),
+                    "total_kwh": w["energy_kwh"].sum(),
+                    "peak_hour": w.loc[kw.idxmax(), "hour"],
+                    "load_factor": kw.mean() / kw.max(),
+                    "base_load_kw": kw.quantile(0.05),
+                    "weekday_mean_kw": kw[~weekend].mean(),
+                    "weekend_mean_kw": kw[weekend].mean(),
+                    "night_share": w["energy_kwh"][w["hour"] < 6].sum() / w["energy_kwh"].sum(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -369,12 +470,20 @@ def test_clean_grid_keeps_both_directions_and_the_multiplier(may):
     nets as 0, demand_kw is kW del or the profile's Avg Import kW, power factor passes through,
     missing intervals are 'gap' rows of nulls."""
     platform, readings = may
-    columns = ["meter_id", "interval_start", "interval_seconds", "feeder", "multiplier",
-               *VALUES, "quality"]  # fmt: skip
+    columns = [
+        "meter_id",
+        "interval_start",
+        "interval_seconds",
+        "feeder",
+        "multiplier",
+        *VALUES,
+        "quality",
+    ]
     actual = fetch(
-        platform, f"select {', '.join(columns)} from marts.fct_intervals_clean",
+        platform,
+        f"select {', '.join(columns)} from marts.fct_intervals_clean",
         ["meter_id", "interval_start"],
-    )  # fmt: skip
+    )
     assert_same(actual, on_grid(readings)[columns], ["meter_id", "interval_start"])
 
     both = actual[(actual["kw_del"] > 0) & (actual["kw_rec"] > 0)]
@@ -394,9 +503,10 @@ def test_meter_hourly_matches_pandas(may):
     meter (no delivered / received: nulls)."""
     platform, readings = may
     actual = fetch(
-        platform, f"select meter_id, hour_start, {', '.join(FIGURES)} from marts.fct_meter_hourly",
+        platform,
+        f"select meter_id, hour_start, {', '.join(FIGURES)} from marts.fct_meter_hourly",
         ["meter_id", "hour_start"],
-    )  # fmt: skip
+    )
     expected = per_period(on_grid(readings), "1h", "hour_start")
     assert_same(actual, expected, ["meter_id", "hour_start"])
 
@@ -414,9 +524,10 @@ def test_meter_daily_matches_pandas(may):
     (completeness 88/96), F2 has 34 of 288 five-minute intervals."""
     platform, readings = may
     actual = fetch(
-        platform, f"select meter_id, day_start, {', '.join(FIGURES)} from marts.fct_meter_daily",
+        platform,
+        f"select meter_id, day_start, {', '.join(FIGURES)} from marts.fct_meter_daily",
         ["meter_id", "day_start"],
-    )  # fmt: skip
+    )
     expected = per_period(on_grid(readings), "1D", "day_start")
     assert_same(actual, expected, ["meter_id", "day_start"])
 
@@ -431,9 +542,11 @@ def test_customer_hourly_profile_within_a_month(may):
     type over the customer meter's readings; feeder meters are not customers."""
     platform, readings = may
     actual = fetch(
-        platform, "select customer_id, month_start, day_type, hour, mean_kw, intervals"
-        " from marts.customer_hourly_profile", ["customer_id", "month_start", "day_type", "hour"],
-    )  # fmt: skip
+        platform,
+        "select customer_id, month_start, day_type, hour, mean_kw, intervals"
+        " from marts.customer_hourly_profile",
+        ["customer_id", "month_start", "day_type", "hour"],
+    )
     expected = expected_hourly_profile(customer_intervals(on_grid(readings)))
     assert set(actual["customer_id"]) == {"C-SOLO"}
     assert_same(actual, expected, ["customer_id", "month_start", "day_type", "hour"])
@@ -441,9 +554,22 @@ def test_customer_hourly_profile_within_a_month(may):
 
 # --- February / March: customer behaviour, tariffs, customers ---------------------------------
 
-BEHAVIOR = ["customer_id", "window_length", "window_start", "window_start_local", "tariff",
-            "max_kw", "mean_kw", "total_kwh", "peak_hour", "load_factor", "base_load_kw",
-            "weekday_mean_kw", "weekend_mean_kw", "night_share"]  # fmt: skip
+BEHAVIOR = [
+    "customer_id",
+    "window_length",
+    "window_start",
+    "window_start_local",
+    "tariff",
+    "max_kw",
+    "mean_kw",
+    "total_kwh",
+    "peak_hour",
+    "load_factor",
+    "base_load_kw",
+    "weekday_mean_kw",
+    "weekend_mean_kw",
+    "night_share",
+]
 WINDOW = ["customer_id", "window_length", "window_start"]
 
 
@@ -459,7 +585,11 @@ def test_customer_behavior_windows(feb_mar):
 
     weeks = actual[(actual["customer_id"] == "C-ACME") & (actual["window_length"] == "week")]
     assert weeks["window_start"].dt.strftime("%Y-%m-%d").tolist() == [
-        "2024-02-19", "2024-02-26", "2024-03-01", "2024-03-04"]  # fmt: skip
+        "2024-02-19",
+        "2024-02-26",
+        "2024-03-01",
+        "2024-03-04",
+    ]
     assert len(actual[actual["window_length"] == "day"]) == 4 * 10
 
 
@@ -468,9 +598,11 @@ def test_customer_hourly_profile_per_month_across_a_month_boundary(feb_mar):
     two months (as `energy run` and backfills do)."""
     platform, readings = feb_mar
     actual = fetch(
-        platform, "select customer_id, month_start, day_type, hour, mean_kw, intervals"
-        " from marts.customer_hourly_profile", ["customer_id", "month_start", "day_type", "hour"],
-    )  # fmt: skip
+        platform,
+        "select customer_id, month_start, day_type, hour, mean_kw, intervals"
+        " from marts.customer_hourly_profile",
+        ["customer_id", "month_start", "day_type", "hour"],
+    )
     expected = expected_hourly_profile(customer_intervals(on_grid(readings)))
     assert_same(actual, expected, ["customer_id", "month_start", "day_type", "hour"])
 
@@ -484,12 +616,17 @@ def test_usage_by_tariff(feb_mar):
     expected = (
         months.assign(tariff=months["tariff"].fillna("unknown"))
         .groupby(["tariff", "window_start_local"])
-        .agg(customers=("customer_id", "nunique"), total_kwh=("total_kwh", "sum"),
-             mean_kwh_per_customer=("total_kwh", "mean"), mean_kw=("mean_kw", "mean"),
-             mean_peak_kw=("max_kw", "mean"), mean_night_share=("night_share", "mean"))
+        .agg(
+            customers=("customer_id", "nunique"),
+            total_kwh=("total_kwh", "sum"),
+            mean_kwh_per_customer=("total_kwh", "mean"),
+            mean_kw=("mean_kw", "mean"),
+            mean_peak_kw=("max_kw", "mean"),
+            mean_night_share=("night_share", "mean"),
+        )
         .reset_index()
         .rename(columns={"window_start_local": "month_start_local"})
-    )  # fmt: skip
+    )
     keys = ["tariff", "month_start_local"]
     actual = fetch(platform, "select * from marts.usage_by_tariff", keys)
     assert_same(actual, expected, keys)
@@ -507,10 +644,13 @@ def test_dim_customer(feb_mar):
         for lcl, tariff, acorn, group, _ in HOUSEHOLDS
     ]
     expected = pd.DataFrame(
-        [("C-ACME", 1, ["S100"], None, {"S100": {}}), ("C-BETA", 1, ["S200"], None, {"S200": {}}),
-         *households],
+        [
+            ("C-ACME", 1, ["S100"], None, {"S100": {}}),
+            ("C-BETA", 1, ["S200"], None, {"S200": {}}),
+            *households,
+        ],
         columns=["customer_id", "meters", "meter_ids", "tariff", "attributes_by_meter"],
-    )  # fmt: skip
+    )
     assert actual.to_dict("records") == expected.to_dict("records")
 
 
@@ -523,18 +663,20 @@ def test_dst_day_with_utc_offsets_is_complete_in_utc(october):
     (completeness 1.0) and the energy of exactly those intervals."""
     platform, readings = october
     clean = fetch(
-        platform, "select interval_start, quality from marts.fct_intervals_clean",
+        platform,
+        "select interval_start, quality from marts.fct_intervals_clean",
         ["interval_start"],
-    )  # fmt: skip
+    )
     assert clean["interval_start"].tolist() == list(readings["interval_start"])
     assert (clean["quality"] == "ok").all()
     assert (clean["interval_start"].diff().dropna() == MINUTES_15).all()
     assert platform.scalar("select count(*) from marts.fct_gaps") == 0
 
     daily = fetch(
-        platform, f"select meter_id, day_start, {', '.join(FIGURES)} from marts.fct_meter_daily",
+        platform,
+        f"select meter_id, day_start, {', '.join(FIGURES)} from marts.fct_meter_daily",
         ["day_start"],
-    )  # fmt: skip
+    )
     assert_same(daily, per_period(on_grid(readings), "1D", "day_start"), ["day_start"])
     day = daily.set_index("day_start").loc[utc("2024-10-27")]
     on_day = readings[readings["interval_start"].dt.strftime("%Y-%m-%d") == "2024-10-27"]

@@ -5,16 +5,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
-from energy_assets.formats import (
+from energy_assets.ingest.formats import (
     Format,
     detect_format,
     load_formats,
     normalize_header,
     require_format,
 )
-from energy_assets.parsing import ReadingsParser, meter_from_filename, parse_meters
-from energy_assets.readers import open_table
-from energy_assets.rejections import Rejected
+from energy_assets.ingest.parsing import ReadingsParser, meter_from_filename, parse_meters
+from energy_assets.ingest.readers import open_table
+from energy_assets.ingest.rejections import Rejected
 
 
 @dataclass
@@ -116,9 +116,12 @@ def test_detect_feeder_meter_maps_every_seed_column():
     header = ["Start Time", "kW del", "kW rec", "kVA del", "kVA rec"]
     match = detect_format(header, FORMATS)
     assert match.columns == {
-        "timestamp": "Start Time", "kw_del": "kW del", "kw_rec": "kW rec",
-        "kva_del": "kVA del", "kva_rec": "kVA rec",
-    }  # fmt: skip
+        "timestamp": "Start Time",
+        "kw_del": "kW del",
+        "kw_rec": "kW rec",
+        "kva_del": "kVA del",
+        "kva_rec": "kVA rec",
+    }
 
 
 def test_detect_meter_metadata():
@@ -155,9 +158,10 @@ def test_user_format_makes_new_header_loadable(tmp_path):
     assert {"feeder_meter", "meter_metadata", "german_meter"} <= {fmt.name for fmt in formats}
 
     path = write(
-        tmp_path, "M7_2024-01.csv",
+        tmp_path,
+        "M7_2024-01.csv",
         "Zeit,Wirkleistung Bezug\n2024-01-15 00:00,1.5\n2024-01-15 00:15,2.5\n",
-    )  # fmt: skip
+    )
     with pytest.raises(Rejected) as info:
         parse(path)
     assert info.value.rule == "unknown_header"
@@ -204,24 +208,34 @@ def test_long_frame_has_one_row_per_meter_interval_channel(tmp_path):
     assert len(frame) == 3 * 4 - 1
     assert set(frame["meter_id"]) == {"M1001"}
     assert set(frame["interval_seconds"]) == {900}
-    assert starts(frame) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
-                             utc("2024-01-15 00:30")]  # fmt: skip
+    assert starts(frame) == [
+        utc("2024-01-15 00:00"),
+        utc("2024-01-15 00:15"),
+        utc("2024-01-15 00:30"),
+    ]
     first = frame[frame["interval_start"] == utc("2024-01-15 00:00")]
     assert dict(zip(first["channel"], first["value"], strict=True)) == {
-        "kva_del": 3, "kva_rec": 4, "kw_del": 1, "kw_rec": 2
-    }  # fmt: skip
+        "kva_del": 3,
+        "kva_rec": 4,
+        "kw_del": 1,
+        "kw_rec": 2,
+    }
 
 
 def test_thirty_minute_interval_detected(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:30,3,4\n"
-                               "2024-01-15 01:00,5,6\n")  # fmt: skip
+    frame = readings(
+        tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:30,3,4\n2024-01-15 01:00,5,6\n"
+    )
     assert len(frame) == 6
     assert set(frame["interval_seconds"]) == {1800}
 
 
 def test_fifteen_minute_interval_detected_across_a_gap(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
-                               "2024-01-15 01:00,5,6\n2024-01-15 01:15,7,8\n")  # fmt: skip
+    frame = readings(
+        tmp_path,
+        TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+        "2024-01-15 01:00,5,6\n2024-01-15 01:15,7,8\n",
+    )
     assert set(frame["interval_seconds"]) == {900}
 
 
@@ -244,18 +258,27 @@ def test_blank_nan_and_null_are_gaps_not_zeros(tmp_path):
 
 
 def test_identical_duplicate_rows_kept_once(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
-                               "2024-01-15 00:15,3,4\n2024-01-15 00:30,5,\n"
-                               "2024-01-15 00:30,5,\n")  # fmt: skip
+    frame = readings(
+        tmp_path,
+        TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+        "2024-01-15 00:15,3,4\n2024-01-15 00:30,5,\n"
+        "2024-01-15 00:30,5,\n",
+    )
     assert len(frame) == 5
-    assert starts(frame) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
-                             utc("2024-01-15 00:30")]  # fmt: skip
+    assert starts(frame) == [
+        utc("2024-01-15 00:00"),
+        utc("2024-01-15 00:15"),
+        utc("2024-01-15 00:30"),
+    ]
     assert set(frame["interval_seconds"]) == {900}
 
 
 def test_conflicting_duplicate_rejected_with_both_lines(tmp_path):
-    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
-                                     "2024-01-15 00:30,5,6\n2024-01-15 00:15,3,9\n")  # fmt: skip
+    error = rejected(
+        tmp_path,
+        TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+        "2024-01-15 00:30,5,6\n2024-01-15 00:15,3,9\n",
+    )
     assert error.rule == "conflicting_duplicate"
     assert error.lines == [3, 5]
 
@@ -267,16 +290,22 @@ def test_duplicate_with_value_and_gap_conflicts(tmp_path):
 
 
 def test_off_grid_timestamp_rejected(tmp_path):
-    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
-                                     "2024-01-15 00:30,1,2\n2024-01-15 00:37,1,2\n"
-                                     "2024-01-15 00:45,1,2\n2024-01-15 01:00,1,2\n")  # fmt: skip
+    error = rejected(
+        tmp_path,
+        TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
+        "2024-01-15 00:30,1,2\n2024-01-15 00:37,1,2\n"
+        "2024-01-15 00:45,1,2\n2024-01-15 01:00,1,2\n",
+    )
     assert error.rule == "off_interval_grid"
     assert error.lines == [5]
 
 
 def test_off_grid_timestamp_in_short_file_reports_offending_line(tmp_path):
-    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
-                                     "2024-01-15 00:37,1,2\n2024-01-15 00:45,1,2\n")  # fmt: skip
+    error = rejected(
+        tmp_path,
+        TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,1,2\n"
+        "2024-01-15 00:37,1,2\n2024-01-15 00:45,1,2\n",
+    )
     assert error.rule == "off_interval_grid"
     assert error.lines == [4]
 
@@ -286,18 +315,32 @@ def test_off_grid_timestamp_in_short_file_reports_offending_line(tmp_path):
     [
         (TWO + "2024-01-15 00:00,1,2\nyesterday,3,4\n", "bad_timestamp", [3]),
         (TWO + "2024-01-15 00:00,1,2\n,3,4\n", "bad_timestamp", [3]),
-        (TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n2024-01-15 00:30,3,4 kW\n",
-         "non_numeric", [4]),
+        (
+            TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n2024-01-15 00:30,3,4 kW\n",
+            "non_numeric",
+            [4],
+        ),
         (TWO + "2024-01-15 00:00,one,2\n", "non_numeric", [2]),
         (TWO, "header_only", []),
         ("", "empty_file", []),
         ("Zeit,Wirkleistung Bezug\n2024-01-15 00:00,1\n", "unknown_header", [1]),
-        ("Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n ,2024-01-15 00:15,2\n",
-         "missing_meter_id", [3]),
+        (
+            "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n ,2024-01-15 00:15,2\n",
+            "missing_meter_id",
+            [3],
+        ),
     ],
-    ids=["bad_timestamp", "blank_timestamp", "non_numeric", "non_numeric_first", "header_only",
-         "empty_file", "unknown_header", "missing_meter_id"],
-)  # fmt: skip
+    ids=[
+        "bad_timestamp",
+        "blank_timestamp",
+        "non_numeric",
+        "non_numeric_first",
+        "header_only",
+        "empty_file",
+        "unknown_header",
+        "missing_meter_id",
+    ],
+)
 def test_rejections(tmp_path, text, rule, lines):
     error = rejected(tmp_path, text)
     assert error.rule == rule
@@ -305,10 +348,14 @@ def test_rejections(tmp_path, text, rule, lines):
 
 
 def test_out_of_order_rows_accepted_and_sorted(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-01-15 00:30,5,6\n2024-01-15 00:00,1,2\n"
-                               "2024-01-15 00:15,3,4\n")  # fmt: skip
-    assert starts(frame) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
-                             utc("2024-01-15 00:30")]  # fmt: skip
+    frame = readings(
+        tmp_path, TWO + "2024-01-15 00:30,5,6\n2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
+    )
+    assert starts(frame) == [
+        utc("2024-01-15 00:00"),
+        utc("2024-01-15 00:15"),
+        utc("2024-01-15 00:30"),
+    ]
     assert frame.loc[frame["channel"] == "kw_del", "value"].tolist() == [1, 3, 5]
     assert set(frame["interval_seconds"]) == {900}
 
@@ -325,25 +372,27 @@ def test_meter_column_names_meters_each_on_its_own_grid(tmp_path):
     a = frame[frame["meter_id"] == "A"]
     b = frame[frame["meter_id"] == "B"]
     assert len(frame) == 6
-    assert starts(a) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"),
-                         utc("2024-01-15 00:30")]  # fmt: skip
-    assert starts(b) == [utc("2024-01-15 00:10"), utc("2024-01-15 00:40"),
-                         utc("2024-01-15 01:10")]  # fmt: skip
+    assert starts(a) == [utc("2024-01-15 00:00"), utc("2024-01-15 00:15"), utc("2024-01-15 00:30")]
+    assert starts(b) == [utc("2024-01-15 00:10"), utc("2024-01-15 00:40"), utc("2024-01-15 01:10")]
     assert set(a["interval_seconds"]) == {900}
     assert set(b["interval_seconds"]) == {1800}
     assert b["value"].tolist() == [7, 8, 9]
 
 
 def test_same_timestamp_for_two_meters_is_not_a_duplicate(tmp_path):
-    frame = readings(tmp_path, "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n"
-                               "B,2024-01-15 00:00,2\n", name="x.csv")  # fmt: skip
+    frame = readings(
+        tmp_path,
+        "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\nB,2024-01-15 00:00,2\n",
+        name="x.csv",
+    )
     assert frame["meter_id"].tolist() == ["A", "B"]
     assert frame["value"].tolist() == [1, 2]
 
 
 def test_naive_timestamps_read_in_meter_timezone(tmp_path):
-    winter = readings(tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n",
-                      tz="America/New_York")  # fmt: skip
+    winter = readings(
+        tmp_path, TWO + "2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n", tz="America/New_York"
+    )
     assert starts(winter) == [utc("2024-01-15 05:00"), utc("2024-01-15 05:15")]
     summer = readings(tmp_path, TWO + "2024-07-15 00:00,1,2\n", tz="America/New_York")
     assert starts(summer) == [utc("2024-07-15 04:00")]
@@ -351,22 +400,32 @@ def test_naive_timestamps_read_in_meter_timezone(tmp_path):
 
 def test_timezone_looked_up_per_meter(tmp_path):
     zones = {"A": "America/New_York", "B": "Europe/Berlin"}
-    path = write(tmp_path, "x.csv", "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\n"
-                                    "B,2024-01-15 00:00,2\n")  # fmt: skip
+    path = write(
+        tmp_path, "x.csv", "Meter,Start Time,kW del\nA,2024-01-15 00:00,1\nB,2024-01-15 00:00,2\n"
+    )
     frame = parse_file(path, FORMATS, timezone_for=zones.__getitem__).readings
     assert list(zip(frame["meter_id"], frame["interval_start"], strict=True)) == [
-        ("A", utc("2024-01-15 05:00")), ("B", utc("2024-01-14 23:00"))
-    ]  # fmt: skip
+        ("A", utc("2024-01-15 05:00")),
+        ("B", utc("2024-01-14 23:00")),
+    ]
 
 
 def test_repeated_local_hour_at_dst_end_is_inferred(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-11-03 00:30,1,2\n2024-11-03 01:00,1,2\n"
-                               "2024-11-03 01:30,1,2\n2024-11-03 01:00,1,2\n"
-                               "2024-11-03 01:30,1,2\n2024-11-03 02:00,1,2\n",
-                     tz="America/New_York")  # fmt: skip
-    assert starts(frame) == [utc("2024-11-03 04:30"), utc("2024-11-03 05:00"),
-                             utc("2024-11-03 05:30"), utc("2024-11-03 06:00"),
-                             utc("2024-11-03 06:30"), utc("2024-11-03 07:00")]  # fmt: skip
+    frame = readings(
+        tmp_path,
+        TWO + "2024-11-03 00:30,1,2\n2024-11-03 01:00,1,2\n"
+        "2024-11-03 01:30,1,2\n2024-11-03 01:00,1,2\n"
+        "2024-11-03 01:30,1,2\n2024-11-03 02:00,1,2\n",
+        tz="America/New_York",
+    )
+    assert starts(frame) == [
+        utc("2024-11-03 04:30"),
+        utc("2024-11-03 05:00"),
+        utc("2024-11-03 05:30"),
+        utc("2024-11-03 06:00"),
+        utc("2024-11-03 06:30"),
+        utc("2024-11-03 07:00"),
+    ]
     assert set(frame["interval_seconds"]) == {1800}
 
 
@@ -378,19 +437,27 @@ def test_nonexistent_local_time_rejected(tmp_path):
 
 
 def test_explicit_offsets_converted_to_utc(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-01-15T00:00:00+02:00,1,2\n"
-                               "2024-01-15T00:15:00+02:00,3,4\n",
-                     tz="America/New_York")  # fmt: skip
+    frame = readings(
+        tmp_path,
+        TWO + "2024-01-15T00:00:00+02:00,1,2\n2024-01-15T00:15:00+02:00,3,4\n",
+        tz="America/New_York",
+    )
     assert starts(frame) == [utc("2024-01-14 22:00"), utc("2024-01-14 22:15")]
     assert set(frame["interval_seconds"]) == {900}
 
 
 def test_explicit_offsets_across_dst_change_converted_to_utc(tmp_path):
-    frame = readings(tmp_path, TWO + "2024-03-31T01:30:00+01:00,1,2\n"
-                               "2024-03-31T01:45:00+01:00,3,4\n"
-                               "2024-03-31T03:00:00+02:00,5,6\n")  # fmt: skip
-    assert starts(frame) == [utc("2024-03-31 00:30"), utc("2024-03-31 00:45"),
-                             utc("2024-03-31 01:00")]  # fmt: skip
+    frame = readings(
+        tmp_path,
+        TWO + "2024-03-31T01:30:00+01:00,1,2\n"
+        "2024-03-31T01:45:00+01:00,3,4\n"
+        "2024-03-31T03:00:00+02:00,5,6\n",
+    )
+    assert starts(frame) == [
+        utc("2024-03-31 00:30"),
+        utc("2024-03-31 00:45"),
+        utc("2024-03-31 01:00"),
+    ]
 
 
 def test_offsets_mixed_with_local_times_rejected(tmp_path):
@@ -411,9 +478,13 @@ def test_bom_and_vendor_spelling_in_file(tmp_path):
 
 
 def test_meter_metadata(tmp_path):
-    parsed = parse(write(tmp_path, "meter-data.csv",
-                         "ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,0.5\n"
-                         "M1003,Feeder 2,\n"))  # fmt: skip
+    parsed = parse(
+        write(
+            tmp_path,
+            "meter-data.csv",
+            "ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,0.5\nM1003,Feeder 2,\n",
+        )
+    )
     assert parsed.format.name == "meter_metadata"
     assert parsed.readings.empty
     meters = parsed.meters
@@ -425,8 +496,9 @@ def test_meter_metadata(tmp_path):
 
 
 def test_meter_metadata_non_numeric_multiplier(tmp_path):
-    error = rejected(tmp_path, "ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,x2\n",
-                     name="meter-data.csv")  # fmt: skip
+    error = rejected(
+        tmp_path, "ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,x2\n", name="meter-data.csv"
+    )
     assert error.rule == "non_numeric"
     assert error.lines == [3]
     assert error.sample == "x2"
@@ -455,18 +527,28 @@ def test_state_carries_across_chunks(tmp_path):
     assert len(frame) == 6 and not parser.needs_duplicate_check
 
     with pytest.raises(Rejected) as info:  # a clash split over two chunks
-        feed_in_chunks(tmp_path, "Start Time,kW del\n2024-01-15 00:00,1\n2024-01-15 00:15,2\n"
-                       "2024-01-15 00:15,3\n", chunk_rows=2)  # fmt: skip
+        feed_in_chunks(
+            tmp_path,
+            "Start Time,kW del\n2024-01-15 00:00,1\n2024-01-15 00:15,2\n2024-01-15 00:15,3\n",
+            chunk_rows=2,
+        )
     assert info.value.rule == "conflicting_duplicate" and info.value.lines == [3, 4]
 
-    parser, _ = feed_in_chunks(tmp_path, "Start Time,kW del\n2024-01-15 01:00,1\n"
-                               "2024-01-15 00:00,2\n", chunk_rows=1)  # fmt: skip
+    parser, _ = feed_in_chunks(
+        tmp_path, "Start Time,kW del\n2024-01-15 01:00,1\n2024-01-15 00:00,2\n", chunk_rows=1
+    )
     assert parser.needs_duplicate_check  # back in time across chunks: checked in the database
 
 
 def test_repeated_dst_hour_split_across_chunks(tmp_path):
-    local = ["2024-10-27 00:30", "2024-10-27 01:00", "2024-10-27 01:30", "2024-10-27 01:00",
-             "2024-10-27 01:30", "2024-10-27 02:00"]  # fmt: skip
+    local = [
+        "2024-10-27 00:30",
+        "2024-10-27 01:00",
+        "2024-10-27 01:30",
+        "2024-10-27 01:00",
+        "2024-10-27 01:30",
+        "2024-10-27 02:00",
+    ]
     text = "Start Time,kW del\n" + "".join(f"{t},{i}\n" for i, t in enumerate(local))
     _, frame = feed_in_chunks(tmp_path, text, chunk_rows=2, tz="Europe/London")
     utc = frame.sort_values("value")["interval_start"].dt.strftime("%H:%M").tolist()

@@ -11,7 +11,7 @@ import pytest
 from meter_files import expected_marts, three_meters_two_feeders, write_meter_data, write_meter_file
 
 from energy_assets.cli import main
-from energy_assets.operations import run_once
+from energy_assets.commands.run import run_once
 
 
 def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
@@ -53,8 +53,12 @@ def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
 
     # The same feeder profile as a file, through the CLI (seed layout: north.csv).
     north = platform.settings.home / "north.csv"
-    assert main(["export", "feeder", "north", "--from", "2024-01", "--to", "2024-02",
-                 "-o", str(north)]) == 0  # fmt: skip
+    assert (
+        main(
+            ["export", "feeder", "north", "--from", "2024-01", "--to", "2024-02", "-o", str(north)]
+        )
+        == 0
+    )
     exported = pd.read_csv(north)
     assert len(exported) == (want["feeder"] == "North").sum()
     assert exported["MW_net"].to_numpy() == pytest.approx(
@@ -67,8 +71,15 @@ def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
     assert "model.energy.fct_feeder_intervals" in catalog["nodes"]
 
     archived = sorted(p.name for p in platform.settings.archive.rglob("*.csv"))
-    assert archived == sorted(["meter-data.csv", *(f"{m}.csv" for m in [
-        "M1_2024-01", "M1_2024-02", "M2_2024-01", "M2_2024-02", "M3_2024-01-15"])])  # fmt: skip
+    assert archived == sorted(
+        [
+            "meter-data.csv",
+            *(
+                f"{m}.csv"
+                for m in ["M1_2024-01", "M1_2024-02", "M2_2024-01", "M2_2024-02", "M3_2024-01-15"]
+            ),
+        ]
+    )
     assert not any(platform.settings.dropbox.iterdir())
 
 
@@ -98,11 +109,14 @@ def test_same_file_twice_loads_once_and_broken_sequence_is_quarantined(platform)
 
     first = run_once(platform.settings)
     assert [(r["file"], r["status"]) for r in first.files] == [
-        ("M1_2024-01.csv", "loaded"), ("M2_2024-01.csv", "quarantined")]  # fmt: skip
+        ("M1_2024-01.csv", "loaded"),
+        ("M2_2024-01.csv", "quarantined"),
+    ]
     frame.to_csv(dropbox / "M1_2024-01 (copy).csv", index=False)  # same content, new name
     second = run_once(platform.settings)
     assert [(r["file"], r["status"]) for r in second.files] == [
-        ("M1_2024-01 (copy).csv", "duplicate")]  # fmt: skip
+        ("M1_2024-01 (copy).csv", "duplicate")
+    ]
 
     assert platform.scalar("select count(*) from raw.readings") == len(frame) * 4
     assert platform.scalar("select count(distinct meter_id) from raw.readings") == 1
@@ -129,8 +143,8 @@ def test_rematerializing_a_month_leaves_other_months_alone(platform):
     before = snapshot()
     from dagster import DagsterInstance
 
+    from energy_assets.commands.session import platform_session
     from energy_assets.definitions import defs
-    from energy_assets.platform import platform_session
 
     with platform_session(platform.settings):
         result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
@@ -177,8 +191,8 @@ def test_failing_dbt_test_is_a_failed_asset_check_that_blocks_downstream(platfor
 
     from dagster import DagsterInstance
 
+    from energy_assets.commands.session import platform_session
     from energy_assets.definitions import defs
-    from energy_assets.platform import platform_session
 
     with platform_session(platform.settings):
         result = defs.resolve_job_def("monthly_marts_job").execute_in_process(

@@ -12,9 +12,9 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from matplotlib.image import imread
 
 from energy_assets import cli
-from energy_assets.operations import run_once
-from energy_assets.platform import platform_session
-from energy_assets.plots import largest_customers
+from energy_assets.commands.run import run_once
+from energy_assets.commands.session import platform_session
+from energy_assets.plots.charts import largest_customers
 
 LCL = SHARED_DATA / "lcl_london_2013_60hh" / "halfhourly_kwh.csv.gz"
 OPENSTEF = SHARED_DATA / "openstef_example_nl_2020"
@@ -25,17 +25,23 @@ def write_openstef_as_feeder_exports(dropbox) -> None:
     """Real grid-connection loads (MW, negative = reverse flow) from the OpenSTEF examples,
     December 2020, written as seed-style feeder exports: import as kW del, export as kW rec."""
     for pid in FEEDERS:
-        frame = pd.read_csv(OPENSTEF / f"get_model_input_pid_{pid}.csv.gz",
-                            usecols=["index", "load"], parse_dates=["index"])  # fmt: skip
+        frame = pd.read_csv(
+            OPENSTEF / f"get_model_input_pid_{pid}.csv.gz",
+            usecols=["index", "load"],
+            parse_dates=["index"],
+        )
         frame = frame[(frame["index"] >= "2020-12-01") & (frame["index"] < "2021-01-01")]
         frame = frame.dropna(subset=["load"])
         kw = frame["load"] * 1000
-        pd.DataFrame({
-            "Start Time": frame["index"].dt.strftime("%Y-%m-%d %H:%M:%S+00:00"),
-            "kW del": kw.clip(lower=0).round(3), "kW rec": (-kw).clip(lower=0).round(3),
-            "kVA del": (kw.clip(lower=0) / 0.95).round(3),
-            "kVA rec": ((-kw).clip(lower=0) / 0.95).round(3),
-        }).to_csv(dropbox / f"P{pid}_2020-12.csv", index=False)  # fmt: skip
+        pd.DataFrame(
+            {
+                "Start Time": frame["index"].dt.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+                "kW del": kw.clip(lower=0).round(3),
+                "kW rec": (-kw).clip(lower=0).round(3),
+                "kVA del": (kw.clip(lower=0) / 0.95).round(3),
+                "kVA rec": ((-kw).clip(lower=0) / 0.95).round(3),
+            }
+        ).to_csv(dropbox / f"P{pid}_2020-12.csv", index=False)
     pd.DataFrame(
         [(f"P{pid}", feeder, 1) for pid, feeder in FEEDERS.items()],
         columns=["ID", "Name", "Multiplier"],
@@ -127,8 +133,12 @@ def largest_households(lcl, count: int) -> list[str]:
 
 
 def test_largest_customers_ranks_by_mean_demand_then_name():
-    profiles = pd.DataFrame({"customer_id": ["b", "b", "a", "a", "c", "c", "d", "d"],
-                             "mean_kw": [1.0, 3.0, 2.0, 2.0, 5.0, None, 0.5, 0.5]})  # fmt: skip
+    profiles = pd.DataFrame(
+        {
+            "customer_id": ["b", "b", "a", "a", "c", "c", "d", "d"],
+            "mean_kw": [1.0, 3.0, 2.0, 2.0, 5.0, None, 0.5, 0.5],
+        }
+    )
     assert largest_customers(profiles, 3) == ["c", "a", "b"]
     assert largest_customers(profiles, 0) == []
     assert largest_customers(profiles, 10) == ["c", "a", "b", "d"]

@@ -9,8 +9,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from energy_assets.readers import HEAD_BYTES, open_table
-from energy_assets.rejections import Rejected
+from energy_assets.ingest.readers import HEAD_BYTES, open_table
+from energy_assets.ingest.rejections import Rejected
 
 
 def write(tmp_path, data, name="M1001_2024-01.csv", encoding="utf-8"):
@@ -53,17 +53,21 @@ def workbook(tmp_path, sheets, name="export.xlsx"):
 
 def test_zero_bytes_is_an_empty_file(tmp_path):
     assert rejection(tmp_path, b"") == {
-        "rule": "empty_file", "message": "M1001_2024-01.csv is empty (0 bytes)", "lines": [],
+        "rule": "empty_file",
+        "message": "M1001_2024-01.csv is empty (0 bytes)",
+        "lines": [],
         "sample": "",
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("text", ["\n", "\n\n\n", "  \r\n\t\n   "])
 def test_blank_lines_only_is_an_empty_file(tmp_path, text):
     assert rejection(tmp_path, text) == {
-        "rule": "empty_file", "message": "M1001_2024-01.csv contains only blank lines",
-        "lines": [], "sample": "",
-    }  # fmt: skip
+        "rule": "empty_file",
+        "message": "M1001_2024-01.csv contains only blank lines",
+        "lines": [],
+        "sample": "",
+    }
 
 
 @pytest.mark.parametrize("text", ["Start Time,kW del\n", "Start Time,kW del", "\nA,B\r\n\r\n"])
@@ -98,14 +102,20 @@ def test_duplicate_column_names_the_column(tmp_path):
 
 def test_utf8_bom_is_removed_from_the_header(tmp_path):
     table, records = read(tmp_path, "\ufeffZähler,Wert\nM1,1\n")
-    assert (table.header, table.encoding, records) == (["Zähler", "Wert"], "utf-8-sig",
-                                                        [(0, ["M1", "1"])])  # fmt: skip
+    assert (table.header, table.encoding, records) == (
+        ["Zähler", "Wert"],
+        "utf-8-sig",
+        [(0, ["M1", "1"])],
+    )
 
 
 def test_plain_utf8(tmp_path):
     table, records = read(tmp_path, "Zähler,Name\nM1,Müller\n")
-    assert (table.header, table.encoding, records) == (["Zähler", "Name"], "utf-8",
-                                                        [(0, ["M1", "Müller"])])  # fmt: skip
+    assert (table.header, table.encoding, records) == (
+        ["Zähler", "Name"],
+        "utf-8",
+        [(0, ["M1", "Müller"])],
+    )
 
 
 def test_cp1252_text_is_decoded(tmp_path):
@@ -150,24 +160,37 @@ def zipped(name, data):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (zipped("readings.csv", "a,b\n1,2\n"), "is a zip archive, not a CSV file; "
-         "unpack it and drop the files it contains"),
-        (gzip.compress(b"a,b\n1,2\n"), "is a gzip archive, not a CSV file; "
-         "decompress it and drop the file it contains"),
-        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500), "is an old Excel .xls workbook, "
-         "not a CSV file; save it as .xlsx or as CSV"),
-        (b"%PDF-1.7\n%\xe2\xe3\n", "is a PDF document, not a CSV file; "
-         "export the data as CSV instead"),
+        (
+            zipped("readings.csv", "a,b\n1,2\n"),
+            "is a zip archive, not a CSV file; unpack it and drop the files it contains",
+        ),
+        (
+            gzip.compress(b"a,b\n1,2\n"),
+            "is a gzip archive, not a CSV file; decompress it and drop the file it contains",
+        ),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500),
+            "is an old Excel .xls workbook, not a CSV file; save it as .xlsx or as CSV",
+        ),
+        (
+            b"%PDF-1.7\n%\xe2\xe3\n",
+            "is a PDF document, not a CSV file; export the data as CSV instead",
+        ),
         (b"a,b\n1,2\x00\x00\n", "is not a text file: it contains NUL bytes"),
         (b"a,b\n1,\x81\x8d\x90\n", "is not a text file: it is neither UTF-8 nor cp1252"),
-        ("a,b\n1,\x02\x03\n".encode("cp1252"), "is not a text file: it contains the control "
-         "byte 0x02"),
+        (
+            "a,b\n1,\x02\x03\n".encode("cp1252"),
+            "is not a text file: it contains the control byte 0x02",
+        ),
     ],
-)  # fmt: skip
+)
 def test_binary_content_is_refused(tmp_path, data, message):
     assert rejection(tmp_path, data) == {
-        "rule": "binary_file", "message": f"M1001_2024-01.csv {message}", "lines": [], "sample": ""
-    }  # fmt: skip
+        "rule": "binary_file",
+        "message": f"M1001_2024-01.csv {message}",
+        "lines": [],
+        "sample": "",
+    }
 
 
 # --- delimiters, quotes and decimal commas -----------------------------------------------------
@@ -341,14 +364,20 @@ def test_unclosed_quote_names_its_line(tmp_path):
 
 
 def test_xlsx_values_become_text(tmp_path):
-    path = workbook(tmp_path, {"Daten": [
-        [None],
-        ["\ufeffStart Time", " kW del ", "Meter", None],
-        [datetime(2024, 1, 1), 5.0, "M1"],
-        [datetime(2024, 1, 1, 0, 15, 0, 250000), 0.1, 1001],
-        [None, None, None],
-        [datetime(2024, 1, 1, 0, 30), None, "M2", None],
-    ]}, name="readings.csv")  # fmt: skip
+    path = workbook(
+        tmp_path,
+        {
+            "Daten": [
+                [None],
+                ["\ufeffStart Time", " kW del ", "Meter", None],
+                [datetime(2024, 1, 1), 5.0, "M1"],
+                [datetime(2024, 1, 1, 0, 15, 0, 250000), 0.1, 1001],
+                [None, None, None],
+                [datetime(2024, 1, 1, 0, 30), None, "M2", None],
+            ]
+        },
+        name="readings.csv",
+    )
     table = open_table(path, chunk_rows=2)
     assert (table.header, table.delimiter, table.decimal) == (
         ["Start Time", "kW del", "Meter"],

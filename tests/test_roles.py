@@ -7,7 +7,7 @@ import pytest
 from meter_files import write_meter_data, write_meter_file
 
 from energy_assets.cli import main
-from energy_assets.roles import ANALYST_ROLE, LOADER_ROLE, analyst_url
+from energy_assets.warehouse.roles import ANALYST_ROLE, LOADER_ROLE, analyst_url
 
 
 def connect_as_analyst(url: str):

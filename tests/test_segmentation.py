@@ -10,10 +10,10 @@ import pytest
 from matplotlib.image import imread
 from sklearn.metrics import adjusted_rand_score
 
-from energy_assets.segmentation import (
+from energy_assets.plots.charts import plot_centroids
+from energy_assets.segments.segmentation import (
     choose_k,
     daily_shapes,
-    plot_centroids,
     segment_customers,
 )
 
@@ -22,8 +22,9 @@ START = pd.Timestamp("2024-01-01", tz="UTC")
 
 def readings(customer: str, days: int, kw_at, freq: str = "30min") -> pd.DataFrame:
     """A customer's interval frame over `days` days; `kw_at(timestamps)` gives kW."""
-    starts = pd.date_range(START, periods=days * pd.Timedelta("1D") // pd.Timedelta(freq),
-                           freq=freq)  # fmt: skip
+    starts = pd.date_range(
+        START, periods=days * pd.Timedelta("1D") // pd.Timedelta(freq), freq=freq
+    )
     return pd.DataFrame({"customer_id": customer, "interval_start": starts, "kw": kw_at(starts)})
 
 
@@ -35,13 +36,15 @@ def test_daily_shapes_by_hand():
     a = readings("a", 7, half_day)
     a.loc[a["interval_start"] == START + pd.Timedelta("3 days 09:30:00"), "kw"] = np.nan  # one gap
     big = readings("big", 7, lambda ts: 1000 * half_day(ts))  # same rhythm, 1000x the size
-    frame = pd.concat([
-        a,
-        big,
-        readings("zero", 7, lambda ts: np.zeros(len(ts))),
-        readings("missing", 7, lambda ts: np.full(len(ts), np.nan)),
-        readings("short", 6, half_day),
-    ])  # fmt: skip
+    frame = pd.concat(
+        [
+            a,
+            big,
+            readings("zero", 7, lambda ts: np.zeros(len(ts))),
+            readings("missing", 7, lambda ts: np.full(len(ts), np.nan)),
+            readings("short", 6, half_day),
+        ]
+    )
 
     shapes = daily_shapes(frame)
 
@@ -98,8 +101,9 @@ def population() -> tuple[pd.DataFrame, pd.Series]:
             kw = KNOWN_SHAPES[group](hours, rng.uniform(-0.5, 0.5)) * rng.uniform(0.5, 20)
             kw *= rng.uniform(0.85, 1.15, len(kw))  # +-15% noise per interval
             kw[rng.random(len(kw)) < 0.03] = np.nan  # ~3% scattered gaps
-            frames.append(pd.DataFrame({"customer_id": customer, "interval_start": starts,
-                                        "kw": kw}))  # fmt: skip
+            frames.append(
+                pd.DataFrame({"customer_id": customer, "interval_start": starts, "kw": kw})
+            )
             truth[customer] = group
     return pd.concat(frames, ignore_index=True), pd.Series(truth)
 
@@ -151,7 +155,10 @@ def test_choose_k_caps_range_at_customers_minus_one():
 
 
 def test_plot_centroids_writes_png(segmentation, tmp_path: Path):
-    path = plot_centroids(segmentation, tmp_path / "plots" / "segments.png", "Customer segments")
+    sizes = segmentation.labels.value_counts()
+    path = plot_centroids(
+        segmentation.centroids, sizes, tmp_path / "plots" / "segments.png", "Customer segments"
+    )
     assert path == tmp_path / "plots" / "segments.png"
     assert path.stat().st_size > 5_000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

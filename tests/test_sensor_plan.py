@@ -4,8 +4,8 @@ import json
 import os
 from datetime import date
 
-from energy_assets.operations import month_ranges
-from energy_assets.sensors import RETRY_AFTER_SECONDS, dropbox_listing, plan_dropbox_tick
+from energy_assets.ingest.dropbox import RETRY_AFTER_SECONDS, dropbox_listing, plan_dropbox_tick
+from energy_assets.months import month_ranges
 
 STABLE = 5
 MTIME = 1_700_000_000.0

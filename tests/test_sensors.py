@@ -8,16 +8,18 @@ import time
 from dagster import DagsterInstance, build_sensor_context
 from meter_files import three_meters_two_feeders
 
+from energy_assets.automation import loaded_months_sensor
+from energy_assets.commands.session import platform_session
 from energy_assets.definitions import defs
-from energy_assets.platform import platform_session
-from energy_assets.raw import RAW_READINGS
+from energy_assets.ingest.assets import RAW_READINGS
+from energy_assets.ingest.sensors import dropbox_sensor
 from energy_assets.resources import Platform
-from energy_assets.sensors import dropbox_sensor, loaded_months_sensor
 
 
 def evaluate(sensor, instance, cursor, platform):
-    resources = {"platform": Platform(home=str(platform.settings.home),
-                                      warehouse_url=platform.warehouse_url)}  # fmt: skip
+    resources = {
+        "platform": Platform(home=str(platform.settings.home), warehouse_url=platform.warehouse_url)
+    }
     context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = sensor(context)
     return result.run_requests, result.cursor

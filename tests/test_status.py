@@ -11,9 +11,9 @@ from dagster import DagsterInstance
 from meter_files import write_meter_data, write_meter_file
 
 from energy_assets.cli import main
+from energy_assets.commands.session import platform_session
+from energy_assets.commands.status import RunResult, latest_month, latest_runs, run_partition
 from energy_assets.definitions import defs
-from energy_assets.platform import platform_session
-from energy_assets.status import RunResult, latest_month, latest_runs, run_partition
 
 ENERGY = str(Path(sys.executable).with_name("energy"))
 
@@ -33,8 +33,13 @@ def test_status_reports_latest_months_backlog_and_a_failing_check(platform, caps
     assert main(["status"]) == 0
     report = capsys.readouterr().out
     latest = latest_by_asset(report)
-    for asset in ("raw/readings", "marts/fct_intervals_clean", "marts/fct_system_intervals",
-                  "ml/customer_segments", "plots/load_profiles"):  # fmt: skip
+    for asset in (
+        "raw/readings",
+        "marts/fct_intervals_clean",
+        "marts/fct_system_intervals",
+        "ml/customer_segments",
+        "plots/load_profiles",
+    ):
         assert latest[asset] == "2024-02", (asset, report)
     assert latest["marts/fct_gaps"].endswith("UTC")  # a view: when it was last built
     assert "failing checks: 0" in report and "failed runs: 0" in report
@@ -72,9 +77,18 @@ def test_latest_month_and_runs_are_read_newest_first():
     assert latest_month(["2024-02-01", "2023-12-01", "2024-01-01"]) == "2024-02"
     assert latest_month([]) is None
     assert run_partition({"dagster/partition": "2024-03-01"}) == "2024-03"
-    assert run_partition({"dagster/asset_partition_range_start": "2024-01-01",
-                          "dagster/asset_partition_range_end": "2024-02-01"}) == "2024-01..2024-02"
-    runs = [RunResult("j", "2024-01", "SUCCESS", "b", None),
-            RunResult("j", "2024-01", "FAILURE", "a", None),
-            RunResult("j", "2024-02", "FAILURE", "c", None)]  # fmt: skip
+    assert (
+        run_partition(
+            {
+                "dagster/asset_partition_range_start": "2024-01-01",
+                "dagster/asset_partition_range_end": "2024-02-01",
+            }
+        )
+        == "2024-01..2024-02"
+    )
+    runs = [
+        RunResult("j", "2024-01", "SUCCESS", "b", None),
+        RunResult("j", "2024-01", "FAILURE", "a", None),
+        RunResult("j", "2024-02", "FAILURE", "c", None),
+    ]
     assert [r.run_id for r in latest_runs(runs)] == ["b", "c"]

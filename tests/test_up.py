@@ -31,9 +31,9 @@ from up_process import (
     wait_for,
 )
 
-from energy_assets.postgres import platform_database
-from energy_assets.sample import write_sample
+from energy_assets.ingest.sample import write_sample
 from energy_assets.settings import REPO_ROOT, Settings
+from energy_assets.warehouse.postgres import platform_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
@@ -52,12 +52,22 @@ def debian_chromium() -> Path:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("Chromium is not installed and apt-get cannot run here (needs root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(["apt-get", "install", "-y", "chromium"], env=env,
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "chromium"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if result.returncode != 0:  # a stale package list: refresh it once
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        result = subprocess.run(["apt-get", "install", "-y", "chromium"], env=env,
-                                capture_output=True, text=True, timeout=900)  # fmt: skip
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "chromium"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     if not CHROMIUM.exists():
         pytest.skip(f"apt-get could not install chromium: {result.stderr.strip()[-500:]}")
     return CHROMIUM
@@ -89,15 +99,21 @@ def up(tmp_path_factory) -> RunningPlatform:
     env = {k: v for k, v in os.environ.items() if k not in PLATFORM_ENV}
     ui_port, db_port = free_port(), free_port()
     with server_home() as home:
-        env.update(ENERGY_HOME=str(home), ENERGY_PG_PORT=str(db_port),
-                   ENERGY_FILE_STABLE_SECONDS="1",
-                   ENERGY_FORECASTS="off")  # covered by test_forecast_assets  # fmt: skip
+        env.update(
+            ENERGY_HOME=str(home),
+            ENERGY_PG_PORT=str(db_port),
+            ENERGY_FILE_STABLE_SECONDS="1",
+            ENERGY_FORECASTS="off",
+        )  # covered by test_forecast_assets
         log = tmp_path_factory.mktemp("up") / "up.log"
         with energy_up(ui_port, log, env) as process:
             children = psutil.Process(process.pid).children(recursive=True)
             write_sample(home / "dropbox")
-            wait_for(lambda: system_intervals(db_port) == SAMPLE_SYSTEM_INTERVALS, 600,
-                     "the sensor to load the sample and build the marts")  # fmt: skip
+            wait_for(
+                lambda: system_intervals(db_port) == SAMPLE_SYSTEM_INTERVALS,
+                600,
+                "the sensor to load the sample and build the marts",
+            )
             yield RunningPlatform(process, home, env, ui_port, db_port, children)
 
 
@@ -105,23 +121,29 @@ def test_sensor_loads_dropped_files_into_the_marts(up):
     assert any("dagster-daemon" in " ".join(c.cmdline()) for c in up.children)
     assert not any((up.home / "dropbox").iterdir())
     assert sorted(p.name for p in (up.home / "archive" / "2024-02").iterdir()) == [
-        "M1001_2024-02.csv", "M1002_2024-02.csv", "M2001_2024-02.csv"
-    ]  # fmt: skip
+        "M1001_2024-02.csv",
+        "M1002_2024-02.csv",
+        "M2001_2024-02.csv",
+    ]
 
 
 def test_ui_shows_raw_dbt_and_ml_assets_and_materialized_months(up):
     chromium = debian_chromium()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for asset in ("raw/readings", "marts/fct_system_intervals"):
-        wait_for(lambda a=asset: partition_stats(up.ui_port, a)["numMaterialized"] == 2, 300,
-                 f"Dagster to record both months of {asset}")  # fmt: skip
+        wait_for(
+            lambda a=asset: partition_stats(up.ui_port, a)["numMaterialized"] == 2,
+            300,
+            f"Dagster to record both months of {asset}",
+        )
     # The first visit would open the "Join the Dagster community" dialog.
     assert graphql(up.ui_port, "mutation { setNuxSeen }") == {"setNuxSeen": True}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(chromium), headless=True,
+            executable_path=str(chromium),
+            headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )  # fmt: skip
+        )
         try:
             page = browser.new_page(viewport={"width": 1800, "height": 1100})
             check_pages(page, f"http://127.0.0.1:{up.ui_port}")

@@ -77,8 +77,9 @@ def energy_up(ui_port: int, log: Path, env: dict[str, str]) -> Iterator[subproce
     """`energy up` with `env` until the block ends, then Ctrl-C unless it stopped already; the
     log's tail is printed, so a failing test shows what the platform said."""
     with open(log, "w") as out:
-        up = subprocess.Popen([ENERGY, "up", "--port", str(ui_port)], stdout=out, stderr=out,
-                              env=env)  # fmt: skip
+        up = subprocess.Popen(
+            [ENERGY, "up", "--port", str(ui_port)], stdout=out, stderr=out, env=env
+        )
     try:
         wait_for(lambda: ui_answers(ui_port), 300, "the Dagster UI")
         yield up

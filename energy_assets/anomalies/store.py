@@ -1,0 +1,89 @@
+"""The anomalies' reads and writes: the month's load curves, gaps and backtest residuals from
+the marts and `ml.forecasts`, and the findings and rates into `ml`. Plain functions over a
+connection, no Dagster."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+from psycopg2 import sql
+from psycopg2.extensions import connection
+
+from energy_assets.anomalies.detectors import MonthInputs
+from energy_assets.warehouse.database import copy_frame, read_frame
+
+HISTORY = timedelta(days=28)  # read before the month, for the detectors' baselines
+
+METERS = """
+select meter_id as target_id, interval_start, interval_end,
+       coalesce(kw_net, demand_kw) as value, coalesce(kw_del, demand_kw) as delivered
+from marts.fct_intervals_clean where interval_start >= %s and interval_start < %s
+"""
+FEEDERS = """
+select feeder as target_id, interval_start,
+       case when meters_reporting = meters_expected then mw_net * 1000 end as value
+from marts.fct_feeder_intervals where interval_start >= %s and interval_start < %s
+"""
+GAPS = """
+select meter_id, gap_start, gap_end, missing_intervals from marts.fct_gaps
+where gap_start < %s and gap_end > %s
+"""
+FORECASTS = """
+select target_kind, target_id, interval_start, p50, actual from ml.forecasts
+where run_kind = 'backtest' and month_start = %s
+"""
+
+
+def _series(conn: connection, query: str, month: date, following: date) -> pd.DataFrame:
+    frame = read_frame(conn, query, (month - HISTORY, following))
+    for column in ("value", "delivered"):
+        if column in frame:
+            frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def month_inputs(conn: connection, month: date, following: date) -> MonthInputs:
+    return MonthInputs(
+        meters=_series(conn, METERS, month, following),
+        feeders=_series(conn, FEEDERS, month, following),
+        gaps=read_frame(conn, GAPS, (following, month)),
+        forecasts=read_frame(conn, FORECASTS, (month,)),
+    )
+
+
+def meter_feeders(conn: connection) -> dict[str, str | None]:
+    return dict(read_frame(conn, "select meter_id, feeder from raw.meters").values)
+
+
+def store_findings(
+    conn: connection, month: date, found: pd.DataFrame, intervals: int
+) -> float | None:
+    """Replace the month's findings (its own list partition) and its rate in one transaction."""
+    rate = 1000 * len(found) / intervals if intervals else None
+    with conn, conn.cursor() as cur:  # short: creating a partition locks the parent table
+        cur.execute(
+            sql.SQL(
+                "create table if not exists ml.{} partition of ml.anomalies for values in (%s)"
+            ).format(sql.Identifier(f"anomalies_{month:%Y_%m}")),
+            (month,),
+        )
+    with conn, conn.cursor() as cur:
+        cur.execute("delete from ml.anomalies where month_start = %s", (month,))
+        if not found.empty:
+            days = [d if isinstance(d, date) else None for d in found["day"]]
+            copy_frame(cur, "ml.anomalies", found.assign(day=days))
+        cur.execute(
+            "insert into ml.anomaly_months (month_start, intervals, findings, rate)"
+            " values (%s, %s, %s, %s) on conflict (month_start) do update set"
+            " intervals = excluded.intervals, findings = excluded.findings,"
+            " rate = excluded.rate, computed_at = now()",
+            (month, intervals, len(found), rate),
+        )
+    return rate
+
+
+def anomaly_rates(conn: connection) -> dict[date, float | None]:
+    """Findings per 1000 intervals of every month computed so far."""
+    rates = read_frame(conn, "select month_start, rate from ml.anomaly_months order by 1")
+    return dict(zip(rates["month_start"], rates["rate"], strict=True))

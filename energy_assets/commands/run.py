@@ -1,0 +1,126 @@
+"""`energy run`: load the dropbox once and build every touched month, through Dagster runs."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+
+from energy_assets.ingest.dropbox import dropbox_files, wait_until_stable
+from energy_assets.months import month_ranges
+from energy_assets.partitions import partition_key
+from energy_assets.settings import Settings
+
+
+def execute(job_name: str, instance, settings: Settings, **options) -> bool:
+    """Run a job of the code location to completion in this process; True when it succeeded.
+
+    With ENERGY_MAX_CONCURRENT set, the job's executor starts a process per step, and those
+    must re-import the job: it is then run through its reconstructable repository.
+    """
+    from dagster import execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from energy_assets.definitions import defs
+
+    if settings.max_concurrent is None:
+        job = defs.resolve_job_def(job_name)
+        return job.execute_in_process(instance=instance, raise_on_error=False, **options).success
+    repository = ReconstructableRepository.for_module("energy_assets.definitions", "defs")
+    with execute_job(
+        repository.get_reconstructable_job(job_name),
+        instance=instance,
+        raise_on_error=False,
+        **options,
+    ) as result:
+        return result.success
+
+
+@dataclass
+class RunReport:
+    files: list[dict] = field(default_factory=list)
+    steps: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(success for _, success in self.steps)
+
+    def table(self) -> str:
+        lines = [f"{'file':<40} {'status':<12} {'rows':>10}  {'months':<16} reason"]
+        for row in self.files:
+            lines.append(
+                f"{row['file'][:40]:<40} {row['status']:<12} {row['rows']:>10}  "
+                f"{','.join(row['months'])[:16]:<16} {row['reason'] or ''}"
+            )
+        counts = {
+            s: sum(r["status"] == s for r in self.files)
+            for s in ("loaded", "quarantined", "duplicate")
+        }
+        rows = sum(r["rows"] for r in self.files if r["status"] == "loaded")
+        lines.append(
+            f"{len(self.files)} files: {counts['loaded']} loaded ({rows} rows), "
+            f"{counts['quarantined']} quarantined, {counts['duplicate']} duplicate"
+        )
+        for name, success in self.steps:
+            lines.append(f"{'ok    ' if success else 'FAILED'} {name}")
+        return "\n".join(lines)
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    """Tags that make one run cover the months first..last (a single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": partition_key(first),
+        "dagster/asset_partition_range_end": partition_key(last),
+    }
+
+
+def run_once(settings: Settings) -> RunReport:
+    """Ingest every (stable) file in the dropbox, then build the marts for the touched months.
+
+    Each stage is a Dagster run recorded in the platform's instance, as if the sensor had
+    launched it, so the UI shows what `energy run` did.
+    """
+    from dagster import DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+
+    report = RunReport()
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # dbt's own output is re-emitted on stdout; keep stdout for the summary, progress on stderr.
+    with platform_session(settings), contextlib.redirect_stdout(sys.stderr):
+        from energy_assets.definitions import defs
+
+        instance = DagsterInstance.get()
+        paths = wait_until_stable(dropbox_files(settings.dropbox), settings.file_stable_seconds)
+        ingest = defs.resolve_job_def("ingest_dropbox").execute_in_process(
+            run_config={
+                **quiet,
+                "ops": {"ingest_files": {"config": {"files": [p.name for p in paths]}}},
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+        report.steps.append((f"ingest {len(paths)} files", ingest.success))
+        if not ingest.success:
+            return report
+        report.files = ingest.output_for_node("ingest_files")
+        months = sorted(
+            {
+                date.fromisoformat(m + "-01")
+                for row in report.files
+                if row["status"] == "loaded"
+                for m in row["months"]
+            }
+        )
+        for first, last in month_ranges(months):
+            tags = range_tags(first, last)
+            success = execute("monthly_marts_job", instance, settings, run_config=quiet, tags=tags)
+            report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", success))
+        if months:
+            success = execute("unpartitioned_marts_job", instance, settings, run_config=quiet)
+            report.steps.append(("views", success))
+        if months and settings.forecasts:
+            success = execute("day_ahead_job", instance, settings, run_config=quiet)
+            report.steps.append(("day-ahead forecast", success))
+    return report

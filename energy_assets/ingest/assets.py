@@ -1,0 +1,130 @@
+"""The raw layer in Dagster: the tables ingest writes, and the job that loads dropped files."""
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    AssetSpec,
+    Config,
+    MetadataValue,
+    OpExecutionContext,
+    job,
+    op,
+)
+from pydantic import Field
+
+from energy_assets.ingest.dropbox import dropbox_files, wait_until_stable
+from energy_assets.ingest.loader import FileOutcome, Ingest
+from energy_assets.partitions import monthly_partitions, partition_key
+from energy_assets.resources import Platform
+
+RAW_READINGS = AssetKey(["raw", "readings"])
+RAW_METERS = AssetKey(["raw", "meters"])
+RAW_FILE_METERS = AssetKey(["raw", "file_meters"])
+RAW_WEATHER = AssetKey(["raw", "weather"])
+
+raw_specs = [
+    AssetSpec(
+        RAW_READINGS,
+        description="Interval readings in long form (raw.readings), one partition per month. "
+        "Written by the ingest_dropbox job from files dropped in the dropbox.",
+        partitions_def=monthly_partitions,
+        group_name="raw",
+    ),
+    AssetSpec(
+        RAW_METERS,
+        description="Meter metadata (raw.meters), written by ingest_dropbox from meter-data files.",
+        group_name="raw",
+    ),
+    AssetSpec(
+        RAW_WEATHER,
+        description="Observed weather per site (raw.weather), written by ingest_dropbox.",
+        group_name="raw",
+    ),
+    AssetSpec(
+        RAW_FILE_METERS,
+        description="Per file and meter, the span and interval length it brought.",
+        group_name="raw",
+    ),
+]
+
+
+class IngestConfig(Config):
+    files: list[str] = Field(
+        default_factory=list,
+        description="Names of files in the dropbox to load; empty loads every file there.",
+    )
+
+
+def outcome_row(outcome: FileOutcome) -> dict:
+    return {
+        "file": outcome.name,
+        "status": outcome.status,
+        "format": outcome.format,
+        "rows": outcome.rows,
+        "months": [f"{m:%Y-%m}" for m in outcome.months],
+        "reason": outcome.reason,
+        "file_id": outcome.file_id,
+    }
+
+
+@op(description="Load dropped files into the raw tables; quarantine what breaks the rules.")
+def ingest_files(context: OpExecutionContext, config: IngestConfig, platform: Platform) -> list:
+    settings = platform.settings()
+    settings.ensure_dirs()
+    if config.files:
+        paths = [settings.dropbox / name for name in config.files]
+    else:
+        paths = dropbox_files(settings.dropbox)
+    paths = wait_until_stable(paths, settings.file_stable_seconds)
+    outcomes = []
+    with Ingest(settings, platform.warehouse_url) as ingest:
+        for i, path in enumerate(paths, 1):
+            outcome = ingest.ingest_file(path)
+            if outcome is None:
+                context.log.info(f"{path.name}: taken by another process")
+                continue
+            outcomes.append(outcome)
+            context.log.info(
+                f"[{i}/{len(paths)}] {outcome.name}: {outcome.status}"
+                + (f", {outcome.rows} rows" if outcome.status == "loaded" else "")
+                + (f" ({outcome.reason})" if outcome.reason else "")
+            )
+    for event in materializations(outcomes):
+        context.log_event(event)
+    return [outcome_row(o) for o in outcomes]
+
+
+def materializations(outcomes: list[FileOutcome]) -> list[AssetMaterialization]:
+    """One event per raw month partition (and for meter metadata) that the files changed."""
+    events = []
+    readings = [o for o in outcomes if o.status == "loaded" and o.kind == "readings"]
+    months = sorted({m for o in readings for m in o.months})
+    for month in months:
+        files = [o for o in readings if month in o.months]
+        events.append(
+            AssetMaterialization(
+                RAW_READINGS,
+                partition=partition_key(month),
+                metadata={
+                    "files": MetadataValue.json([o.name for o in files]),
+                    "file_rows": sum(o.rows for o in files),
+                },
+            )
+        )
+    meters = [o for o in outcomes if o.status == "loaded" and o.kind == "meters"]
+    if meters:
+        events.append(
+            AssetMaterialization(
+                RAW_METERS,
+                metadata={
+                    "files": MetadataValue.json([o.name for o in meters]),
+                    "meters": sum(o.rows for o in meters),
+                },
+            )
+        )
+    return events
+
+
+@job(description="Load files from the dropbox into raw.* (run by the dropbox sensor).")
+def ingest_dropbox() -> None:
+    ingest_files()

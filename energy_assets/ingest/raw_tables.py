@@ -1,0 +1,203 @@
+"""The raw tables ingest writes: month partitions, bulk loads of readings, meter metadata.
+
+Plain functions over a cursor or connection, no Dagster; the DDL itself is `sql/001_raw.sql`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterable
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from psycopg2 import sql
+from psycopg2.extensions import connection
+from psycopg2.extras import Json, execute_values
+
+from energy_assets.ingest.formats import METER_FIELDS
+from energy_assets.ingest.rejections import Rejected
+from energy_assets.months import next_month
+from energy_assets.warehouse.database import SCHEMA_LOCK
+
+
+def ensure_month_partitions(conn: connection, months: Iterable[date]) -> None:
+    """Create the `raw.readings` partitions for `months` in a short transaction of their own.
+
+    Kept out of the load transaction: creating a partition locks the parent table, and holding
+    that lock for a whole file's load would block every reader.
+    """
+    with conn, conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        for month in sorted(set(months)):
+            cur.execute(
+                sql.SQL(
+                    "create table if not exists raw.{} partition of raw.readings "
+                    "for values from (%s) to (%s)"
+                ).format(sql.Identifier(f"readings_{month:%Y_%m}")),
+                (f"{month} 00:00+00", f"{next_month(month)} 00:00+00"),
+            )
+
+
+READING_COLUMNS = ["meter_id", "interval_start", "interval_seconds", "channel", "value"]
+_PG_EPOCH_NS = 946_684_800 * 10**9  # 2000-01-01 UTC, the origin of binary timestamps
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_BINARY_TRAILER = struct.pack("!h", -1)
+
+
+def readings_copy_binary(readings: pd.DataFrame, file_id: int) -> bytes:
+    """Long-form readings in PostgreSQL's binary COPY format, built with numpy.
+
+    Rows are laid out per (meter, channel) group, where every field has a fixed width, so each
+    group is one numpy record array: no per-row Python, no text formatting or parsing.
+    """
+    meter = pd.Categorical(readings["meter_id"])
+    channel = pd.Categorical(readings["channel"])
+    micros = (readings["interval_start"].array.asi8 - _PG_EPOCH_NS) // 1000
+    seconds = readings["interval_seconds"].to_numpy()
+    values = readings["value"].to_numpy(dtype="float64")
+    group = meter.codes.astype("int64") * len(channel.categories) + channel.codes
+    order = np.argsort(group, kind="stable")
+    bounds = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1, len(order)]
+    parts = [_BINARY_HEADER]
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[start:end]
+        meter_id = str(meter.categories[meter.codes[rows[0]]]).encode()
+        channel_name = str(channel.categories[channel.codes[rows[0]]]).encode()
+        record = np.empty(
+            len(rows),
+            dtype=[
+                ("fields", ">i2"),
+                ("meter_len", ">i4"),
+                ("meter", f"S{len(meter_id)}"),
+                ("ts_len", ">i4"),
+                ("ts", ">i8"),
+                ("seconds_len", ">i4"),
+                ("seconds", ">i4"),
+                ("channel_len", ">i4"),
+                ("channel", f"S{len(channel_name)}"),
+                ("value_len", ">i4"),
+                ("value", ">f8"),
+                ("file_len", ">i4"),
+                ("file_id", ">i8"),
+            ],
+        )
+        record["fields"] = 6
+        record["meter_len"], record["meter"] = len(meter_id), meter_id
+        record["ts_len"], record["ts"] = 8, micros[rows]
+        record["seconds_len"], record["seconds"] = 4, seconds[rows]
+        record["channel_len"], record["channel"] = len(channel_name), channel_name
+        record["value_len"], record["value"] = 8, values[rows]
+        record["file_len"], record["file_id"] = 8, file_id
+        parts.append(record.tobytes())
+    parts.append(_BINARY_TRAILER)
+    return b"".join(parts)
+
+
+def copy_readings(cur, readings: pd.DataFrame, file_id: int) -> None:
+    """Bulk-load long-form readings with a binary COPY."""
+    cur.copy_expert(
+        "copy raw.readings (meter_id, interval_start, interval_seconds, channel, value, file_id)"
+        " from stdin with (format binary)",
+        io.BytesIO(readings_copy_binary(readings, file_id)),
+    )
+
+
+def meter_spans(cur, meter_ids: list[str]) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """First and last interval already loaded per meter."""
+    cur.execute(
+        "select meter_id, min(first_interval), max(last_interval) from raw.file_meters"
+        " where meter_id = any(%s) group by meter_id",
+        (meter_ids,),
+    )
+    return {m: (pd.Timestamp(a), pd.Timestamp(b)) for m, a, b in cur.fetchall()}
+
+
+def meter_timezones(cur) -> dict[str, str]:
+    cur.execute("select meter_id, timezone from raw.meters where timezone is not null")
+    return dict(cur.fetchall())
+
+
+def check_file_duplicates(cur, file_id: int) -> None:
+    """Conflicting duplicates inside one file, found in the database (unsorted large files)."""
+    cur.execute(
+        "select meter_id, channel, interval_start from raw.readings where file_id = %s"
+        " group by 1, 2, 3 having count(distinct value) > 1 limit 1",
+        (file_id,),
+    )
+    clash = cur.fetchone()
+    if clash is not None:
+        meter, channel, when = clash
+        raise Rejected(
+            "conflicting_duplicate",
+            f"meter {meter}: {when} appears more than once with different {channel} values",
+            sample=str(when),
+        )
+
+
+def upsert_meters(cur, meters: pd.DataFrame, file_id: int) -> list[str]:
+    """Insert or update meter metadata; return the meters that are new or changed."""
+    fields = [f for f in METER_FIELDS if f in meters]
+    has_attributes = "attributes" in meters
+    columns = [*fields, *(["attributes"] if has_attributes else []), "file_id"]
+    join = sql.SQL(", ").join
+    excluded = [sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in columns]
+    if has_attributes:  # attributes accumulate across files
+        excluded[len(fields)] = sql.SQL("raw.meters.attributes || excluded.attributes")
+    statement = sql.SQL(
+        "insert into raw.meters (meter_id, {cols}) values %s on conflict (meter_id)"
+        " do update set ({cols}) = row({new}), updated_at = now()"
+        " where ({old_fields}) is distinct from ({new_fields}) returning meter_id"
+    ).format(
+        cols=join(map(sql.Identifier, columns)),
+        new=join(excluded),
+        old_fields=join(sql.SQL("raw.meters.{}").format(sql.Identifier(f)) for f in columns[:-1]),
+        new_fields=join(excluded[:-1]),
+    )
+    rows = [
+        (*(_sql_value(v) for v in row), file_id)
+        for row in meters[["meter_id", *columns[:-1]]].itertuples(index=False)
+    ]
+    changed = execute_values(cur, statement.as_string(cur), rows, fetch=True)
+    return [row[0] for row in changed]
+
+
+def upsert_meter_attributes(cur, attributes: dict[str, dict[str, str]], file_id: int) -> None:
+    """Fields a readings file carries about its meters (customer, tariff) fill in metadata
+    without overwriting what a metadata file said."""
+    rows = []
+    for meter, values in attributes.items():
+        known = {k: v for k, v in values.items() if k in METER_FIELDS}
+        extra = {k: v for k, v in values.items() if k not in METER_FIELDS}
+        rows.append((meter, known.get("customer_id"), known.get("tariff"), Json(extra), file_id))
+    if rows:
+        execute_values(
+            cur,
+            "insert into raw.meters (meter_id, customer_id, tariff, attributes, file_id)"
+            " values %s on conflict (meter_id) do update set"
+            " customer_id = coalesce(raw.meters.customer_id, excluded.customer_id),"
+            " tariff = coalesce(raw.meters.tariff, excluded.tariff),"
+            " attributes = excluded.attributes || raw.meters.attributes",
+            rows,
+        )
+
+
+def _sql_value(value):
+    if isinstance(value, dict):
+        return Json(value)
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def loaded_months(conn: connection, after_file_id: int) -> tuple[list[date], int]:
+    """Months touched by files loaded after `after_file_id`, and the newest file id seen."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select coalesce(max(file_id), %s),"
+            " coalesce(array_agg(distinct m order by m)"
+            "   filter (where status = 'loaded' and m is not null), '{}')"
+            " from raw.files left join lateral unnest(months) m on true where file_id > %s",
+            (after_file_id, after_file_id),
+        )
+        last, months = cur.fetchone()
+    return months, last

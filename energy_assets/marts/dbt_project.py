@@ -1,0 +1,121 @@
+"""The dbt project outside Dagster: its manifest, the relations it creates, its command lines.
+
+The manifest must exist before the code location is imported (the dbt assets are built from
+it); `ensure_manifest` is the explicit step that prepares it, called by every command that
+starts the platform, by the test session and by the Docker build, never by an import.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from energy_assets.settings import DBT_PROJECT_DIR
+from energy_assets.warehouse.database import RELATIONS_LOCK, connect
+
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+def _newest_source_mtime() -> float:
+    target = DBT_PROJECT_DIR / "target"
+    sources = [
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.suffix in (".sql", ".yml", ".yaml") and target not in p.parents
+    ]
+    return max(p.stat().st_mtime for p in sources)
+
+
+def ensure_manifest() -> Path:
+    """Parse the project when the manifest is missing or older than a model, macro or YAML file.
+
+    Parsing costs seconds, so it happens here (at start-up) and never per run.
+    """
+    manifest = MANIFEST
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one parser at a time; the others reuse its manifest
+        if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime():
+            subprocess.run(
+                [
+                    DBT_EXECUTABLE,
+                    "parse",
+                    "--quiet",
+                    "--project-dir",
+                    str(DBT_PROJECT_DIR),
+                    "--profiles-dir",
+                    str(DBT_PROJECT_DIR),
+                ],
+                check=True,
+            )
+    return manifest
+
+
+def relations(monthly: bool) -> list[tuple[str, str]]:
+    """(schema, name) of the models dbt materializes: the month-partitioned ones, or the rest."""
+    nodes = json.loads(MANIFEST.read_text())["nodes"].values()
+    return [
+        (node["schema"], node["alias"])
+        for node in nodes
+        if node["resource_type"] == "model"
+        and node["config"]["materialized"] != "ephemeral"
+        and ("monthly" in node["tags"]) == monthly
+    ]
+
+
+def ensure_relations(warehouse_url: str) -> None:
+    """Create any missing mart tables (empty) and views before runs may go in parallel.
+
+    Two runs that both find a table or view missing would both try to create it (see
+    dagster#18733); creating them here, one process at a time, leaves runs only the
+    delete + insert of their month, which a per-model lock serialises.
+    """
+    conn = connect(warehouse_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (RELATIONS_LOCK,))
+            for monthly, extra in ((True, ["--empty"]), (False, [])):
+                names = [f"{schema}.{name}" for schema, name in relations(monthly)]
+                cur.execute("select count(to_regclass(n)) from unnest(%s::text[]) n", (names,))
+                if cur.fetchone()[0] < len(names):
+                    # Its own target folder: the shared manifest must not be rewritten under
+                    # processes reading it.
+                    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+                        subprocess.run(
+                            [
+                                DBT_EXECUTABLE,
+                                "run",
+                                "--quiet",
+                                "--project-dir",
+                                str(DBT_PROJECT_DIR),
+                                "--profiles-dir",
+                                str(DBT_PROJECT_DIR),
+                                "--target-path",
+                                target,
+                                "--select" if monthly else "--exclude",
+                                "tag:monthly",
+                                *extra,
+                            ],
+                            check=True,
+                        )
+    finally:
+        conn.close()
+
+
+def month_vars(start: str, end: str, timezone: str) -> dict[str, str]:
+    """dbt vars for the window [start, end) of a month partition (or a range of them), and the
+    local calendar of customer meters without a timezone of their own."""
+    return {"month_start": start, "month_end": end, "timezone": timezone}
+
+
+def dbt_build_args(variables: dict[str, str] | None = None) -> list[str]:
+    """`dbt build` with the run's vars (sorted, so equal windows give equal command lines)."""
+    args = ["build"]
+    if variables:
+        args += ["--vars", json.dumps(variables, sort_keys=True)]
+    return args

@@ -1,0 +1,40 @@
+"""What the plot assets and `energy plot` read from the marts: plain functions over a
+connection, no Dagster."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from psycopg2.extensions import connection
+
+from energy_assets.warehouse.database import read_frame
+
+FEEDERS = """
+select feeder, interval_start, mw_net, meters_reporting, meters_expected
+from marts.fct_feeder_intervals
+where interval_start >= %s and interval_start < %s
+order by feeder, interval_start
+"""
+PROFILES = """
+select customer_id, day_type, hour, mean_kw
+from marts.customer_hourly_profile where month_start = %s
+"""
+
+
+def month_feeders(conn: connection, month: date, following: date) -> pd.DataFrame:
+    """The month's feeder intervals: net MW and how many meters reported of those expected."""
+    feeders = read_frame(conn, FEEDERS, (month, following))
+    feeders["interval_start"] = pd.to_datetime(feeders["interval_start"], utc=True)
+    feeders["mw_net"] = feeders["mw_net"].astype(float)
+    return feeders
+
+
+def month_profiles(conn: connection, month: date, customer: str | None = None) -> pd.DataFrame:
+    """`marts.customer_hourly_profile` rows of a month (of one customer when named)."""
+    query, params = PROFILES, (month,)
+    if customer is not None:
+        query, params = PROFILES + " and customer_id = %s", (month, customer)
+    profiles = read_frame(conn, query, params)
+    profiles["mean_kw"] = profiles["mean_kw"].astype(float)
+    return profiles

@@ -1,0 +1,82 @@
+"""The warehouse database: connections, the platform's own DDL, frames in and out.
+
+Plain functions over connections, no Dagster. Bulk writes go through COPY (`copy_frame`);
+reads come back as DataFrames (`read_frame`) in a transaction of their own, so a long
+computation after a read holds no lock that would block a rebuild.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import psycopg2
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg2 import sql
+from psycopg2.extensions import connection
+
+from energy_assets.settings import SQL_DIR
+
+# Advisory lock keys (one server may hold several platforms' databases; the keys are per database).
+SCHEMA_LOCK = 7_310_001
+"""Applying `sql/*.sql` and creating month partitions of raw.readings."""
+RELATIONS_LOCK = 7_310_002
+"""Creating the mart relations before runs may go in parallel."""
+DAGSTER_ACL_LOCK = 7_310_003
+"""Changing the privileges of Dagster's storage database."""
+
+Params = Sequence | Mapping | None
+
+
+def connect(url: str) -> connection:
+    return psycopg2.connect(url, application_name="energy_assets")
+
+
+def apply_schema(url: str) -> None:
+    """Run every `sql/*.sql` file in name order; each is idempotent."""
+    conn = connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            for path in sorted(SQL_DIR.glob("*.sql")):
+                cur.execute(path.read_text(encoding="utf-8"))
+    finally:
+        conn.close()
+
+
+def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFrame:
+    """The rows of `query` as a DataFrame, read in a transaction that ends with the read."""
+    with conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """Frame -> CSV for COPY, written by Arrow's C++ writer (pandas `to_csv` is far slower)."""
+    frame = frame.assign(
+        **{
+            col: frame[col].astype("datetime64[us, UTC]")
+            for col in frame.columns
+            if isinstance(frame[col].dtype, pd.DatetimeTZDtype)
+        }
+    )
+    buffer = io.BytesIO()
+    pacsv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        buffer,
+        write_options=pacsv.WriteOptions(include_header=False),
+    )
+    return buffer.getvalue()
+
+
+def copy_frame(cur, table: str, frame: pd.DataFrame) -> None:
+    """COPY `frame` into `table` (a schema-qualified name of ours), columns by frame order."""
+    schema, name = table.split(".")
+    statement = sql.SQL("copy {}.{} ({}) from stdin with (format csv)").format(
+        sql.Identifier(schema),
+        sql.Identifier(name),
+        sql.SQL(", ").join(map(sql.Identifier, frame.columns)),
+    )
+    cur.copy_expert(statement.as_string(cur), io.BytesIO(csv_bytes(frame)))
