@@ -5,17 +5,22 @@ from datetime import date
 from dagster import AssetKey, BackfillPolicy, MonthlyPartitionsDefinition, TimeWindow, asset
 
 from energy_assets.months import next_month
+from energy_assets.settings import Settings
 
 MONTH_RUN_TAG = "energy/month-run"
 """Tag of the runs that rebuild months: the run queue limits how many run at once."""
-FIRST_MONTH = date(1990, 1, 1)  # ingest rejects readings before this
+# Dagster needs the partition set when the assets are defined, so the first month is read here.
+FIRST_MONTH = Settings.from_env().first_month
+KEY_FORMAT = "%Y-%m"
 
-monthly_partitions = MonthlyPartitionsDefinition(start_date=f"{FIRST_MONTH:%Y-%m-%d}", end_offset=1)
+monthly_partitions = MonthlyPartitionsDefinition(
+    start_date=f"{FIRST_MONTH:{KEY_FORMAT}}", fmt=KEY_FORMAT, end_offset=1
+)
 
 
 def partition_key(month: date) -> str:
-    """The partition key of the month that holds `month` (keys look like 2024-01-01)."""
-    return f"{month:%Y-%m}-01"
+    """The partition key of the month that holds `month` (keys look like 2024-01)."""
+    return f"{month:{KEY_FORMAT}}"
 
 
 def months_in(window: TimeWindow) -> list[tuple[date, date]]:

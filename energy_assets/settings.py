@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,11 @@ def _count_or_all(text: str) -> int | None:
 def _hours(text: str) -> tuple[int, int]:
     start, end = (int(part) for part in text.split(","))
     return start, end
+
+
+def _month(text: str) -> date:
+    """`2000-01` (or a full date) -> the first day of that month."""
+    return date.fromisoformat(text.strip()[:7] + "-01")
 
 
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -195,6 +201,13 @@ class Settings:
     )
     pg_port: int = _var(
         "ENERGY_PG_PORT", DEFAULT_PG_PORT, int, "port of the embedded PostgreSQL on 127.0.0.1"
+    )
+    first_month: date = _var(
+        "ENERGY_FIRST_MONTH",
+        date(2000, 1, 1),
+        _month,
+        "the earliest month a reading may fall in (YYYY-MM): month partitions start here and"
+        " ingest refuses older timestamps",
     )
     default_timezone: str = _var(
         "ENERGY_TIMEZONE",

@@ -167,7 +167,7 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         instance = DagsterInstance.get()
         record = instance.fetch_materializations(
             AssetRecordsFilter(
-                asset_key=AssetKey(["ml", "forecast_backtest"]), asset_partitions=["2024-02-01"]
+                asset_key=AssetKey(["ml", "forecast_backtest"]), asset_partitions=["2024-02"]
             ),
             limit=1,
         ).records[0]
@@ -198,7 +198,7 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
             e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_SUCCESS)
         }
         assert {"ml__forecast_backtest", "ml__anomalies"} <= steps
-        assert run.tags["dagster/asset_partition_range_end"] == "2024-02-01"
+        assert run.tags["dagster/asset_partition_range_end"] == "2024-02"
         request = forecasts_after_marts(context)
         assert request.job_name in (None, "day_ahead_job")
         assert request.run_key == f"live-{run.run_id}"

@@ -142,9 +142,9 @@ def off_interval_grid():
     return quarantined("GRID_2024-01.csv", csv(data), "off_interval_grid", [5])
 
 
-def before_1990():
-    data = rows(8, 38, start="1989-12-31 23:45")  # first row: 15 minutes before 1990
-    return quarantined("OLD_1989-12.csv", csv(data), "timestamp_out_of_range", [2])
+def before_2000():
+    data = rows(8, 38, start="1999-12-31 23:45")  # first row: 15 minutes before 2000
+    return quarantined("OLD_1999-12.csv", csv(data), "timestamp_out_of_range", [2])
 
 
 def in_the_future():
@@ -331,7 +331,7 @@ CASES = [  # processed in this order (by modification time)
     bad_timestamp,
     conflicting_duplicate,
     off_interval_grid,
-    before_1990,
+    before_2000,
     in_the_future,
     hours_ahead,
     negative_kw_del,

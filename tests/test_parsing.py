@@ -15,6 +15,7 @@ from energy_assets.ingest.formats import (
 from energy_assets.ingest.parsing import ReadingsParser, meter_from_filename, parse_meters
 from energy_assets.ingest.readers import open_table
 from energy_assets.ingest.rejections import Rejected
+from energy_assets.settings import Settings
 
 
 @dataclass
@@ -33,7 +34,7 @@ def parse_file(path, formats, timezone_for) -> Parsed:
         raise Rejected("header_only", f"{path.name} has a header but no data rows")
     if match.format.kind == "meters":
         return Parsed(match.format, meters=parse_meters(pd.concat(chunks), match, table.line_of))
-    parser = ReadingsParser(match, path.name, timezone_for)
+    parser = ReadingsParser(match, path.name, timezone_for, EARLIEST)
     parts = [parser.feed(chunk, table.line_of) for chunk in chunks]
     readings = pd.concat(parts, ignore_index=True).sort_values(
         ["meter_id", "interval_start", "channel"], ignore_index=True
@@ -42,6 +43,7 @@ def parse_file(path, formats, timezone_for) -> Parsed:
 
 
 FORMATS = load_formats()
+EARLIEST = pd.Timestamp(Settings().first_month, tz="UTC")
 FEEDER = "Start Time,kW del,kW rec,kVA del,kVA rec\n"
 TWO = "Start Time,kW del,kW rec\n"
 
@@ -514,7 +516,8 @@ def feed_in_chunks(tmp_path, text, chunk_rows, tz="UTC", name="M1_x.csv"):
     """Feed a file to one ReadingsParser `chunk_rows` records at a time, as ingest does."""
     path = write(tmp_path, name, text)
     table = open_table(path, chunk_rows=chunk_rows)
-    parser = ReadingsParser(require_format(table.header, FORMATS, name), name, lambda m: tz)
+    match = require_format(table.header, FORMATS, name)
+    parser = ReadingsParser(match, name, lambda m: tz, EARLIEST)
     frames = [parser.feed(chunk, table.line_of) for chunk in table.chunks()]
     return parser, pd.concat(frames, ignore_index=True)
 

@@ -148,7 +148,7 @@ def test_rematerializing_a_month_leaves_other_months_alone(platform):
 
     with platform_session(platform.settings):
         result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-01-01", instance=DagsterInstance.get()
+            partition_key="2024-01", instance=DagsterInstance.get()
         )
     assert result.success
     after = snapshot()
@@ -196,7 +196,7 @@ def test_failing_dbt_test_is_a_failed_asset_check_that_blocks_downstream(platfor
 
     with platform_session(platform.settings):
         result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-01-01", instance=DagsterInstance.get(), raise_on_error=False
+            partition_key="2024-01", instance=DagsterInstance.get(), raise_on_error=False
         )
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

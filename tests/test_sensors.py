@@ -48,11 +48,11 @@ def test_sensors_request_ingest_then_exactly_the_touched_months(platform):
         )
         assert ingest.success
         materialized = instance.get_materialized_partitions(RAW_READINGS)
-        assert materialized == {"2024-01-01", "2024-02-01"}
+        assert materialized == {"2024-01", "2024-02"}
 
         requests, months_cursor = evaluate(loaded_months_sensor, instance, None, platform)
         month_requests = [r for r in requests if r.job_name == "monthly_marts_job"]
-        assert sorted(r.partition_key for r in month_requests) == ["2024-01-01", "2024-02-01"]
+        assert sorted(r.partition_key for r in month_requests) == ["2024-01", "2024-02"]
         assert [r.job_name for r in requests if r not in month_requests] == [
             "unpartitioned_marts_job"
         ]
@@ -64,5 +64,5 @@ def test_sensors_request_ingest_then_exactly_the_touched_months(platform):
         defs.resolve_job_def("ingest_dropbox").execute_in_process(instance=instance)
         requests, _ = evaluate(loaded_months_sensor, instance, months_cursor, platform)
         assert [r.partition_key for r in requests if r.job_name == "monthly_marts_job"] == [
-            "2024-03-01"
+            "2024-03"
         ]

@@ -58,7 +58,7 @@ def test_status_reports_latest_months_backlog_and_a_failing_check(platform, caps
     conn.close()
     with platform_session(platform.settings), DagsterInstance.get() as instance:
         result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-02-01", instance=instance, raise_on_error=False
+            partition_key="2024-02", instance=instance, raise_on_error=False
         )
     assert not result.success
 
@@ -74,14 +74,14 @@ def test_status_reports_latest_months_backlog_and_a_failing_check(platform, caps
 
 
 def test_latest_month_and_runs_are_read_newest_first():
-    assert latest_month(["2024-02-01", "2023-12-01", "2024-01-01"]) == "2024-02"
+    assert latest_month(["2024-02", "2023-12", "2024-01"]) == "2024-02"
     assert latest_month([]) is None
-    assert run_partition({"dagster/partition": "2024-03-01"}) == "2024-03"
+    assert run_partition({"dagster/partition": "2024-03"}) == "2024-03"
     assert (
         run_partition(
             {
-                "dagster/asset_partition_range_start": "2024-01-01",
-                "dagster/asset_partition_range_end": "2024-02-01",
+                "dagster/asset_partition_range_start": "2024-01",
+                "dagster/asset_partition_range_end": "2024-02",
             }
         )
         == "2024-01..2024-02"

@@ -186,7 +186,7 @@ def check_pages(page: Page, ui: str) -> None:
         expect(page.get_by_text("Materialized (2)")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Failed (0)")).to_be_visible()
         page.get_by_text("Missing (", exact=False).click()  # hide the months without data
-        for month in ("2024-01-01", "2024-02-01"):
+        for month in ("2024-01", "2024-02"):
             expect(page.get_by_text(month, exact=True).first).to_be_visible()
-        expect(page.get_by_text("2023-12-01", exact=True)).to_have_count(0)
+        expect(page.get_by_text("2023-12", exact=True)).to_have_count(0)
         page.screenshot(path=ARTIFACTS / f"{asset.replace('/', '-')}-partitions.png")

@@ -102,7 +102,7 @@ class Status:
 
 
 def month_label(partition_key: str) -> str:
-    """`2024-01-01` -> `2024-01`; other keys as they are."""
+    """Month keys stay; `2024-01-01`, a key of homes from before keys were months: `2024-01`."""
     return partition_key[:7] if len(partition_key) == 10 else partition_key
 
 

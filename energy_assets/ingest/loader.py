@@ -223,7 +223,8 @@ class Ingest:
         )
 
     def _load_readings(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
-        parser = ReadingsParser(match, dropped.path.name, self._timezone_lookup(cur))
+        earliest = pd.Timestamp(self.settings.first_month, tz="UTC")
+        parser = ReadingsParser(match, dropped.path.name, self._timezone_lookup(cur), earliest)
         file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
         data_months: set[date] = set()
         records = rows = 0

@@ -17,7 +17,6 @@ from energy_assets.ingest.formats import METER_FIELDS, Match
 from energy_assets.ingest.rejections import Rejected
 
 NULL_TOKENS = frozenset({"", "nan", "null", "na", "n/a", "none", "-"})
-EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
 FUTURE_SLACK = pd.Timedelta(days=1)
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
@@ -174,6 +173,8 @@ class ReadingsParser:
     match: Match
     file_name: str
     timezone_for: Callable[[str], str]
+    earliest: pd.Timestamp
+    """Readings before this are refused (the first month partition, `ENERGY_FIRST_MONTH`)."""
     now: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
     meters: dict[str, MeterState] = field(default_factory=dict)
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -203,12 +204,13 @@ class ReadingsParser:
             chunk[columns["timestamp"]], meters, self.timezone_for, line_of, self.repeated
         )
         reject_first(
-            (times < EARLIEST) | (times > self.now + FUTURE_SLACK),
+            (times < self.earliest) | (times > self.now + FUTURE_SLACK),
             times.index,
             line_of,
             "timestamp_out_of_range",
             lambda i: (
-                f"{times.iloc[i]} is before {EARLIEST:%Y-%m-%d} or more than a day in the future",
+                f"{times.iloc[i]} is before {self.earliest:%Y-%m-%d}"
+                " or more than a day in the future",
                 str(chunk[columns["timestamp"]].iloc[i]),
             ),
         )
