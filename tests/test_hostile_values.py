@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from hostile_files import Case, count, csv, kw_sum, rows
 
+from energy_assets.commands.run import run_once
 from energy_assets.ingest.loader import Ingest
-from energy_assets.ingest.parsing import BOUNDS
+from energy_assets.ingest.parsing import BOUNDS, MAX_MULTIPLIER
 from energy_assets.warehouse.database import apply_schema
 
 KW_LIMIT = next(b.limit for b in BOUNDS if "kw" in b.words)
@@ -48,6 +49,10 @@ def profile_rows(n: int) -> list[list[str]]:
         ]
         for i in range(n)
     ]
+
+
+def metadata(multiplier: str = "1", timezone: str = "UTC") -> str:
+    return f"ID,Name,Multiplier,Timezone\nOK1,North,1,UTC\nM9,North,{multiplier},{timezone}\n"
 
 
 # --- refused: values no meter produces ---------------------------------------------------------
@@ -90,6 +95,15 @@ def power_factor_above_one():
     return quarantined("pf_high.csv", csv(data, PROFILE), "implausible_value", [4])
 
 
+def multiplier_case(label: str, value: str):
+    return quarantined(f"meters-{label}.csv", metadata(multiplier=value), "bad_multiplier", [3])
+
+
+def unknown_timezone():
+    text = metadata(timezone="Mars/Olympus")
+    return quarantined("meters-tz.csv", text, "bad_timezone", [3])
+
+
 # --- loaded: what a meter can produce ----------------------------------------------------------
 
 
@@ -108,6 +122,10 @@ def at_the_kw_bound():
     return loaded(name, csv(data), count(data), meter="BOUND", kw_del=kw_sum(data))
 
 
+def multiplier_at_the_bound():
+    return loaded("meters-max.csv", metadata(multiplier=f"{MAX_MULTIPLIER:.0f}"), 0)
+
+
 CASES = {
     "overflowing_kw_del": overflowing_kw_del,
     "just_above_the_kw_bound": just_above_the_kw_bound,
@@ -116,9 +134,15 @@ CASES = {
     "number_too_large_for_a_float": number_too_large_for_a_float,
     "infinite_power_factor": infinite_power_factor,
     "power_factor_above_one": power_factor_above_one,
+    "multiplier_minus_one": lambda: multiplier_case("minus-one", "-1"),
+    "multiplier_zero": lambda: multiplier_case("zero", "0"),
+    "multiplier_1e9": lambda: multiplier_case("1e9", "1e9"),
+    "multiplier_inf": lambda: multiplier_case("inf", "inf"),
+    "unknown_timezone": unknown_timezone,
     "negative_kw_del": negative_kw_del,
     "negative_kva_del": negative_kva_del,
     "at_the_kw_bound": at_the_kw_bound,
+    "multiplier_at_the_bound": multiplier_at_the_bound,
 }
 
 
@@ -174,6 +198,9 @@ def test_each_value_gets_its_verdict(platform):
         if (got := verdict(platform, case, outcomes[case.name])) != (want := expected(case))
     }
     assert problems == {}, "files that got the wrong verdict: (expected, got)"
+    assert (
+        platform.scalar("select multiplier from raw.meters where meter_id = 'M9'") == MAX_MULTIPLIER
+    )
 
 
 def lcl_block(households: dict[str, list[str]]) -> str:
@@ -226,3 +253,33 @@ def test_one_households_negative_readings_load_beside_the_others(platform):
     pd.testing.assert_frame_equal(stored, want, check_dtype=False)
     negative = stored[stored["value"] < 0]
     assert (negative["meter_id"].unique().tolist(), len(negative)) == (["MAC000002"], 24)
+
+
+def test_values_at_the_bounds_build_the_month(platform):
+    """The largest reading times the largest multiplier passes through the marts: no float8
+    overflow anywhere in a rebuild; one beyond the bound never gets that far."""
+    dropbox = platform.settings.dropbox
+    data = rows(8, 10, start="2024-03-01 00:00")
+    data[3][1] = f"{KW_LIMIT:.0f}"
+    (dropbox / "BIG_2024-03.csv").write_text(csv(data))
+    (dropbox / "meter-data.csv").write_text(f"ID,Name,Multiplier\nBIG,North,{MAX_MULTIPLIER:.0f}\n")
+    beyond = [row[:] for row in data]
+    beyond[3][1] = "1e308"
+    (dropbox / "WORSE_2024-03.csv").write_text(csv(beyond))
+
+    report = run_once(platform.settings)
+
+    assert report.ok, report.table()
+    statuses = {row["file"]: row["status"] for row in report.files}
+    assert statuses == {
+        "BIG_2024-03.csv": "loaded",
+        "meter-data.csv": "loaded",
+        "WORSE_2024-03.csv": "quarantined",
+    }
+    peak = platform.scalar(
+        "select max(kw_del) from marts.fct_intervals_clean where meter_id = 'BIG'"
+    )
+    assert peak == KW_LIMIT * MAX_MULTIPLIER
+    assert platform.scalar("select max(mw_del) from marts.fct_feeder_intervals") == (
+        KW_LIMIT * MAX_MULTIPLIER / 1000
+    )

@@ -14,6 +14,7 @@ from energy_assets.ingest.formats import (
 )
 from energy_assets.ingest.parsing import (
     ANY_VALUE,
+    MAX_MULTIPLIER,
     ReadingsParser,
     bound_of,
     meter_from_filename,
@@ -611,6 +612,30 @@ def test_meter_metadata_non_numeric_multiplier(tmp_path):
     assert error.rule == "non_numeric"
     assert error.lines == [3]
     assert error.sample == "x2"
+
+
+@pytest.mark.parametrize(
+    "multiplier", ["-1", "0", "-0", "1e9", "inf", "-inf", "Infinity", "1000001"]
+)
+def test_meter_metadata_multiplier_out_of_range(tmp_path, multiplier):
+    text = f"ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,{multiplier}\n"
+    error = rejected(tmp_path, text, name="meter-data.csv")
+    assert (error.rule, error.lines, error.sample) == ("bad_multiplier", [3], multiplier)
+    assert error.message.startswith(f"line 3: meter M1002: multiplier {multiplier!r}")
+
+
+def test_meter_metadata_multiplier_up_to_its_bound(tmp_path):
+    text = f"ID,Name,Multiplier\nM1,F1,{MAX_MULTIPLIER:.0f}\nM2,F1,0.001\nM3,F1,\n"
+    meters = parse(write(tmp_path, "meter-data.csv", text)).meters
+    assert meters["multiplier"].tolist() == [MAX_MULTIPLIER, 0.001, 1.0]
+
+
+def test_meter_metadata_timezone_must_be_a_zone(tmp_path):
+    text = "ID,Name,Timezone\nM1,F1,Europe/London\nM2,F1,\nM3,F1,Mars/Olympus\n"
+    error = rejected(tmp_path, text, name="meter-data.csv")
+    assert (error.rule, error.lines, error.sample) == ("bad_timezone", [4], "Mars/Olympus")
+    meters = parse(write(tmp_path, "meter-data.csv", text.replace("Mars/Olympus", "UTC"))).meters
+    assert meters["timezone"].fillna("-").tolist() == ["Europe/London", "-", "UTC"]
 
 
 def test_meter_metadata_duplicate_meter(tmp_path):

@@ -6,13 +6,15 @@ reading of each channel), so memory follows the chunk size, not the file size.
 A value a meter can produce loads, negative ones included (a reversed CT, another sign
 convention: the marts mark such intervals `suspect`). A value no meter produces refuses the
 file: infinity, or a magnitude beyond its quantity's bound in `BOUNDS`, so that no accepted
-value can overflow a month's rebuild.
+value, times any accepted multiplier (`MAX_MULTIPLIER`), can overflow a month's rebuild.
 """
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,8 @@ ANY_VALUE = Bound(
     1e10,
     "10 GW in W; even times the largest multiplier far inside a float8",
 )
+MAX_MULTIPLIER = 1e6
+"""A meter's multiplier is its CT ratio times its VT ratio: 4000:5 x 138 kV:115 V is 960,000."""
 
 LineOf = Callable[[int], int]
 """Record number (0-based, from the chunk index) -> physical line in the file."""
@@ -497,7 +501,32 @@ def parse_meters(table: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataF
     if "multiplier" in meters:
         text = meters["multiplier"].fillna("")
         multiplier = parse_numbers(text, match.columns["multiplier"], line_of).fillna(1.0)
+        reject_first(
+            ~((multiplier > 0) & (multiplier <= MAX_MULTIPLIER)),
+            table.index,
+            line_of,
+            "bad_multiplier",
+            lambda i: (
+                f"meter {meters['meter_id'].iloc[i]}: multiplier {text.iloc[i]!r} is not a"
+                f" number in (0, {MAX_MULTIPLIER:g}]; a multiplier is the CT ratio times the VT"
+                " ratio (1, or blank, when the meter reads primary values)",
+                text.iloc[i],
+            ),
+        )
         meters["multiplier"] = multiplier
+    if "timezone" in meters:
+        zone = meters["timezone"]
+        reject_first(
+            zone.notna() & ~zone.isin(list(timezones())),
+            table.index,
+            line_of,
+            "bad_timezone",
+            lambda i: (
+                f"meter {meters['meter_id'].iloc[i]}: {zone.iloc[i]!r} is not a time zone;"
+                " name one as the tz database does, e.g. 'Europe/London' or 'UTC'",
+                zone.iloc[i],
+            ),
+        )
     duplicated = meters["meter_id"].duplicated(keep=False)
     if duplicated.any():
         lines = [line_of(int(i)) for i in table.index[duplicated.to_numpy()][:2]]
@@ -508,6 +537,12 @@ def parse_meters(table: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataF
             {k: v for k, v in row.items() if v} for row in attrs.to_dict("records")
         ]
     return meters
+
+
+@cache
+def timezones() -> frozenset[str]:
+    """The tz database's zone names, as Python and PostgreSQL both know them."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 def parse_weather(chunk: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataFrame:
