@@ -2,7 +2,8 @@
 
 Users' exports fight back, so anything that is not a clean table is refused here with `Rejected`
 naming physical lines. CSV streams through pandas' C parser, memory bounded by `chunk_rows`;
-the slow csv module re-reads a file only to name the line of an error.
+the slow csv module re-reads a file only to name the line of an error. A workbook part that
+unpacks far beyond its packed size (a zip bomb) is refused before openpyxl unpacks it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from openpyxl.utils import get_column_letter
 from energy_assets.ingest.rejections import Rejected
 
 HEAD_BYTES = 64 * 1024
+WORKBOOK_RATIO = 100
+"""The most a workbook part over `WORKBOOK_RATIO_FLOOR` may unpack to, times its packed size:
+sheets of meter data unpack 10 to 25 times, a zip bomb of repeated bytes about 1000 times."""
+WORKBOOK_RATIO_FLOOR = 1024 * 1024
+SHARED_STRINGS_BYTES = 128 * 1024 * 1024
+"""The largest shared strings part: openpyxl holds all of it in memory, several times over."""
 DELIMITERS = (";", "\t", "|", ",")  # a tie goes to the first: `Wert (kW, netto)` in a `;` file
 SAMPLE_CHARS = 200
 MAGIC = (
@@ -381,7 +388,32 @@ def _workbook(path: Path) -> Iterator[openpyxl.Workbook]:
             workbook.close()
 
 
+def _check_unpacked_sizes(path: Path) -> None:
+    """Refuse a workbook part that would unpack far beyond its packed size, before openpyxl
+    unpacks anything. zipfile never unpacks more than a part's declared size, so the declared
+    sizes are the bound."""
+    with zipfile.ZipFile(path) as archive:
+        for part in archive.infolist():
+            ratio = part.file_size / max(part.compress_size, 1)
+            strings = part.filename.lower().endswith("sharedstrings.xml")
+            if strings and part.file_size > SHARED_STRINGS_BYTES:
+                limit = f"at most {SHARED_STRINGS_BYTES // 1024 // 1024} MiB of shared strings"
+            elif part.file_size > WORKBOOK_RATIO_FLOOR and ratio > WORKBOOK_RATIO:
+                limit = f"at most {WORKBOOK_RATIO} times its packed size"
+            else:
+                continue
+            raise Rejected(
+                "workbook_bomb",
+                f"{path.name}: the part {part.filename} unpacks to {part.file_size:,} bytes from"
+                f" {part.compress_size:,} ({ratio:,.0f}:1), and a workbook of meter data holds"
+                f" {limit}; reading it would exhaust memory. If the workbook is genuine, save"
+                " its sheet as CSV and drop that instead",
+                sample=part.filename,
+            )
+
+
 def _open_workbook(path: Path, chunk_rows: int) -> Table:
+    _check_unpacked_sizes(path)
     firsts = _first_rows(path)
     if not firsts:
         raise Rejected("empty_file", f"{path.name} is a workbook without any data")

@@ -30,6 +30,12 @@ RULES = (
     Rule("unclosed_quote", True, "a quoted value that never closes"),
     Rule("multiple_sheets", True, "an Excel workbook with data on several sheets"),
     Rule("formula_error", True, "an Excel error cell such as #DIV/0!"),
+    Rule(
+        "workbook_bomb",
+        True,
+        "an Excel workbook part over 1 MiB that unpacks to more than 100 times its packed"
+        " size, or over 128 MiB of shared strings: a zip bomb",
+    ),
     Rule("unreadable", True, "a damaged workbook, or a file the CSV parser cannot read"),
     Rule("symlink", True, "a symbolic link (never followed)"),
     Rule("missing_meter_id", True, "a row without a meter id, or a file name that names none"),
