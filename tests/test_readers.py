@@ -14,7 +14,13 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from energy_assets.ingest.readers import HEAD_BYTES, WORKBOOK_RATIO, open_table
+from energy_assets.ingest.readers import (
+    CHUNK_CELLS,
+    HEAD_BYTES,
+    LINE_BYTES,
+    WORKBOOK_RATIO,
+    open_table,
+)
 from energy_assets.ingest.rejections import Rejected
 
 
@@ -633,3 +639,77 @@ def test_workbook_that_packs_like_meter_data_is_read(tmp_path):
         book.active.append([datetime(2024, 1, 1, i // 4 % 24, i % 4 * 15), 0, 0])
     book.save(tmp_path / "zeros.xlsx")
     assert open_in_a_box(tmp_path / "zeros.xlsx") == {"header": 3, "chunk": [40_000, 3]}
+
+
+def test_header_longer_than_the_head_is_refused(tmp_path):
+    header = ",".join(f"c{i}" for i in range(HEAD_BYTES // 4)) + "\n"
+    assert len(header) > HEAD_BYTES
+    assert rejection(tmp_path, "\n\n" + header + "1,2\n") == {
+        "rule": "header_too_long",
+        "message": f"M1001_2024-01.csv: the header (line 3) is longer than {HEAD_BYTES // 1024}"
+        " KiB without a line break; no header of meter data is that long, so this is not a CSV"
+        " export of meter data, or its line breaks were lost",
+        "lines": [3],
+        "sample": header[:200],
+    }
+
+
+def test_header_just_inside_the_head_is_read(tmp_path):
+    names, size = [], 0  # as many as fit, with their commas and the line break
+    while size + len(f"c{len(names)},") <= HEAD_BYTES:
+        size += len(f"c{len(names)},")
+        names.append(f"c{len(names)}")
+    header = ",".join(names) + "\n"
+    assert HEAD_BYTES - 8 < len(header) == size <= HEAD_BYTES
+    table, records = read(tmp_path, header + "1\n")
+    assert (len(table.header), records[0][1][:2]) == (len(names), ["1", ""])
+
+
+def test_a_100_mb_header_is_refused_in_bounded_memory(tmp_path):
+    path = tmp_path / "wide.csv"
+    with path.open("w") as out:  # 100 MB of distinct column names, cut anywhere still distinct
+        for start in range(0, 10_000_000, 1_000_000):
+            out.write("".join(f"c{i:08d}," for i in range(start, start + 1_000_000)))
+        out.write("last\n1,2\n")
+    assert path.stat().st_size > 100_000_000
+    assert open_in_a_box(path)["rule"] == "header_too_long"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_line_longer_than_the_bound_is_refused_with_its_number(tmp_path, newline):
+    long = "2024-01-01 00:45," + "9" * (LINE_BYTES - 16)
+    lines = ["Start Time,kW del", "2024-01-01 00:00,1", "", "2024-01-01 00:30,2", long, "x,3"]
+    path = write(tmp_path, newline.join(lines) + newline)
+    with pytest.raises(Rejected) as info:
+        rows(open_table(path))
+    assert (info.value.rule, info.value.lines) == ("line_too_long", [5])
+    assert info.value.sample == long[:200]
+    assert info.value.message == (
+        "M1001_2024-01.csv: line 5 is longer than 1 MiB without a line break; no record of"
+        " meter data is that long, so the file is damaged or is not a meter export"
+    )
+
+
+def test_line_as_long_as_the_bound_is_read(tmp_path):
+    value = "9" * (LINE_BYTES - len("2024-01-01 00:15,"))
+    text = "Start Time,kW del\n2024-01-01 00:00,1\n2024-01-01 00:15," + value + "\nx,3\n"
+    _, records = read(tmp_path, text)
+    assert [len(values[1]) for _, values in records] == [1, len(value), 1]
+
+
+def test_a_300_mib_line_is_refused_in_bounded_memory(tmp_path):
+    path = tmp_path / "long.csv"
+    with path.open("wb") as out:
+        out.write(b"Start Time,kW del\n2024-01-01 00:00,1\n2024-01-01 00:15,")
+        for block in repeated(300 * MiB, b"9"):
+            out.write(block)
+        out.write(b"\n")
+    outcome = open_in_a_box(path)
+    assert (outcome["rule"], outcome["lines"]) == ("line_too_long", [3])
+
+
+def test_a_wide_header_gets_chunks_of_fewer_rows(tmp_path):
+    names = [f"c{i}" for i in range(10_000)]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(["Start Time", *names]) + "\n" + "2024-01-01 00:00,1\n" * 200_000)
+    assert open_in_a_box(path) == {"header": 10_001, "chunk": [CHUNK_CELLS // 10_001, 10_001]}

@@ -25,6 +25,8 @@ RULES = (
     Rule("missing_column", True, "a format nearly matches but lacks a required column"),
     Rule("bad_header", True, "a header column without a name"),
     Rule("duplicate_column", True, "a column name twice in the header"),
+    Rule("header_too_long", True, "a header line over 64 KiB: no header of meter data is"),
+    Rule("line_too_long", True, "a line over 1 MiB: no record of meter data is"),
     Rule("bad_row", True, "more fields than the header has columns (an unquoted delimiter)"),
     Rule("truncated_last_line", True, "the last line is cut off: the file is incomplete"),
     Rule("unclosed_quote", True, "a quoted value that never closes"),
