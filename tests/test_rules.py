@@ -6,6 +6,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from energy_assets.ingest.parsing import ANY_VALUE, BOUNDS, MAX_MULTIPLIER
+from energy_assets.ingest.readers import (
+    HEAD_BYTES,
+    LINE_BYTES,
+    SHARED_STRINGS_BYTES,
+    WORKBOOK_RATIO,
+    WORKBOOK_RATIO_FLOOR,
+)
 from energy_assets.ingest.rejections import RULES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "energy_assets"
@@ -51,6 +59,32 @@ def test_every_refusing_rule_listed_is_raised_somewhere():
 def test_rules_are_listed_once():
     names = [rule.name for rule in RULES]
     assert sorted(name for name in set(names) if names.count(name) > 1) == []
+
+
+def short(number: float) -> str:
+    """1e7, as the meanings write it."""
+    return f"{number:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
+def test_meanings_quote_the_bounds_in_force():
+    meaning = {rule.name: rule.meaning for rule in RULES}
+    kib, mib = 1024, 1024 * 1024
+    quoted = {
+        "header_too_long": [f"{HEAD_BYTES // kib} KiB"],
+        "line_too_long": [f"{LINE_BYTES // mib} MiB"],
+        "workbook_bomb": [
+            f"over {WORKBOOK_RATIO_FLOOR // mib} MiB",
+            f"{WORKBOOK_RATIO} times",
+            f"{SHARED_STRINGS_BYTES // mib} MiB",
+        ],
+        "implausible_value": [short(b.limit) for b in (*BOUNDS[1:], ANY_VALUE)],
+        "bad_multiplier": [f"(0, {short(MAX_MULTIPLIER)}]"],
+    }
+    assert BOUNDS[0].quantity == "power factor" and BOUNDS[0].limit == 1
+    assert {
+        name: [text for text in texts if text not in meaning[name]]
+        for name, texts in quoted.items()
+    } == dict.fromkeys(quoted, [])
 
 
 def test_readme_gives_every_rule_its_verdict():
