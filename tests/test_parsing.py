@@ -630,11 +630,12 @@ def test_meter_metadata_multiplier_up_to_its_bound(tmp_path):
     assert meters["multiplier"].tolist() == [MAX_MULTIPLIER, 0.001, 1.0]
 
 
-def test_meter_metadata_timezone_must_be_a_zone(tmp_path):
-    text = "ID,Name,Timezone\nM1,F1,Europe/London\nM2,F1,\nM3,F1,Mars/Olympus\n"
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "europe/london", "localtime", "+01:00"])
+def test_meter_metadata_timezone_must_be_a_zone(tmp_path, zone):
+    text = f"ID,Name,Timezone\nM1,F1,Europe/London\nM2,F1,\nM3,F1,{zone}\n"
     error = rejected(tmp_path, text, name="meter-data.csv")
-    assert (error.rule, error.lines, error.sample) == ("bad_timezone", [4], "Mars/Olympus")
-    meters = parse(write(tmp_path, "meter-data.csv", text.replace("Mars/Olympus", "UTC"))).meters
+    assert (error.rule, error.lines, error.sample) == ("bad_timezone", [4], zone)
+    meters = parse(write(tmp_path, "meter-data.csv", text.replace(zone, "UTC"))).meters
     assert meters["timezone"].fillna("-").tolist() == ["Europe/London", "-", "UTC"]
 
 

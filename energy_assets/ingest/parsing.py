@@ -541,8 +541,9 @@ def parse_meters(table: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataF
 
 @cache
 def timezones() -> frozenset[str]:
-    """The tz database's zone names, as Python and PostgreSQL both know them."""
-    return frozenset(zoneinfo.available_timezones())
+    """The tz database's zone names, which PostgreSQL knows too; `localtime` is the machine's
+    own zone file, not a name, and PostgreSQL refuses it."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
 
 
 def parse_weather(chunk: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataFrame:
