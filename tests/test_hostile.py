@@ -158,16 +158,16 @@ def hours_ahead():  # less than a day ahead (a clock or time zone a little off):
     return loaded("AHEAD_today.csv", csv(data), count(data), meter="AHEAD")
 
 
-def negative_kw_del():
+def negative_kw_del():  # a reversed CT: a reading to flag, not a file to refuse
     data = rows(8, 40)
     data[6][1] = "-3.50"
-    return quarantined("NEGKW_2024-01.csv", csv(data), "negative_delivered", [8])
+    return loaded("NEGKW_2024-01.csv", csv(data), count(data), meter="NEGKW", kw_del=kw_sum(data))
 
 
 def negative_kva_del():
     data = rows(8, 41)
     data[2][3] = "-1.25"
-    return quarantined("NEGKVA_2024-01.csv", csv(data), "negative_delivered", [4])
+    return loaded("NEGKVA_2024-01.csv", csv(data), count(data), meter="NEGKVA")
 
 
 def symlink():  # to a valid file outside the dropbox, which must stay untouched

@@ -12,7 +12,15 @@ from energy_assets.ingest.formats import (
     normalize_header,
     require_format,
 )
-from energy_assets.ingest.parsing import ReadingsParser, meter_from_filename, parse_meters
+from energy_assets.ingest.parsing import (
+    ANY_VALUE,
+    MAX_MULTIPLIER,
+    ReadingsParser,
+    bound_of,
+    meter_from_filename,
+    parse_meters,
+    parse_weather,
+)
 from energy_assets.ingest.readers import open_table
 from energy_assets.ingest.rejections import Rejected
 from energy_assets.settings import Settings
@@ -349,6 +357,106 @@ def test_rejections(tmp_path, text, rule, lines):
     assert error.lines == lines
 
 
+# --- values: what a meter can produce loads, what none produces is refused ---------------------
+
+LCL = "LCLid,tstp,energy(kWh/hh)\n"
+PROFILE = "Serial,Timestamp,Avg Import kW,Import kWh,Power Factor,Voltage L1,Current L1\n"
+ASHRAE = "building_id,meter,timestamp,meter_reading\n"
+LONG = "meter,timestamp,channel,value,unit\n"
+
+
+QUANTITY_OF = {
+    **dict.fromkeys(
+        ["kw_del", "kva_rec", "kwh_import", "kw_l2", "steam_kwh", "reactive_kvarh", "phase_a_kw"],
+        "kW, kWh, kVA, kVAh, kvar, kvarh",
+    ),
+    "power_factor": "power factor",
+    "pf": "power factor",
+    "voltage_l1": "volts",
+    "current_l3": "amperes",
+    "import_wh": ANY_VALUE.quantity,
+    "temperature": ANY_VALUE.quantity,
+}
+
+
+@pytest.mark.parametrize("channel", list(QUANTITY_OF))
+def test_each_channel_has_the_bound_of_its_quantity(channel):
+    assert bound_of(channel).quantity == QUANTITY_OF[channel]
+
+
+@pytest.mark.parametrize(
+    "name, text, channel, value",
+    [
+        ("M1_a.csv", FEEDER + "2024-01-15 00:00,-3.5,0,1,0\n", "kw_del", -3.5),
+        ("M1_b.csv", FEEDER + "2024-01-15 00:00,3.5,0,-1.25,0\n", "kva_del", -1.25),
+        ("lcl.csv", LCL + "MAC1,2013-01-01 00:00:00.0000000, -0.125 \n", "kwh_import", -0.125),
+        ("p.csv", PROFILE + "S1,2024-01-15 00:00,-4,-1,-0.9,230,10\n", "kw_import", -4),
+        ("p.csv", PROFILE + "S1,2024-01-15 00:00,-4,-1,-0.9,230,10\n", "kwh_import", -1),
+        ("p.csv", PROFILE + "S1,2024-01-15 00:00,-4,-1,-0.9,230,10\n", "power_factor", -0.9),
+        ("ashrae.csv", ASHRAE + "7,0,2016-01-01 00:00:00,-12.5\n", "electricity_kwh", -12.5),
+    ],
+    ids=["kw_del", "kva_del", "lcl_kwh", "profile_kw", "profile_kwh", "profile_pf", "ashrae"],
+)
+def test_negative_readings_load_as_they_are(tmp_path, name, text, channel, value):
+    frame = readings(tmp_path, text, name=name)
+    assert frame.loc[frame["channel"] == channel, "value"].tolist() == [value]
+
+
+@pytest.mark.parametrize(
+    "name, header, row, channel",
+    [
+        ("M1_x.csv", FEEDER, "2024-01-15 00:15,{},0,1,0", "kw_del"),
+        ("p.csv", PROFILE, "S1,2024-01-15 00:15,1,1,{},230,10", "power_factor"),
+        ("p.csv", PROFILE, "S1,2024-01-15 00:15,1,1,0.9,{},10", "voltage_l1"),
+        ("p.csv", PROFILE, "S1,2024-01-15 00:15,1,1,0.9,230,{}", "current_l1"),
+        ("long.csv", LONG, "G1,2024-01-15T00:15:00Z,import,{},Wh", "import_wh"),
+    ],
+    ids=["kw", "power_factor", "volts", "amperes", "any_other"],
+)
+def test_values_up_to_their_bound_load_and_beyond_it_refuse(tmp_path, name, header, row, channel):
+    limit = bound_of(channel).limit
+    first = row.replace("00:15", "00:00").format("0") + "\n"
+    for value in (limit, -limit):
+        frame = readings(tmp_path, header + first + row.format(f"{value:.6g}") + "\n", name=name)
+        assert frame.loc[frame["channel"] == channel, "value"].tolist() == [0, value]
+    beyond = limit * 1.0001
+    error = rejected(tmp_path, header + first + row.format(f"{beyond:.8g}") + "\n", name=name)
+    assert (error.rule, error.lines, error.sample) == ("implausible_value", [3], f"{beyond:g}")
+    assert error.message.startswith(f"line 3: {channel} {beyond:g} is beyond +-{limit:g}")
+
+
+@pytest.mark.parametrize(
+    "text", ["inf", "-inf", "Infinity", "-INFINITY", "+inf", "1e999", "-1e400"]
+)
+def test_infinite_readings_refuse_the_file(tmp_path, text):
+    error = rejected(tmp_path, TWO + f"2024-01-15 00:00,1,2\n2024-01-15 00:15,3,{text}\n")
+    assert (error.rule, error.lines) == ("non_finite", [3])
+    assert error.message.startswith("line 3: kw_rec is ")
+
+
+def test_a_huge_reading_refuses_the_file(tmp_path):
+    error = rejected(tmp_path, TWO + "2024-01-15 00:00,1e308,2\n")
+    assert (error.rule, error.lines, error.sample) == ("implausible_value", [2], "1e+308")
+
+
+def test_weather_values_are_finite_and_bounded():
+    table = pd.DataFrame(
+        {
+            "site_id": ["0", "0"],
+            "timestamp": ["2016-01-01 00:00", "2016-01-01 01:00"],
+            "air_temperature": ["5.5", "inf"],
+            "wind_speed": ["3", "1e11"],
+        }
+    )
+    match = detect_format(list(table.columns), FORMATS)
+    assert match.format.name == "weather_ashrae"
+    for temperature, rule in (("inf", "non_finite"), ("-4", "implausible_value")):
+        table.loc[1, "air_temperature"] = temperature
+        with pytest.raises(Rejected) as info:
+            parse_weather(table, match, lambda record: record + 2)
+        assert (info.value.rule, info.value.lines) == (rule, [3])
+
+
 def test_out_of_order_rows_accepted_and_sorted(tmp_path):
     frame = readings(
         tmp_path, TWO + "2024-01-15 00:30,5,6\n2024-01-15 00:00,1,2\n2024-01-15 00:15,3,4\n"
@@ -504,6 +612,31 @@ def test_meter_metadata_non_numeric_multiplier(tmp_path):
     assert error.rule == "non_numeric"
     assert error.lines == [3]
     assert error.sample == "x2"
+
+
+@pytest.mark.parametrize(
+    "multiplier", ["-1", "0", "-0", "1e9", "inf", "-inf", "Infinity", "1000001"]
+)
+def test_meter_metadata_multiplier_out_of_range(tmp_path, multiplier):
+    text = f"ID,Name,Multiplier\nM1001,Feeder 1,2\nM1002,Feeder 1,{multiplier}\n"
+    error = rejected(tmp_path, text, name="meter-data.csv")
+    assert (error.rule, error.lines, error.sample) == ("bad_multiplier", [3], multiplier)
+    assert error.message.startswith(f"line 3: meter M1002: multiplier {multiplier!r}")
+
+
+def test_meter_metadata_multiplier_up_to_its_bound(tmp_path):
+    text = f"ID,Name,Multiplier\nM1,F1,{MAX_MULTIPLIER:.0f}\nM2,F1,0.001\nM3,F1,\n"
+    meters = parse(write(tmp_path, "meter-data.csv", text)).meters
+    assert meters["multiplier"].tolist() == [MAX_MULTIPLIER, 0.001, 1.0]
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "europe/london", "localtime", "+01:00"])
+def test_meter_metadata_timezone_must_be_a_zone(tmp_path, zone):
+    text = f"ID,Name,Timezone\nM1,F1,Europe/London\nM2,F1,\nM3,F1,{zone}\n"
+    error = rejected(tmp_path, text, name="meter-data.csv")
+    assert (error.rule, error.lines, error.sample) == ("bad_timezone", [4], zone)
+    meters = parse(write(tmp_path, "meter-data.csv", text.replace(zone, "UTC"))).meters
+    assert meters["timezone"].fillna("-").tolist() == ["Europe/London", "-", "UTC"]
 
 
 def test_meter_metadata_duplicate_meter(tmp_path):

@@ -2,6 +2,11 @@
 
 import gzip
 import io
+import json
+import os
+import re
+import subprocess
+import sys
 import zipfile
 from datetime import datetime
 
@@ -9,7 +14,13 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from energy_assets.ingest.readers import HEAD_BYTES, open_table
+from energy_assets.ingest.readers import (
+    CHUNK_CELLS,
+    HEAD_BYTES,
+    LINE_BYTES,
+    WORKBOOK_RATIO,
+    open_table,
+)
 from energy_assets.ingest.rejections import Rejected
 
 
@@ -497,3 +508,211 @@ def test_chunk_frames_are_plain_text(tmp_path):
     table, _ = read(tmp_path, "A,B\n1,\n")
     chunk = next(table.chunks())
     pd.testing.assert_frame_equal(chunk, pd.DataFrame({"A": ["1"], "B": [""]}, dtype="str"))
+
+
+# --- bombs: files that would make the reader hold far more than their size ---------------------
+
+MiB = 1024 * 1024
+BUDGET = 256 * MiB
+"""Address space a child may add to what it holds after importing and warming up the readers."""
+OPEN_IN_A_BOX = r"""
+import io, json, re, resource, sys
+from pathlib import Path
+import pandas as pd
+from energy_assets.ingest.readers import open_table
+from energy_assets.ingest.rejections import Rejected
+
+path, budget = Path(sys.argv[1]), int(sys.argv[2])
+pd.read_csv(io.StringIO("a,b\n1,2\n"), dtype=str)  # the libraries' own allocations first
+held = int(re.search(r"VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (held + budget, held + budget))
+try:
+    table = open_table(path)
+    chunk = next(table.chunks(), None)
+    print(json.dumps({"header": len(table.header), "chunk": list(getattr(chunk, "shape", ()))}))
+except Rejected as rejected:
+    print(json.dumps(rejected.as_dict()))
+except MemoryError:
+    print(json.dumps({"rule": "MemoryError: the reader tried to hold the bomb"}))
+"""
+
+
+def open_in_a_box(path) -> dict:
+    """`open_table` and its first chunk in a child process whose memory is capped, so a reader
+    that tries to hold a bomb fails with MemoryError instead of taking the machine."""
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_IN_A_BOX, str(path), str(BUDGET)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def repeated(size: int, byte: bytes = b"A"):
+    """`size` bytes of one byte, a MiB at a time."""
+    for start in range(0, size, MiB):
+        yield byte * min(MiB, size - start)
+
+
+def bomb_workbook(path, part: str, prefix: bytes, suffix: bytes, size: int, patch=None):
+    """A small workbook whose `part` holds `prefix`, `size` repeated bytes and `suffix`: deflate
+    packs them about 1000:1. `patch(name, data)` may rewrite the other parts."""
+    book = openpyxl.Workbook()
+    book.active.append(["Start Time", "kW del"])
+    book.active.append(["2024-01-01 00:00", 1.0])
+    small = io.BytesIO()
+    book.save(small)
+    with (
+        zipfile.ZipFile(small) as source,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target,
+    ):
+        for item in source.infolist():
+            if item.filename != part:
+                data = source.read(item)
+                target.writestr(item, patch(item.filename, data) if patch else data)
+        with target.open(part, "w", force_zip64=True) as out:
+            out.write(prefix)
+            for block in repeated(size):
+                out.write(block)
+            out.write(suffix)
+    return path
+
+
+SST = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+SST_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+
+
+def with_shared_strings(name: str, data: bytes) -> bytes:
+    """Register xl/sharedStrings.xml and point cell A2 at its first string."""
+    if name == "[Content_Types].xml":
+        part = f'<Override PartName="/xl/sharedStrings.xml" ContentType="{SST}"/>'
+        return data.replace(b"</Types>", part.encode() + b"</Types>")
+    if name == "xl/_rels/workbook.xml.rels":
+        rel = f'<Relationship Type="{SST_REL}" Target="sharedStrings.xml" Id="rId99"/>'
+        return data.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
+    if name == "xl/worksheets/sheet1.xml":
+        return re.sub(rb'<c r="A2"[^>]*>.*?</c>', b'<c r="A2" t="s"><v>0</v></c>', data)
+    return data
+
+
+def test_workbook_with_a_huge_shared_string_is_a_bomb(tmp_path):
+    size = 512 * MiB
+    path = bomb_workbook(
+        tmp_path / "bomb.xlsx",
+        "xl/sharedStrings.xml",
+        b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+        b' count="1" uniqueCount="1"><si><t>',
+        b"</t></si></sst>",
+        size,
+        with_shared_strings,
+    )
+    assert path.stat().st_size < MiB
+    outcome = open_in_a_box(path)
+    assert (outcome["rule"], outcome["sample"]) == ("workbook_bomb", "xl/sharedStrings.xml")
+    unpacked = zipfile.ZipFile(path).getinfo("xl/sharedStrings.xml").file_size
+    assert unpacked > size
+    assert f"the part xl/sharedStrings.xml unpacks to {unpacked:,} bytes" in outcome["message"]
+
+
+def test_workbook_with_a_huge_cell_is_a_bomb(tmp_path):
+    size = 512 * MiB
+    sheet = b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    path = bomb_workbook(
+        tmp_path / "bomb.xlsx",
+        "xl/worksheets/sheet1.xml",
+        sheet + b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>',
+        b"</t></is></c></row></sheetData></worksheet>",
+        size,
+    )
+    outcome = open_in_a_box(path)
+    assert (outcome["rule"], outcome["sample"]) == ("workbook_bomb", "xl/worksheets/sheet1.xml")
+    assert f"at most {WORKBOOK_RATIO} times its packed size" in outcome["message"]
+
+
+def test_workbook_that_packs_like_meter_data_is_read(tmp_path):
+    book = openpyxl.Workbook()
+    book.active.append(["Start Time", "kW del", "kW rec"])
+    for i in range(40_000):  # about 2.5 MB of sheet XML, as repetitive as meter data gets
+        book.active.append([datetime(2024, 1, 1, i // 4 % 24, i % 4 * 15), 0, 0])
+    book.save(tmp_path / "zeros.xlsx")
+    assert open_in_a_box(tmp_path / "zeros.xlsx") == {"header": 3, "chunk": [40_000, 3]}
+
+
+def test_header_longer_than_the_head_is_refused(tmp_path):
+    header = ",".join(f"c{i}" for i in range(HEAD_BYTES // 4)) + "\n"
+    assert len(header) > HEAD_BYTES
+    assert rejection(tmp_path, "\n\n" + header + "1,2\n") == {
+        "rule": "header_too_long",
+        "message": f"M1001_2024-01.csv: the header (line 3) is longer than {HEAD_BYTES // 1024}"
+        " KiB without a line break; no header of meter data is that long, so this is not a CSV"
+        " export of meter data, or its line breaks were lost",
+        "lines": [3],
+        "sample": header[:200],
+    }
+
+
+def test_header_just_inside_the_head_is_read(tmp_path):
+    names, size = [], 0  # as many as fit, with their commas and the line break
+    while size + len(f"c{len(names)},") <= HEAD_BYTES:
+        size += len(f"c{len(names)},")
+        names.append(f"c{len(names)}")
+    header = ",".join(names) + "\n"
+    assert HEAD_BYTES - 8 < len(header) == size <= HEAD_BYTES
+    table, records = read(tmp_path, header + "1\n")
+    assert (len(table.header), records[0][1][:2]) == (len(names), ["1", ""])
+
+
+def test_a_100_mb_header_is_refused_in_bounded_memory(tmp_path):
+    path = tmp_path / "wide.csv"
+    with path.open("w") as out:  # 100 MB of distinct column names, cut anywhere still distinct
+        for start in range(0, 10_000_000, 1_000_000):
+            out.write("".join(f"c{i:08d}," for i in range(start, start + 1_000_000)))
+        out.write("last\n1,2\n")
+    assert path.stat().st_size > 100_000_000
+    outcome = open_in_a_box(path)
+    path.unlink()  # pytest keeps the temporary folders of recent runs
+    assert outcome["rule"] == "header_too_long"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_line_longer_than_the_bound_is_refused_with_its_number(tmp_path, newline):
+    long = "2024-01-01 00:45," + "9" * (LINE_BYTES - 16)
+    lines = ["Start Time,kW del", "2024-01-01 00:00,1", "", "2024-01-01 00:30,2", long, "x,3"]
+    path = write(tmp_path, newline.join(lines) + newline)
+    with pytest.raises(Rejected) as info:
+        rows(open_table(path))
+    assert (info.value.rule, info.value.lines) == ("line_too_long", [5])
+    assert info.value.sample == long[:200]
+    assert info.value.message == (
+        "M1001_2024-01.csv: line 5 is longer than 1 MiB without a line break; no record of"
+        " meter data is that long, so the file is damaged or is not a meter export"
+    )
+
+
+def test_line_as_long_as_the_bound_is_read(tmp_path):
+    value = "9" * (LINE_BYTES - len("2024-01-01 00:15,"))
+    text = "Start Time,kW del\n2024-01-01 00:00,1\n2024-01-01 00:15," + value + "\nx,3\n"
+    _, records = read(tmp_path, text)
+    assert [len(values[1]) for _, values in records] == [1, len(value), 1]
+
+
+def test_a_300_mib_line_is_refused_in_bounded_memory(tmp_path):
+    path = tmp_path / "long.csv"
+    with path.open("wb") as out:
+        out.write(b"Start Time,kW del\n2024-01-01 00:00,1\n2024-01-01 00:15,")
+        for block in repeated(300 * MiB, b"9"):
+            out.write(block)
+        out.write(b"\n")
+    outcome = open_in_a_box(path)
+    path.unlink()  # pytest keeps the temporary folders of recent runs
+    assert (outcome["rule"], outcome["lines"]) == ("line_too_long", [3])
+
+
+def test_a_wide_header_gets_chunks_of_fewer_rows(tmp_path):
+    names = [f"c{i}" for i in range(10_000)]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(["Start Time", *names]) + "\n" + "2024-01-01 00:00,1\n" * 200_000)
+    assert open_in_a_box(path) == {"header": 10_001, "chunk": [CHUNK_CELLS // 10_001, 10_001]}

@@ -2,12 +2,19 @@
 
 Readings are checked chunk by chunk with a little state per meter (grid anchor and step, the last
 reading of each channel), so memory follows the chunk size, not the file size.
+
+A value a meter can produce loads, negative ones included (a reversed CT, another sign
+convention: the marts mark such intervals `suspect`). A value no meter produces refuses the
+file: infinity, or a magnitude beyond its quantity's bound in `BOUNDS`, so that no accepted
+value, times any accepted multiplier (`MAX_MULTIPLIER`), can overflow a month's rebuild.
 """
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,40 @@ from energy_assets.ingest.rejections import Rejected
 NULL_TOKENS = frozenset({"", "nan", "null", "na", "n/a", "none", "-"})
 FUTURE_SLACK = pd.Timedelta(days=1)
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Values of a quantity lie within +-`limit`: no meter measures more (`why`)."""
+
+    quantity: str
+    words: frozenset[str]
+    """A channel measures this quantity when its name, split on `_`, holds one of these."""
+    limit: float
+    why: str
+
+
+BOUNDS = (
+    Bound("power factor", frozenset({"pf", "factor"}), 1.0, "real over apparent power"),
+    Bound(
+        "kW, kWh, kVA, kVAh, kvar, kvarh",
+        frozenset({"kw", "kwh", "kva", "kvah", "kvar", "kvarh"}),
+        1e7,
+        "10 GW, or 10 GWh in one interval: five times the largest single metering points,"
+        " generating units and interconnectors of about 2 GW",
+    ),
+    Bound("volts", frozenset({"voltage", "v"}), 2e6, "the highest AC or DC lines run at 1,100 kV"),
+    Bound("amperes", frozenset({"current", "a"}), 1e6, "generator busbars carry tens of kA"),
+)
+"""Bounds by quantity, the first whose words the channel name holds; `ANY_VALUE` otherwise."""
+ANY_VALUE = Bound(
+    "any other quantity (W, Wh, weather, ...)",
+    frozenset(),
+    1e10,
+    "10 GW in W; even times the largest multiplier far inside a float8",
+)
+MAX_MULTIPLIER = 1e6
+"""A meter's multiplier is its CT ratio times its VT ratio: 4000:5 x 138 kV:115 V is 960,000."""
 
 LineOf = Callable[[int], int]
 """Record number (0-based, from the chunk index) -> physical line in the file."""
@@ -64,6 +105,51 @@ def parse_numbers(text: pd.Series, column: str, line_of: LineOf) -> pd.Series:
         lambda i: (f"{column} {text.iloc[i]!r} is not a number", text.iloc[i]),
     )
     return number.astype("float64")
+
+
+def bound_of(channel: str) -> Bound:
+    words = set(channel.lower().split("_"))
+    return next((bound for bound in BOUNDS if bound.words & words), ANY_VALUE)
+
+
+def check_values(
+    value: np.ndarray,
+    channel: np.ndarray,
+    channel_names: np.ndarray,
+    records: np.ndarray,
+    line_of: LineOf,
+) -> None:
+    """Refuse values no meter produces: infinite ones, and magnitudes beyond their bound.
+
+    `channel` holds codes into `channel_names`; NaN values are gaps and pass.
+    """
+
+    def name(i: int) -> str:
+        return channel_names[channel[i]]
+
+    reject_first(
+        np.isinf(value),
+        records,
+        line_of,
+        "non_finite",
+        lambda i: (
+            f"{name(i)} is {value[i]}, not a reading; a meter reads finite numbers"
+            " (leave the value blank where there is no reading)",
+            f"{value[i]}",
+        ),
+    )
+    bounds = [bound_of(c) for c in channel_names]
+    limits = np.array([bound.limit for bound in bounds], dtype="float64")[channel]
+
+    def beyond(i: int) -> tuple[str, str]:
+        bound = bounds[channel[i]]
+        return (
+            f"{name(i)} {value[i]:g} is beyond +-{bound.limit:g}, the most a meter can read"
+            f" of {bound.quantity} ({bound.why}); check the export's units and scaling",
+            f"{value[i]:g}",
+        )
+
+    reject_first(np.abs(value) > limits, records, line_of, "implausible_value", beyond)
 
 
 def parse_times(
@@ -215,7 +301,7 @@ class ReadingsParser:
             ),
         )
         long = self._long_values(chunk, meters, times, line_of)
-        self._check_values(long, line_of)
+        check_values(long.value, long.channel, long.channel_names, long.record, line_of)
         return self._check_sequence(long, line_of)
 
     def _collect_attributes(self, chunk: pd.DataFrame, meters: pd.Series) -> None:
@@ -280,38 +366,6 @@ class ReadingsParser:
             value=value,
             record=record,
         )
-
-    def _check_values(self, long: Long, line_of: LineOf) -> None:
-        fmt = self.match.format
-        value = long.value
-        for code, channel in enumerate(long.channel_names):
-            rows = long.channel == code
-            if channel in fmt.non_negative:
-                reject_first(
-                    rows & (value < 0),
-                    long.record,
-                    line_of,
-                    "negative_delivered",
-                    lambda i, c=channel: (
-                        f"{c} is {value[i]:g}; delivered energy cannot be"
-                        " negative (received energy belongs in its own"
-                        " column)",
-                        f"{value[i]:g}",
-                    ),
-                )
-            if channel in fmt.ranges:
-                low, high = fmt.ranges[channel]
-                outside = rows & ((value < low) | (value > high))
-                reject_first(
-                    outside,
-                    long.record,
-                    line_of,
-                    "out_of_range",
-                    lambda i, c=channel, r=(low, high): (
-                        f"{c} {value[i]:g} is outside [{r[0]:g}, {r[1]:g}]",
-                        f"{value[i]:g}",
-                    ),
-                )
 
     def _check_sequence(self, long: Long, line_of: LineOf) -> pd.DataFrame:
         """Duplicates and the interval grid; returns the rows to load (without identical
@@ -446,7 +500,33 @@ def parse_meters(table: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataF
         raise Rejected("missing_meter_id", f"line {line} has no meter id", [line])
     if "multiplier" in meters:
         text = meters["multiplier"].fillna("")
-        meters["multiplier"] = parse_numbers(text, match.columns["multiplier"], line_of).fillna(1.0)
+        multiplier = parse_numbers(text, match.columns["multiplier"], line_of).fillna(1.0)
+        reject_first(
+            ~((multiplier > 0) & (multiplier <= MAX_MULTIPLIER)),
+            table.index,
+            line_of,
+            "bad_multiplier",
+            lambda i: (
+                f"meter {meters['meter_id'].iloc[i]}: multiplier {text.iloc[i]!r} is not a"
+                f" number in (0, {MAX_MULTIPLIER:g}]; a multiplier is the CT ratio times the VT"
+                " ratio (1, or blank, when the meter reads primary values)",
+                text.iloc[i],
+            ),
+        )
+        meters["multiplier"] = multiplier
+    if "timezone" in meters:
+        zone = meters["timezone"]
+        reject_first(
+            zone.notna() & ~zone.isin(list(timezones())),
+            table.index,
+            line_of,
+            "bad_timezone",
+            lambda i: (
+                f"meter {meters['meter_id'].iloc[i]}: {zone.iloc[i]!r} is not a time zone;"
+                " name one as the tz database does, e.g. 'Europe/London' or 'UTC'",
+                zone.iloc[i],
+            ),
+        )
     duplicated = meters["meter_id"].duplicated(keep=False)
     if duplicated.any():
         lines = [line_of(int(i)) for i in table.index[duplicated.to_numpy()][:2]]
@@ -459,6 +539,13 @@ def parse_meters(table: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataF
     return meters
 
 
+@cache
+def timezones() -> frozenset[str]:
+    """The tz database's zone names, which PostgreSQL knows too; `localtime` is the machine's
+    own zone file, not a name, and PostgreSQL refuses it."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
+
+
 def parse_weather(chunk: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataFrame:
     """Weather observations in long form: site_id, observed_at (UTC), variable, value."""
     columns, fmt = match.columns, match.format
@@ -467,19 +554,26 @@ def parse_weather(chunk: pd.DataFrame, match: Match, line_of: LineOf) -> pd.Data
     else:
         sites = pd.Series(fmt.default_site or "default", index=chunk.index)
     times = parse_times(chunk[columns["timestamp"]], sites, lambda _: "UTC", line_of)
+    variables = [v for v in fmt.channels if v in columns]
+    values = [parse_numbers(chunk[columns[v]], columns[v], line_of).to_numpy() for v in variables]
+    n = len(chunk)
+    check_values(
+        np.concatenate(values),
+        np.repeat(np.arange(len(variables)), n),
+        np.asarray(variables, dtype=object),
+        np.tile(chunk.index.to_numpy(), len(variables)),
+        line_of,
+    )
     parts = [
         pd.DataFrame(
             {
                 "site_id": sites.to_numpy(),
                 "observed_at": times.to_numpy(),
                 "variable": variable,
-                "value": parse_numbers(
-                    chunk[columns[variable]], columns[variable], line_of
-                ).to_numpy(),
+                "value": value,
             }
         )
-        for variable in fmt.channels
-        if variable in columns
+        for variable, value in zip(variables, values, strict=True)
     ]
     weather = pd.concat(parts, ignore_index=True).dropna(subset=["value"])
     return weather.drop_duplicates(["site_id", "variable", "observed_at"], keep="last")

@@ -1,8 +1,11 @@
 """A dropped file (CSV or .xlsx, judged by content, not name) as a header and chunks of text.
 
 Users' exports fight back, so anything that is not a clean table is refused here with `Rejected`
-naming physical lines. CSV streams through pandas' C parser, memory bounded by `chunk_rows`;
-the slow csv module re-reads a file only to name the line of an error.
+naming physical lines. CSV streams through pandas' C parser, memory bounded by `chunk_rows` (and
+`CHUNK_CELLS`, for wide headers); the slow csv module re-reads a file only to name the line of
+an error. What would make the parser hold more than that is refused before it does: a header
+line over `HEAD_BYTES`, any line over `LINE_BYTES`, a workbook part that unpacks far beyond its
+packed size (a zip bomb).
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ from openpyxl.utils import get_column_letter
 from energy_assets.ingest.rejections import Rejected
 
 HEAD_BYTES = 64 * 1024
+"""Read to judge a file; the header line must end within it (no real header is that long)."""
+LINE_BYTES = 1024 * 1024
+"""The longest line a CSV file may have: a record of meter data is a few hundred bytes."""
+CHUNK_CELLS = 4_000_000
+"""Cells of a chunk at most: a header of thousands of columns gets chunks of fewer rows."""
+WORKBOOK_RATIO = 100
+"""The most a workbook part over `WORKBOOK_RATIO_FLOOR` may unpack to, times its packed size:
+sheets of meter data unpack 10 to 25 times, a zip bomb of repeated bytes about 1000 times."""
+WORKBOOK_RATIO_FLOOR = 1024 * 1024
+SHARED_STRINGS_BYTES = 128 * 1024 * 1024
+"""The largest shared strings part: openpyxl holds all of it in memory, several times over."""
 DELIMITERS = (";", "\t", "|", ",")  # a tie goes to the first: `Wert (kW, netto)` in a `;` file
 SAMPLE_CHARS = 200
 MAGIC = (
@@ -65,17 +79,20 @@ class Table:
         """
         last = None
         try:
-            with pd.read_csv(
-                self.path,
-                sep=self.delimiter,
-                encoding=self.encoding,
-                dtype=str,
-                keep_default_na=False,
-                skipinitialspace=True,
-                index_col=False,
-                chunksize=self.chunk_rows,
-                engine="c",
-            ) as reader:
+            with (
+                self.path.open("rb") as raw,
+                pd.read_csv(
+                    io.BufferedReader(_LineGuard(raw, self.path.name, self.encoding)),
+                    sep=self.delimiter,
+                    encoding=self.encoding,
+                    dtype=str,
+                    keep_default_na=False,
+                    skipinitialspace=True,
+                    index_col=False,
+                    chunksize=self.rows_per_chunk,
+                    engine="c",
+                ) as reader,
+            ):
                 for chunk in reader:
                     if chunk.empty:
                         continue
@@ -96,6 +113,10 @@ class Table:
                 text[:SAMPLE_CHARS],
             ) from exc
         self._check_end(last)
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return max(1, min(self.chunk_rows, CHUNK_CELLS // len(self.header)))
 
     def line_of(self, record: int) -> int:
         """1-based physical line where data record `record` starts (re-reads the file)."""
@@ -160,7 +181,7 @@ class _Sheet(Table):
             if any(texts):
                 rows.append(texts)
                 index.append(number - self.header_line - 1)
-            if len(rows) == self.chunk_rows:
+            if len(rows) == self.rows_per_chunk:
                 yield pd.DataFrame(rows, index=index, columns=self.header, dtype=str)
                 rows, index = [], []
         if rows:
@@ -204,7 +225,18 @@ def _open_csv(path: Path, head: bytes, chunk_rows: int) -> Table:
     complete = len(head) < HEAD_BYTES
     encoding, text = _decode(path.name, head, complete)
     if not complete:  # sniff whole lines only
-        text = text[: max(text.rfind("\n"), text.rfind("\r")) + 1] or text
+        whole = text[: max(text.rfind("\n"), text.rfind("\r")) + 1]
+        if not whole.strip():
+            line = len(whole.splitlines()) + 1
+            raise Rejected(
+                "header_too_long",
+                f"{path.name}: the header (line {line}) is longer than {HEAD_BYTES // 1024} KiB"
+                " without a line break; no header of meter data is that long, so this is not"
+                " a CSV export of meter data, or its line breaks were lost",
+                [line],
+                text.lstrip()[:SAMPLE_CHARS],
+            )
+        text = whole
     if not text.strip():
         raise Rejected("empty_file", f"{path.name} contains only blank lines")
     delimiter, ((line, fields), *rows) = _sniff(text)
@@ -215,6 +247,52 @@ def _open_csv(path: Path, head: bytes, chunk_rows: int) -> Table:
     if wide:
         raise _bad_row(path.name, *wide, len(header), delimiter)
     return Table(header, encoding, delimiter, _decimal(delimiter, rows), path, chunk_rows, line)
+
+
+class _LineGuard(io.RawIOBase):
+    """A file as pandas reads it, refusing it once a line runs past `LINE_BYTES`.
+
+    pandas' parser would hold a line of any length (a gigabyte without a line break) in memory;
+    this sees every byte it reads first. It hands out at most `LINE_BYTES` per read, so a line
+    that is too long always spans reads, and only the bytes since the last line break count.
+    """
+
+    def __init__(self, raw: io.BufferedReader, name: str, encoding: str) -> None:
+        self.raw, self.name, self.encoding = raw, name, encoding
+        self.run = 0  # bytes since the last line break
+        self.lines = 0  # line breaks before this read
+        self.start = b""  # the start of the current line, for the sample
+        self.newline: bytes | None = None  # b"\n", or b"\r" in a file of old Mac line breaks
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        with memoryview(buffer) as view:
+            n = self.raw.readinto(view[:LINE_BYTES])
+            block = bytes(view[:n])
+        breaks = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
+        if not breaks:
+            self.run += n
+            self.start += block[: SAMPLE_CHARS - len(self.start)]
+        else:
+            self.run += min(breaks)
+        if self.run > LINE_BYTES:
+            line = self.lines + 1
+            raise Rejected(
+                "line_too_long",
+                f"{self.name}: line {line} is longer than {LINE_BYTES // 1024 // 1024} MiB"
+                " without a line break; no record of meter data is that long, so the file is"
+                " damaged or is not a meter export",
+                [line],
+                self.start.decode(self.encoding, errors="replace"),
+            )
+        if breaks:
+            last = max(block.rfind(b"\n"), block.rfind(b"\r"))
+            self.run, self.start = n - last - 1, block[last + 1 : last + 1 + SAMPLE_CHARS]
+            self.newline = self.newline or (b"\n" if b"\n" in block else b"\r")
+            self.lines += block.count(self.newline)
+        return n
 
 
 def _decode(name: str, head: bytes, complete: bool) -> tuple[str, str]:
@@ -302,15 +380,17 @@ def _check_header(name: str, header: list[str], line: int, delimiter: str | None
             [line],
             sample,
         )
-    twice = next((column for i, column in enumerate(header) if column in header[:i]), None)
-    if twice is not None:
-        raise Rejected(
-            "duplicate_column",
-            f"{name}: the header (line {line}) has the column "
-            f"{twice!r} twice; rename or delete one of them",
-            [line],
-            sample,
-        )
+    seen: set[str] = set()  # a set: a header may have thousands of columns
+    for column in header:
+        if column in seen:
+            raise Rejected(
+                "duplicate_column",
+                f"{name}: the header (line {line}) has the column "
+                f"{column!r} twice; rename or delete one of them",
+                [line],
+                sample,
+            )
+        seen.add(column)
 
 
 def _sample(fields: list[str], delimiter: str | None) -> str:
@@ -381,7 +461,32 @@ def _workbook(path: Path) -> Iterator[openpyxl.Workbook]:
             workbook.close()
 
 
+def _check_unpacked_sizes(path: Path) -> None:
+    """Refuse a workbook part that would unpack far beyond its packed size, before openpyxl
+    unpacks anything. zipfile never unpacks more than a part's declared size, so the declared
+    sizes are the bound."""
+    with zipfile.ZipFile(path) as archive:
+        for part in archive.infolist():
+            ratio = part.file_size / max(part.compress_size, 1)
+            strings = part.filename.lower().endswith("sharedstrings.xml")
+            if strings and part.file_size > SHARED_STRINGS_BYTES:
+                limit = f"at most {SHARED_STRINGS_BYTES // 1024 // 1024} MiB of shared strings"
+            elif part.file_size > WORKBOOK_RATIO_FLOOR and ratio > WORKBOOK_RATIO:
+                limit = f"at most {WORKBOOK_RATIO} times its packed size"
+            else:
+                continue
+            raise Rejected(
+                "workbook_bomb",
+                f"{path.name}: the part {part.filename} unpacks to {part.file_size:,} bytes from"
+                f" {part.compress_size:,} ({ratio:,.0f}:1), and a workbook of meter data holds"
+                f" {limit}; reading it would exhaust memory. If the workbook is genuine, save"
+                " its sheet as CSV and drop that instead",
+                sample=part.filename,
+            )
+
+
 def _open_workbook(path: Path, chunk_rows: int) -> Table:
+    _check_unpacked_sizes(path)
     firsts = _first_rows(path)
     if not firsts:
         raise Rejected("empty_file", f"{path.name} is a workbook without any data")

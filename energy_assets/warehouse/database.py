@@ -54,7 +54,13 @@ def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFr
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """Frame -> CSV for COPY, written by Arrow's C++ writer (pandas `to_csv` is far slower)."""
+    """Frame -> CSV for COPY, written by Arrow's C++ writer (pandas `to_csv` is far slower).
+
+    The table is made of one chunk per column first: Arrow-backed columns (pandas' `str`) keep
+    the chunks of the frames they were concatenated from, an empty frame first gives an empty
+    first record batch, and for that batch Arrow's writer (without a header, up to at least
+    pyarrow 26) emits its unfilled 8 KiB buffer, NUL bytes that COPY refuses.
+    """
     frame = frame.assign(
         **{
             col: frame[col].astype("datetime64[us, UTC]")
@@ -64,7 +70,7 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     )
     buffer = io.BytesIO()
     pacsv.write_csv(
-        pa.Table.from_pandas(frame, preserve_index=False),
+        pa.Table.from_pandas(frame, preserve_index=False).combine_chunks(),
         buffer,
         write_options=pacsv.WriteOptions(include_header=False),
     )

@@ -7,6 +7,9 @@ most fields wins. Header names match case-, space- and underscore-insensitively.
 
 Kinds: `readings` (interval values: wide, one column per channel, or long, with a channel column),
 `meters` (metadata per meter) and `weather` (observations per site).
+
+A format only maps columns. Which values a channel may hold follows from its name, the same for
+every format (`parsing.BOUNDS`), so a new vendor layout needs no value rules of its own.
 """
 
 from __future__ import annotations
@@ -41,8 +44,6 @@ class Format:
     """Wide readings: the channel fields. Weather: the variable fields."""
     channel_codes: dict[str, str] = field(default_factory=dict)
     required: tuple[str, ...] = ()
-    non_negative: tuple[str, ...] = ()
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     default_interval_minutes: int = 15
     default_site: str | None = None
     source: Path | None = None
@@ -96,8 +97,6 @@ class Format:
             channels=channels,
             channel_codes={str(k): v for k, v in spec.get("channel_codes", {}).items()},
             required=required,
-            non_negative=tuple(spec.get("non_negative", ())),
-            ranges={k: (float(lo), float(hi)) for k, (lo, hi) in spec.get("ranges", {}).items()},
             default_interval_minutes=int(spec.get("default_interval_minutes", 15)),
             default_site=spec.get("default_site"),
             source=path,
