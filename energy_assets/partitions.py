@@ -1,8 +1,20 @@
 """The one month partitioning shared by raw, dbt and ML assets."""
 
+import warnings
+from collections.abc import Callable
 from datetime import date
 
-from dagster import AssetKey, BackfillPolicy, MonthlyPartitionsDefinition, TimeWindow, asset
+from dagster import (
+    AssetChecksDefinition,
+    AssetKey,
+    BackfillPolicy,
+    BetaWarning,
+    MonthlyPartitionsDefinition,
+    PreviewWarning,
+    TimeWindow,
+    asset,
+    asset_check,
+)
 
 from energy_assets.months import next_month
 from energy_assets.settings import Settings
@@ -39,11 +51,30 @@ def monthly_asset(key: list[str], deps: list[list[str]], description: str):
     A backfill runs once over its whole range (the asset loops over `months_in`); the group is
     the key's first part (`ml`, `plots`).
     """
-    return asset(
-        key=AssetKey(key),
-        deps=[AssetKey(dep) for dep in deps],
-        partitions_def=monthly_partitions,
-        backfill_policy=BackfillPolicy.single_run(),
-        group_name=key[0],
-        description=description,
-    )
+    with warnings.catch_warnings():
+        # `backfill_policy` is a beta parameter of `asset`; the single run is what is meant.
+        warnings.simplefilter("ignore", BetaWarning)
+        return asset(
+            key=AssetKey(key),
+            deps=[AssetKey(dep) for dep in deps],
+            partitions_def=monthly_partitions,
+            backfill_policy=BackfillPolicy.single_run(),
+            group_name=key[0],
+            description=description,
+        )
+
+
+def monthly_asset_check(
+    key: list[str], description: str
+) -> Callable[[Callable], AssetChecksDefinition]:
+    """Decorator for an asset check evaluated per month of the monthly asset `key`."""
+
+    def decorate(fn: Callable) -> AssetChecksDefinition:
+        with warnings.catch_warnings():
+            # Partitioned asset checks are a preview feature of Dagster; the check is per month.
+            warnings.simplefilter("ignore", PreviewWarning)
+            return asset_check(
+                asset=AssetKey(key), partitions_def=monthly_partitions, description=description
+            )(fn)
+
+    return decorate
