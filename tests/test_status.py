@@ -14,6 +14,7 @@ from energy_assets.cli import main
 from energy_assets.commands.session import platform_session
 from energy_assets.commands.status import RunResult, latest_month, latest_runs, run_partition
 from energy_assets.definitions import defs
+from energy_assets.ingest.assets import RAW_FILE_METERS, RAW_WEATHER
 
 ENERGY = str(Path(sys.executable).with_name("energy"))
 
@@ -71,6 +72,28 @@ def test_status_reports_latest_months_backlog_and_a_failing_check(platform, caps
     assert "monthly_marts_job [2024-02-01]" in report or "monthly_marts_job [2024-02]" in report
     assert latest_by_asset(report)["raw/readings"] == "2024-02"
     assert report.rstrip().endswith("FAILING")
+
+
+def test_status_shows_when_weather_and_file_spans_last_loaded(platform, capsys):
+    dropbox = platform.settings.dropbox
+    write_meter_file(dropbox, "M1_2024-01.csv", "2024-01-01", "2024-01-02", 30, 1)
+    (dropbox / "weather.csv").write_text(
+        "site_id,timestamp,air_temperature\n0,2024-01-01 00:00:00,4.5\n0,2024-01-01 01:00:00,4.1\n"
+    )
+    assert main(["run"]) == 0
+    capsys.readouterr()
+
+    assert main(["status"]) == 0
+    latest = latest_by_asset(capsys.readouterr().out)
+    assert latest["raw/weather"].endswith(" UTC") and latest["raw/file_meters"].endswith(" UTC")
+    assert latest["raw/meters"] == "never"  # no metadata file was loaded
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        weather = instance.get_latest_materialization_event(RAW_WEATHER).asset_materialization
+        spans = instance.get_latest_materialization_event(RAW_FILE_METERS).asset_materialization
+    assert weather.metadata["files"].value == ["weather.csv"]
+    assert weather.metadata["rows"].value == 2
+    assert spans.metadata["files"].value == ["M1_2024-01.csv"]
+    assert spans.metadata["file_rows"].value == 96 * 4  # a day of 15-minute intervals, 4 channels
 
 
 def test_latest_month_and_runs_are_read_newest_first():
