@@ -1,7 +1,7 @@
-"""The one month partitioning shared by raw, dbt and ML assets."""
+"""The one month partitioning shared by raw, dbt and ML assets, and the months a run covers."""
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 
 from dagster import (
@@ -16,11 +16,14 @@ from dagster import (
     asset_check,
 )
 
-from energy_assets.months import next_month
+from energy_assets.months import months_between, next_month
 from energy_assets.settings import Settings
 
 MONTH_RUN_TAG = "energy/month-run"
 """Tag of the runs that rebuild months: the run queue limits how many run at once."""
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Dagster needs the partition set when the assets are defined, so the first month is read here.
 FIRST_MONTH = Settings.from_env().first_month
 KEY_FORMAT = "%Y-%m"
@@ -33,6 +36,22 @@ monthly_partitions = MonthlyPartitionsDefinition(
 def partition_key(month: date) -> str:
     """The partition key of the month that holds `month` (keys look like 2024-01)."""
     return f"{month:{KEY_FORMAT}}"
+
+
+def month_of_key(key: str) -> date:
+    """The month of a partition key: `2024-01`, or `2024-01-01` in homes from before keys were
+    months."""
+    return date.fromisoformat(key[:7] + "-01")
+
+
+def run_months(tags: Mapping[str, str]) -> list[date]:
+    """The months a run builds, from its tags: its partition, or its range of them (a single-run
+    backfill); none for a run that is not partitioned."""
+    if PARTITION_TAG in tags:
+        return [month_of_key(tags[PARTITION_TAG])]
+    if RANGE_START_TAG not in tags:
+        return []
+    return months_between(month_of_key(tags[RANGE_START_TAG]), month_of_key(tags[RANGE_END_TAG]))
 
 
 def months_in(window: TimeWindow) -> list[tuple[date, date]]:

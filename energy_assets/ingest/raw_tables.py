@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -201,3 +201,13 @@ def loaded_months(conn: connection, after_file_id: int) -> tuple[list[date], int
         )
         last, months = cur.fetchone()
     return months, last
+
+
+def month_load_times(conn: connection) -> dict[date, datetime]:
+    """When the newest file touching each month loaded (readings, or metadata of its meters)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select m, max(processed_at) from raw.files cross join unnest(months) m"
+            " where status = 'loaded' group by m"
+        )
+        return dict(cur.fetchall())

@@ -1,0 +1,186 @@
+"""The months sensor on a real Dagster instance and warehouse: a first start adopts the months
+already built from their files, and a month gets one waiting run however many files arrive."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunRequest,
+    build_sensor_context,
+)
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from meter_files import three_meters_two_feeders, write_meter_file
+
+from energy_assets.automation import loaded_months_sensor, stale_months
+from energy_assets.commands.run import run_once
+from energy_assets.commands.session import platform_session
+from energy_assets.definitions import defs
+from energy_assets.partitions import run_months
+from energy_assets.resources import Platform
+
+MONTH_JOB = "monthly_marts_job"
+JOB_ORIGIN = RemoteJobOrigin(
+    RemoteRepositoryOrigin(
+        InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(module_name="energy_assets.definitions"), "energy_assets"
+        ),
+        "__repository__",
+    ),
+    MONTH_JOB,
+)
+"""Where the run's job comes from, as the daemon records it (a queued run must name it)."""
+
+
+@pytest.fixture
+def instance(platform) -> Iterator[DagsterInstance]:
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        yield instance
+
+
+def tick(platform, instance, cursor: str | None) -> tuple[list[RunRequest], str]:
+    resources = {
+        "platform": Platform(home=str(platform.settings.home), warehouse_url=platform.warehouse_url)
+    }
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = loaded_months_sensor(context)
+    return result.run_requests, result.cursor
+
+
+def months(requests: list[RunRequest]) -> list[str]:
+    return sorted(r.partition_key for r in requests if r.job_name == MONTH_JOB)
+
+
+def load(platform, instance, *files: tuple[str, str, str]) -> None:
+    """Drop (name, first day, end day) meter files and load them as the ingest run does."""
+    for name, first, end in files:  # the content differs by name, or it would be a duplicate
+        write_meter_file(platform.settings.dropbox, name, first, end, 30, zlib.crc32(name.encode()))
+    result = defs.resolve_job_def("ingest_dropbox").execute_in_process(instance=instance)
+    assert [row["status"] for row in result.output_for_node("ingest_files")] == ["loaded"] * len(
+        files
+    )
+
+
+def submit(instance, request: RunRequest, enqueue: bool = True) -> DagsterRun:
+    """The run the daemon makes of a month request: created (NOT_STARTED), then handed to the
+    run queue (QUEUED) as the queued run coordinator does."""
+    run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def(MONTH_JOB),
+        tags={**request.tags, "dagster/partition": request.partition_key},
+        status=DagsterRunStatus.NOT_STARTED,
+        remote_job_origin=JOB_ORIGIN,
+    )
+    if enqueue:
+        report(instance, run, DagsterEventType.RUN_ENQUEUED, DagsterRunStatus.QUEUED)
+    return run
+
+
+def report(instance, run: DagsterRun, event: DagsterEventType, status: DagsterRunStatus) -> None:
+    instance.report_dagster_event(DagsterEvent(event.value, job_name=run.job_name), run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == status
+
+
+def test_first_start_adopts_the_months_energy_run_built(platform, instance):
+    three_meters_two_feeders(platform.settings.dropbox)
+    assert run_once(platform.settings).ok
+
+    requests, cursor = tick(platform, instance, None)
+    assert requests == []
+    assert cursor == str(platform.scalar("select max(file_id) from raw.files"))
+
+    load(platform, instance, ("M1_2024-03.csv", "2024-03-01", "2024-03-02"))
+    requests, _ = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-03"]
+
+
+def test_first_start_requests_the_months_built_from_older_files(platform, instance):
+    three_meters_two_feeders(platform.settings.dropbox)
+    assert run_once(platform.settings).ok
+    # Loaded while nothing rebuilt the month (the platform was stopped after the ingest).
+    load(platform, instance, ("M4_2024-02.csv", "2024-02-03", "2024-02-05"))
+
+    requests, _ = tick(platform, instance, None)
+    assert months(requests) == ["2024-02"]
+
+
+def test_a_month_gets_one_waiting_run_however_many_files_arrive(platform, instance):
+    load(
+        platform,
+        instance,
+        ("M1_2024-01.csv", "2024-01-01", "2024-01-02"),
+        ("M1_2024-02.csv", "2024-02-01", "2024-02-02"),
+    )
+    requests, cursor = tick(platform, instance, None)
+    assert months(requests) == ["2024-01", "2024-02"]
+    january, february = (r for r in requests if r.job_name == MONTH_JOB)
+    submit(instance, january)
+    february_run = submit(instance, february, enqueue=False)  # created, not yet queued
+
+    # Files keep arriving for both months while their runs wait: those runs will read them.
+    for meter in range(10, 14):
+        load(
+            platform,
+            instance,
+            (f"M{meter}_2024-01.csv", "2024-01-05", "2024-01-06"),
+            (f"M{meter}_2024-02.csv", "2024-02-05", "2024-02-06"),
+        )
+        requests, cursor = tick(platform, instance, cursor)
+        assert requests == []
+
+    # February's run starts: it may have read the month already, so a new file asks for one
+    # more run after it, and only one however many more files arrive.
+    report(instance, february_run, DagsterEventType.RUN_START, DagsterRunStatus.STARTED)
+    load(platform, instance, ("M20_2024-02.csv", "2024-02-07", "2024-02-08"))
+    requests, cursor = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-02"]
+    submit(instance, next(r for r in requests if r.job_name == MONTH_JOB))
+    for meter in (21, 22):
+        load(platform, instance, (f"M{meter}_2024-02.csv", "2024-02-09", "2024-02-10"))
+        requests, cursor = tick(platform, instance, cursor)
+        assert requests == []
+
+    # A month with no run waiting is requested as ever.
+    load(platform, instance, ("M23_2024-03.csv", "2024-03-01", "2024-03-02"))
+    requests, _ = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-03"]
+
+
+def test_stale_months_are_those_some_month_asset_built_before_their_newest_file():
+    jan, feb, mar = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+    loaded = {
+        jan: datetime(2024, 4, 1, 10, tzinfo=UTC),
+        feb: datetime(2024, 4, 1, 11, tzinfo=UTC),
+        mar: datetime(2024, 4, 1, 12, tzinfo=UTC),
+    }
+    after = datetime(2024, 4, 1, 12, 30, tzinfo=UTC).timestamp()
+    before = datetime(2024, 4, 1, 10, 30, tzinfo=UTC).timestamp()
+    clean_grid = {jan: after, feb: after}
+    feeders = {jan: after, feb: before}  # February's run died after the clean grid
+    assert stale_months(loaded, [clean_grid, feeders]) == [feb, mar]  # March: never built
+    assert stale_months(loaded, [{jan: after, feb: after, mar: after}]) == []
+    assert stale_months({}, [clean_grid]) == []
+
+
+def test_run_months_reads_a_partition_or_a_range():
+    assert run_months({"dagster/partition": "2024-03"}) == [date(2024, 3, 1)]
+    assert run_months({"dagster/partition": "2024-03-01"}) == [date(2024, 3, 1)]
+    assert run_months(
+        {
+            "dagster/asset_partition_range_start": "2023-12",
+            "dagster/asset_partition_range_end": "2024-02",
+        }
+    ) == [date(2023, 12, 1), date(2024, 1, 1), date(2024, 2, 1)]
+    assert run_months({"energy/month-run": "true"}) == []
