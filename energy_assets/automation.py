@@ -6,6 +6,8 @@ The sensors stay cheap (one indexed query or a run lookup, a diff against the cu
 """
 
 import hashlib
+import os
+import socket
 from collections.abc import Mapping
 from datetime import date, datetime
 
@@ -48,6 +50,19 @@ MONTH_ASSETS = [
 ]
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 """Run states before a run's process starts: such a run reads every file loaded until then."""
+RUN_HOST_TAG = "energy/host"
+"""Where a run executes (see `this_host`): there, a run whose process is gone can be told."""
+
+
+def this_host() -> str:
+    """This machine and its process namespace (a container has its own), to tag runs with."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc: the machine alone
+        namespace = ""
+    return f"{socket.gethostname()} {namespace}".strip()
+
+
 monthly_marts_job = define_asset_job(
     "monthly_marts_job",
     selection=MONTH_ASSETS,
@@ -128,11 +143,13 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
         else:
             months, newest = loaded_months(conn, int(context.cursor))
     waiting = waiting_months(context.instance) if months else set()
+    tags = {RUN_HOST_TAG: this_host()}
     requests = [
         RunRequest(
             job_name=monthly_marts_job.name,
             partition_key=partition_key(month),
             run_key=f"month-{partition_key(month)}-upto-{newest}",
+            tags=tags,
         )
         for month in months
         if month not in waiting
@@ -145,7 +162,7 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
             RunRequest(
                 job_name=unpartitioned_marts_job.name,
                 run_key=f"views-{version}",
-                tags={MONTH_RUN_TAG: "true"},
+                tags={MONTH_RUN_TAG: "true", **tags},
             )
         )
     return SensorResult(run_requests=requests, cursor=str(newest))
@@ -168,4 +185,6 @@ def forecasts_after_marts(context: RunStatusSensorContext, platform: Platform):
     )
     if waiting:
         return SkipReason("a live forecast refresh is already queued")
-    return RunRequest(run_key=f"live-{context.dagster_run.run_id}")
+    return RunRequest(
+        run_key=f"live-{context.dagster_run.run_id}", tags={RUN_HOST_TAG: this_host()}
+    )
