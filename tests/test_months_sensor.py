@@ -7,22 +7,10 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
+import dagster_runs
 import pytest
-from dagster import (
-    DagsterEvent,
-    DagsterEventType,
-    DagsterInstance,
-    DagsterRun,
-    DagsterRunStatus,
-    RunRequest,
-    build_sensor_context,
-)
-from dagster._core.remote_origin import (
-    InProcessCodeLocationOrigin,
-    RemoteJobOrigin,
-    RemoteRepositoryOrigin,
-)
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster import DagsterInstance, DagsterRun, RunRequest, build_sensor_context
+from dagster_runs import MONTH_JOB
 from meter_files import three_meters_two_feeders, write_meter_file
 
 from energy_assets.automation import loaded_months_sensor, stale_months
@@ -31,18 +19,6 @@ from energy_assets.commands.session import platform_session
 from energy_assets.definitions import defs
 from energy_assets.partitions import run_months
 from energy_assets.resources import Platform
-
-MONTH_JOB = "monthly_marts_job"
-JOB_ORIGIN = RemoteJobOrigin(
-    RemoteRepositoryOrigin(
-        InProcessCodeLocationOrigin(
-            LoadableTargetOrigin(module_name="energy_assets.definitions"), "energy_assets"
-        ),
-        "__repository__",
-    ),
-    MONTH_JOB,
-)
-"""Where the run's job comes from, as the daemon records it (a queued run must name it)."""
 
 
 @pytest.fixture
@@ -75,22 +51,14 @@ def load(platform, instance, *files: tuple[str, str, str]) -> None:
 
 
 def submit(instance, request: RunRequest, enqueue: bool = True) -> DagsterRun:
-    """The run the daemon makes of a month request: created (NOT_STARTED), then handed to the
-    run queue (QUEUED) as the queued run coordinator does."""
-    run = instance.create_run_for_job(
-        job_def=defs.resolve_job_def(MONTH_JOB),
-        tags={**request.tags, "dagster/partition": request.partition_key},
-        status=DagsterRunStatus.NOT_STARTED,
-        remote_job_origin=JOB_ORIGIN,
+    """The run the daemon makes of a month request: created, then (unless not `enqueue`)
+    handed to the run queue."""
+    run = dagster_runs.create(
+        instance, {**request.tags, "dagster/partition": request.partition_key}
     )
     if enqueue:
-        report(instance, run, DagsterEventType.RUN_ENQUEUED, DagsterRunStatus.QUEUED)
+        dagster_runs.enqueue(instance, run)
     return run
-
-
-def report(instance, run: DagsterRun, event: DagsterEventType, status: DagsterRunStatus) -> None:
-    instance.report_dagster_event(DagsterEvent(event.value, job_name=run.job_name), run.run_id)
-    assert instance.get_run_by_id(run.run_id).status == status
 
 
 def test_first_start_adopts_the_months_energy_run_built(platform, instance):
@@ -142,7 +110,7 @@ def test_a_month_gets_one_waiting_run_however_many_files_arrive(platform, instan
 
     # February's run starts: it may have read the month already, so a new file asks for one
     # more run after it, and only one however many more files arrive.
-    report(instance, february_run, DagsterEventType.RUN_START, DagsterRunStatus.STARTED)
+    dagster_runs.start(instance, february_run)
     load(platform, instance, ("M20_2024-02.csv", "2024-02-07", "2024-02-08"))
     requests, cursor = tick(platform, instance, cursor)
     assert months(requests) == ["2024-02"]

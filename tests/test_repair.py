@@ -36,6 +36,10 @@ def month_files(dropbox: Path, month: str, end: str) -> dict[str, pd.DataFrame]:
     }
 
 
+def energy_status() -> subprocess.CompletedProcess:
+    return subprocess.run([ENERGY, "status"], capture_output=True, text=True, timeout=600)
+
+
 def kill_while_building_february_feeders(platform) -> None:
     """`energy run` loads February and starts its month run, which builds the clean grid and
     then waits on the feeder table, locked here; the whole process group is killed there."""
@@ -112,6 +116,15 @@ def test_energy_run_repairs_the_month_a_killed_run_left_half_built(platform):
     assert platform.scalar(f"select count(*) from marts.fct_feeder_intervals where {FEBRUARY}") == 0
     assert platform.scalar(f"select count(*) from marts.fct_system_intervals where {FEBRUARY}") == 0
 
+    # The killed run stays STARTED (nothing marks it failed without run monitoring): status
+    # sees that its process is gone, and which month needs rebuilding.
+    status = energy_status()
+    assert status.returncode == 1, status.stdout + status.stderr
+    [failed] = [line for line in status.stdout.splitlines() if "is gone" in line]
+    assert failed.startswith("  monthly_marts_job [2024-02] run ") and " started " in failed
+    assert "months to rebuild: 1\n  2024-02\n" in status.stdout
+    assert status.stdout.rstrip().endswith("FAILING")
+
     report = run_once(platform.settings)  # nothing in the dropbox
     assert report.files == []
     assert report.steps == [
@@ -134,3 +147,6 @@ def test_energy_run_repairs_the_month_a_killed_run_left_half_built(platform):
 
     again = run_once(platform.settings)  # built: nothing left to repair
     assert again.steps == [("ingest 0 files", True)]
+    status = energy_status()  # the dead run is superseded by the repair
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "failed runs: 0" in status.stdout and status.stdout.rstrip().endswith("OK")
