@@ -2,7 +2,8 @@
 sensor that requests it for newly loaded months, and the live-forecast refresh after it; and
 which months need a month run (built from older files than they hold, or never fully built).
 
-The sensors stay cheap (one indexed query or a run lookup, a diff against the cursor, return).
+The sensors stay cheap (one indexed query or a run lookup, a diff against the cursor, return);
+only a first start, with no cursor yet, compares every month's files with its materializations.
 """
 
 import hashlib

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster_runs
 import psycopg2
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus
 from meter_files import write_meter_data, write_meter_file
 
 from energy_assets.automation import RUN_HOST_TAG, this_host
@@ -218,10 +218,10 @@ def test_status_fails_while_a_file_waits_past_its_retry_time(platform):
 def test_the_latest_run_of_each_month_decides():
     jan, feb, mar = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
     runs = [  # newest first
-        RunState("m", (feb,), "SUCCESS", "d", 0.0),
-        RunState("m", (jan, feb, mar), "FAILURE", "c", 0.0),
-        RunState("views", (), "FAILURE", "b", 0.0),
-        RunState("m", (jan,), "SUCCESS", "a", 0.0),
+        RunState("m", (feb,), DagsterRunStatus.SUCCESS, "d", 0.0),
+        RunState("m", (jan, feb, mar), DagsterRunStatus.FAILURE, "c", 0.0),
+        RunState("views", (), DagsterRunStatus.FAILURE, "b", 0.0),
+        RunState("m", (jan,), DagsterRunStatus.SUCCESS, "a", 0.0),
     ]
     assert latest_claims(runs) == {"d": [feb], "c": [jan, mar], "b": [None]}
     status = Status(now=0.0, runs=runs)
@@ -233,9 +233,9 @@ def test_the_latest_run_of_each_month_decides():
         "m [2024-01, 2024-03] run c ended 1970-01-01 00:00 UTC (failure)"
     )
     # A retry waiting in the queue does not hide the failure; one under way does.
-    retry = RunState("views", (), "QUEUED", "e", 0.0)
+    retry = RunState("views", (), DagsterRunStatus.QUEUED, "e", 0.0)
     assert len(Status(now=0.0, runs=[retry, *runs]).failed_runs) == 2
-    under_way = RunState("views", (), "STARTED", "e", 0.0)
+    under_way = RunState("views", (), DagsterRunStatus.STARTED, "e", 0.0)
     assert len(Status(now=0.0, runs=[under_way, *runs]).failed_runs) == 1
 
 

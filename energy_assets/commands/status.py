@@ -27,6 +27,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.dagster_run import RunRecord
 from psycopg2.extensions import connection
 
+from energy_assets.automation import RUN_HOST_TAG, WAITING, months_to_build, this_host
 from energy_assets.ingest.dropbox import RETRY_AFTER_SECONDS, dropbox_files
 from energy_assets.months import month_ranges
 from energy_assets.partitions import partition_key, run_months
@@ -39,7 +40,6 @@ SILENT_RUN_SECONDS = 30 * 60
 RECENT_SECONDS = 24 * 3600  # quarantined files counted as recent
 QUARANTINE_SHOWN = 5  # latest quarantined files named
 _FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
-_WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 _IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
@@ -70,7 +70,7 @@ class RunState:
     job: str
     months: tuple[date, ...]
     """The months it builds; empty for a run that is not partitioned."""
-    status: str
+    status: DagsterRunStatus
     run_id: str
     since: float
     """When it was created (a waiting run), started (in progress) or ended (finished)."""
@@ -80,11 +80,11 @@ class RunState:
 
     @property
     def waiting(self) -> bool:
-        return self.status in {s.value for s in _WAITING}
+        return self.status in WAITING
 
     @property
     def failed(self) -> bool:
-        return self.status == DagsterRunStatus.FAILURE.value or self.dead is not None
+        return self.status == DagsterRunStatus.FAILURE or self.dead is not None
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,7 @@ class Status:
     @property
     def active(self) -> list[RunState]:
         """Runs waiting, or in progress and alive."""
-        finished = {s.value for s in _FINISHED}
-        return [r for r in self.runs if r.status not in finished and r.dead is None]
+        return [r for r in self.runs if r.status not in _FINISHED and r.dead is None]
 
     @property
     def overdue(self) -> list[Waiting]:
@@ -184,7 +183,10 @@ class Status:
         lines.append(f"months to rebuild: {len(self.stale)}")
         lines += [f"  {months_label(self.stale)}"] if self.stale else []
         q = self.quarantined
-        lines.append(f"quarantined files: {q.recent} in the last 24 h, {q.total} in total")
+        lines.append(
+            f"quarantined files: {q.recent} in the last {RECENT_SECONDS // 3600} h,"
+            f" {q.total} in total"
+        )
         lines += [f"  {name} ({rule}) {when:%Y-%m-%d %H:%M} UTC" for name, rule, when in q.latest]
         lines.append(f"dropbox backlog: {len(self.backlog)} file(s)")
         overdue = self.overdue
@@ -226,17 +228,18 @@ def run_line(run: RunState, months: list[date | None], now: float) -> str:
     head = f"{run.job}" + (f" [{label}]" if label else "") + f" run {run.run_id[:8]}"
     if run.dead:
         return f"{head} started {duration(now - run.since)} ago: {run.dead}"
+    status = run.status.value.lower()
     if run.waiting:
-        return f"{head} {run.status.lower()} for {duration(now - run.since)}"
-    if run.status in {s.value for s in _IN_PROGRESS}:
+        return f"{head} {status} for {duration(now - run.since)}"
+    if run.status in _IN_PROGRESS:
         heard = (
             f", last event {duration(now - run.last_event)} ago"
             if run.last_event is not None
             else ""
         )
-        return f"{head} {run.status.lower()}, running for {duration(now - run.since)}{heard}"
+        return f"{head} {status}, running for {duration(now - run.since)}{heard}"
     ended = datetime.fromtimestamp(run.since, UTC)
-    return f"{head} ended {ended:%Y-%m-%d %H:%M} UTC ({run.status.lower()})"
+    return f"{head} ended {ended:%Y-%m-%d %H:%M} UTC ({status})"
 
 
 def month_label(partition_key: str) -> str:
@@ -342,13 +345,11 @@ def check_results(instance: DagsterInstance, check_keys: Iterable[AssetCheckKey]
 
 def run_state(instance: DagsterInstance, record: RunRecord, now: float) -> RunState:
     """A run record as status sees it; a run in progress is looked at for signs of life."""
-    from energy_assets.automation import RUN_HOST_TAG, this_host
-
     run = record.dagster_run
     state = RunState(
         job=run.job_name,
         months=tuple(run_months(run.tags)),
-        status=run.status.value,
+        status=run.status,
         run_id=run.run_id,
         since=record.end_time or record.start_time or record.create_timestamp.timestamp(),
     )
@@ -368,7 +369,7 @@ def run_state(instance: DagsterInstance, record: RunRecord, now: float) -> RunSt
 def run_states(instance: DagsterInstance, now: float) -> list[RunState]:
     """The latest finished runs and every run waiting or in progress, newest first."""
     finished = instance.get_run_records(filters=RunsFilter(statuses=_FINISHED), limit=RECENT_RUNS)
-    unfinished = instance.get_run_records(filters=RunsFilter(statuses=_WAITING + _IN_PROGRESS))
+    unfinished = instance.get_run_records(filters=RunsFilter(statuses=WAITING + _IN_PROGRESS))
     records = sorted([*finished, *unfinished], key=lambda r: r.storage_id, reverse=True)
     return [run_state(instance, record, now) for record in records]
 
@@ -404,7 +405,6 @@ def collect_status(
 ) -> Status:
     """Everything `energy status` prints, for the code location's assets and checks, as of
     `now` (a Unix time; the present when not given)."""
-    from energy_assets.automation import months_to_build
     from energy_assets.definitions import defs
 
     now = time.time() if now is None else now
