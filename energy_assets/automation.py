@@ -7,8 +7,10 @@ only a first start, with no cursor yet, compares every month's files with its ma
 """
 
 import hashlib
+import json
 import os
 import socket
+import time
 from collections.abc import Mapping
 from datetime import date, datetime
 
@@ -51,6 +53,9 @@ MONTH_ASSETS = [
 ]
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 """Run states before a run's process starts: such a run reads every file loaded until then."""
+PENDING_FILE_SECONDS = 24 * 3600
+"""How long the months sensor looks for a file id it skipped: a load still in progress commits
+within it, one rolled back never does."""
 RUN_HOST_TAG = "energy/host"
 """Where a run executes (see `this_host`): there, a run whose process is gone can be told."""
 
@@ -126,6 +131,30 @@ def waiting_months(instance: DagsterInstance) -> set[date]:
     return {month for run in runs for month in run_months(run.tags)}
 
 
+def read_cursor(text: str | None) -> tuple[int, dict[int, float]]:
+    """The months sensor's cursor: the newest file id handled, and the ids below it not seen
+    yet, with when they were first missed. A bare id is a cursor from before pending ids."""
+    if text is None or text.isdigit():
+        return int(text or 0), {}
+    cursor = json.loads(text)
+    return cursor["after"], {int(k): since for k, since in cursor["pending"].items()}
+
+
+def advance(
+    after: int, pending: dict[int, float], newest: int, found: list[int], now: float
+) -> tuple[int, dict[int, float]]:
+    """The cursor after a tick that found the file ids `found`, the newest `newest`.
+
+    An id is handed out when a file's load begins and seen when it commits, so a long load may
+    show up after shorter ones with higher ids: the ids skipped below the newest are looked for
+    again until they appear, or PENDING_FILE_SECONDS have passed.
+    """
+    seen = set(found)
+    kept = {i: since for i, since in pending.items() if i not in seen}
+    kept.update({i: now for i in range(after + 1, newest) if i not in seen})
+    return max(after, newest), {i: s for i, s in kept.items() if now - s < PENDING_FILE_SECONDS}
+
+
 @sensor(
     jobs=[monthly_marts_job, unpartitioned_marts_job],
     minimum_interval_seconds=2,
@@ -137,19 +166,20 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
     """A month with a run waiting gets no other: that run reads the new files too. A month whose
     run is under way gets one more, to run after it. On a first start (no cursor) the months
     already built from their files are adopted: only months that need a run get one."""
+    after, pending = read_cursor(context.cursor)
     with platform.connection() as conn:
+        months, newest, found = loaded_months(conn, after, list(pending))
         if context.cursor is None:
-            _, newest = loaded_months(conn, 0)
             months = months_to_build(context.instance, conn)
-        else:
-            months, newest = loaded_months(conn, int(context.cursor))
+    after, pending = advance(after, pending, newest, found, time.time())
     waiting = waiting_months(context.instance) if months else set()
     tags = {RUN_HOST_TAG: this_host()}
+    # A file id is found once, so the newest one found names this tick's requests.
     requests = [
         RunRequest(
             job_name=monthly_marts_job.name,
             partition_key=partition_key(month),
-            run_key=f"month-{partition_key(month)}-upto-{newest}",
+            run_key=f"month-{partition_key(month)}-upto-{max(found)}",
             tags=tags,
         )
         for month in months
@@ -166,7 +196,8 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
                 tags={MONTH_RUN_TAG: "true", **tags},
             )
         )
-    return SensorResult(run_requests=requests, cursor=str(newest))
+    cursor = json.dumps({"after": after, "pending": pending})
+    return SensorResult(run_requests=requests, cursor=cursor)
 
 
 @run_status_sensor(

@@ -3,20 +3,31 @@ already built from their files, and a month gets one waiting run however many fi
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import dagster_runs
+import psycopg2
 import pytest
 from dagster import DagsterInstance, DagsterRun, RunRequest, build_sensor_context
 from dagster_runs import MONTH_JOB
-from meter_files import three_meters_two_feeders, write_meter_file
+from meter_files import three_meters_two_feeders, write_meter_data, write_meter_file
 
-from energy_assets.automation import loaded_months_sensor, stale_months
+from energy_assets.automation import (
+    PENDING_FILE_SECONDS,
+    advance,
+    loaded_months_sensor,
+    read_cursor,
+    stale_months,
+)
 from energy_assets.commands.run import run_once
 from energy_assets.commands.session import platform_session
 from energy_assets.definitions import defs
+from energy_assets.ingest.loader import Ingest
 from energy_assets.partitions import run_months
 from energy_assets.resources import Platform
 
@@ -67,7 +78,10 @@ def test_first_start_adopts_the_months_energy_run_built(platform, instance):
 
     requests, cursor = tick(platform, instance, None)
     assert requests == []
-    assert cursor == str(platform.scalar("select max(file_id) from raw.files"))
+    assert json.loads(cursor) == {
+        "after": platform.scalar("select max(file_id) from raw.files"),
+        "pending": {},
+    }
 
     load(platform, instance, ("M1_2024-03.csv", "2024-03-01", "2024-03-02"))
     requests, _ = tick(platform, instance, cursor)
@@ -152,3 +166,58 @@ def test_run_months_reads_a_partition_or_a_range():
         }
     ) == [date(2023, 12, 1), date(2024, 1, 1), date(2024, 2, 1)]
     assert run_months({"energy/month-run": "true"}) == []
+
+
+def test_a_file_committed_after_one_with_a_higher_id_is_not_missed(platform, instance):
+    """File ids are handed out when a load begins and seen when it commits: a long load can
+    commit after a later, shorter one, past the cursor."""
+    dropbox = platform.settings.dropbox
+    load(platform, instance, ("M1_2024-01.csv", "2024-01-01", "2024-01-02"))
+    _, cursor = tick(platform, instance, None)
+    write_meter_file(dropbox, "M2_2024-03.csv", "2024-03-01", "2024-03-02", 30, 2)
+    write_meter_data(dropbox)
+
+    blocker = psycopg2.connect(platform.warehouse_url)  # holds March's load before its commit
+    with blocker.cursor() as cur:
+        cur.execute("lock table raw.file_meters in share mode")
+    with Ingest(platform.settings, platform.warehouse_url) as slow:
+        march = threading.Thread(target=slow.ingest_file, args=(dropbox / "M2_2024-03.csv",))
+        march.start()
+        waiting = (
+            "select count(*) from pg_locks l join pg_class c on c.oid = l.relation"
+            " where not l.granted and c.relname = 'file_meters'"
+        )
+        deadline = time.monotonic() + 120
+        while platform.scalar(waiting) == 0:  # its raw.files row is written, not committed
+            assert time.monotonic() < deadline, "the March load never reached raw.file_meters"
+            time.sleep(0.1)
+        with Ingest(platform.settings, platform.warehouse_url) as quick:
+            metadata = quick.ingest_file(dropbox / "meter-data.csv")  # M1's feeder: January
+        assert metadata.months == [date(2024, 1, 1)]
+        requests, cursor = tick(platform, instance, cursor)
+        assert months(requests) == ["2024-01"]
+        blocker.close()
+        march.join()
+
+    assert platform.scalar("select status from raw.files where name = 'M2_2024-03.csv'") == (
+        "loaded"
+    )
+    assert platform.scalar(
+        "select file_id from raw.files where name = 'M2_2024-03.csv'"
+    ) < platform.scalar("select file_id from raw.files where name = 'meter-data.csv'")
+    requests, cursor = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-03"]
+
+
+def test_skipped_file_ids_are_looked_for_until_they_appear_or_a_day_passes():
+    assert read_cursor(None) == (0, {})
+    assert read_cursor("17") == (17, {})  # a cursor from before pending ids
+    # Ids 3 and 5 are not visible yet when 6 is.
+    after, pending = advance(2, {}, 6, [4, 6], now=100.0)
+    assert (after, pending) == (6, {3: 100.0, 5: 100.0})
+    assert read_cursor(json.dumps({"after": after, "pending": pending})) == (after, pending)
+    # 5 commits later; 3 never does (its load rolled back) and is forgotten after a day.
+    after, pending = advance(after, pending, 7, [5, 7], now=200.0)
+    assert (after, pending) == (7, {3: 100.0})
+    after, pending = advance(after, pending, 7, [], now=100.0 + PENDING_FILE_SECONDS)
+    assert (after, pending) == (7, {})
