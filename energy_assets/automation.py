@@ -1,12 +1,23 @@
 """Jobs and sensors that span domains: the month run from the raw layer to the anomalies, the
-sensor that requests it for newly loaded months, and the live-forecast refresh after it.
+sensor that requests it for newly loaded months, and the live-forecast refresh after it; and
+which months need a month run (built from older files than they hold, or never fully built).
 
-The sensors stay cheap (one indexed query or a run lookup, a diff against the cursor, return).
+The sensors stay cheap (one indexed query or a run lookup, a diff against the cursor, return);
+only a first start, with no cursor yet, compares every month's files with its materializations.
 """
 
 import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from datetime import date, datetime
 
 from dagster import (
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -19,28 +30,48 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
+from psycopg2.extensions import connection
 
 from energy_assets.anomalies.assets import anomalies
 from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
-from energy_assets.ingest.raw_tables import loaded_months
+from energy_assets.ingest.raw_tables import loaded_months, month_load_times
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
 from energy_assets.marts.dbt_project import MANIFEST
-from energy_assets.partitions import MONTH_RUN_TAG, partition_key
+from energy_assets.partitions import MONTH_RUN_TAG, month_of_key, partition_key, run_months
 from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
 from energy_assets.segments.assets import customer_segments
 
+MONTH_ASSETS = [
+    monthly_marts,
+    customer_segments,
+    load_profiles,
+    customer_patterns,
+    forecast_backtest,
+    anomalies,
+]
+WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
+"""Run states before a run's process starts: such a run reads every file loaded until then."""
+PENDING_FILE_SECONDS = 24 * 3600
+"""How long the months sensor looks for a file id it skipped: a load still in progress commits
+within it, one rolled back never does."""
+RUN_HOST_TAG = "energy/host"
+"""Where a run executes (see `this_host`): there, a run whose process is gone can be told."""
+
+
+def this_host() -> str:
+    """This machine and its process namespace (a container has its own), to tag runs with."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc: the machine alone
+        namespace = ""
+    return f"{socket.gethostname()} {namespace}".strip()
+
+
 monthly_marts_job = define_asset_job(
     "monthly_marts_job",
-    selection=[
-        monthly_marts,
-        customer_segments,
-        load_profiles,
-        customer_patterns,
-        forecast_backtest,
-        anomalies,
-    ],
+    selection=MONTH_ASSETS,
     tags={MONTH_RUN_TAG: "true"},
     description="Rebuild one month from the raw layer: the dbt marts, then segments, plots and "
     "the forecast backtest, then the anomalies (which judge the backtest's residuals).",
@@ -52,25 +83,109 @@ unpartitioned_marts_job = define_asset_job(
 )
 
 
+def latest_builds(instance: DagsterInstance) -> list[dict[date, float]]:
+    """Per month asset, when it was last materialized, per month (a Unix time)."""
+    builds = []
+    for key in (key for assets in MONTH_ASSETS for key in assets.keys):
+        latest = instance.get_latest_storage_id_by_partition(
+            key, DagsterEventType.ASSET_MATERIALIZATION
+        )
+        records = (
+            instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, storage_ids=list(latest.values())),
+                limit=len(latest),
+            ).records
+            if latest
+            else []
+        )
+        built: dict[date, float] = {}
+        for record in records:
+            month = month_of_key(record.partition_key)
+            built[month] = max(built.get(month, 0.0), record.timestamp)
+        builds.append(built)
+    return builds
+
+
+def stale_months(loaded: Mapping[date, datetime], builds: list[dict[date, float]]) -> list[date]:
+    """Months with a month asset never materialized, or materialized before the month's newest
+    loaded file: a month run killed halfway leaves its later assets behind.
+
+    `loaded` maps each month to when its newest file loaded; both times are the platform's
+    clock (its PostgreSQL and its processes run on one machine, or agree on the time).
+    """
+    return sorted(
+        month
+        for month, at in loaded.items()
+        if any(built.get(month, float("-inf")) < at.timestamp() for built in builds)
+    )
+
+
+def months_to_build(instance: DagsterInstance, conn: connection) -> list[date]:
+    """Months holding loaded data that their month assets do not reflect yet."""
+    return stale_months(month_load_times(conn), latest_builds(instance))
+
+
+def waiting_months(instance: DagsterInstance) -> set[date]:
+    """Months a month run waits to build: it will read every file loaded before it starts."""
+    runs = instance.get_runs(RunsFilter(job_name=monthly_marts_job.name, statuses=WAITING))
+    return {month for run in runs for month in run_months(run.tags)}
+
+
+def read_cursor(text: str | None) -> tuple[int, dict[int, float]]:
+    """The months sensor's cursor: the newest file id handled, and the ids below it not seen
+    yet, with when they were first missed. A bare id is a cursor from before pending ids."""
+    if text is None or text.isdigit():
+        return int(text or 0), {}
+    cursor = json.loads(text)
+    return cursor["after"], {int(k): since for k, since in cursor["pending"].items()}
+
+
+def advance(
+    after: int, pending: dict[int, float], newest: int, found: list[int], now: float
+) -> tuple[int, dict[int, float]]:
+    """The cursor after a tick that found the file ids `found`, the newest `newest`.
+
+    An id is handed out when a file's load begins and seen when it commits, so a long load may
+    show up after shorter ones with higher ids: the ids skipped below the newest are looked for
+    again until they appear, or PENDING_FILE_SECONDS have passed.
+    """
+    seen = set(found)
+    kept = {i: since for i, since in pending.items() if i not in seen}
+    kept.update({i: now for i in range(after + 1, newest) if i not in seen})
+    return max(after, newest), {i: s for i, s in kept.items() if now - s < PENDING_FILE_SECONDS}
+
+
 @sensor(
     jobs=[monthly_marts_job, unpartitioned_marts_job],
     minimum_interval_seconds=2,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Requests one marts run per month touched by newly loaded files.",
+    description="Requests one marts run per month touched by newly loaded files, unless one "
+    "is already waiting for that month.",
 )
 def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -> SensorResult:
-    last_file_id = int(context.cursor or 0)
+    """A month with a run waiting gets no other: that run reads the new files too. A month whose
+    run is under way gets one more, to run after it. On a first start (no cursor) the months
+    already built from their files are adopted: only months that need a run get one."""
+    after, pending = read_cursor(context.cursor)
     with platform.connection() as conn:
-        months, newest = loaded_months(conn, last_file_id)
+        months, newest, found = loaded_months(conn, after, list(pending))
+        if context.cursor is None:
+            months = months_to_build(context.instance, conn)
+    after, pending = advance(after, pending, newest, found, time.time())
+    waiting = waiting_months(context.instance) if months else set()
+    tags = {RUN_HOST_TAG: this_host()}
+    # A file id is found once, so the newest one found names this tick's requests.
     requests = [
         RunRequest(
             job_name=monthly_marts_job.name,
             partition_key=partition_key(month),
-            run_key=f"month-{partition_key(month)}-upto-{newest}",
+            run_key=f"month-{partition_key(month)}-upto-{max(found)}",
+            tags=tags,
         )
         for month in months
+        if month not in waiting
     ]
-    if months:
+    if requests:
         # The views need building once per version of the models, after the first month run
         # (same tag, so the queue runs it after the month runs); the run key makes repeats no-ops.
         version = hashlib.sha1(MANIFEST.read_bytes()).hexdigest()[:12]
@@ -78,10 +193,11 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
             RunRequest(
                 job_name=unpartitioned_marts_job.name,
                 run_key=f"views-{version}",
-                tags={MONTH_RUN_TAG: "true"},
+                tags={MONTH_RUN_TAG: "true", **tags},
             )
         )
-    return SensorResult(run_requests=requests, cursor=str(newest))
+    cursor = json.dumps({"after": after, "pending": pending})
+    return SensorResult(run_requests=requests, cursor=cursor)
 
 
 @run_status_sensor(
@@ -97,11 +213,10 @@ def forecasts_after_marts(context: RunStatusSensorContext, platform: Platform):
     if not platform.settings().forecasts:
         return SkipReason("forecasts are off (ENERGY_FORECASTS)")
     waiting = context.instance.get_runs_count(
-        RunsFilter(
-            job_name=day_ahead_job.name,
-            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
-        )
+        RunsFilter(job_name=day_ahead_job.name, statuses=WAITING)
     )
     if waiting:
         return SkipReason("a live forecast refresh is already queued")
-    return RunRequest(run_key=f"live-{context.dagster_run.run_id}")
+    return RunRequest(
+        run_key=f"live-{context.dagster_run.run_id}", tags={RUN_HOST_TAG: this_host()}
+    )

@@ -143,15 +143,21 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Latest month per asset, failing checks and runs, the dropbox backlog; 1 when failing."""
+    """Latest month per asset, failing checks and runs, runs waiting or under way, months to
+    rebuild, quarantined files, the dropbox backlog; 1 when failing."""
     from dagster import DagsterInstance
 
     from energy_assets.commands.session import platform_session
     from energy_assets.commands.status import collect_status
+    from energy_assets.warehouse.database import connect
 
     settings = Settings.from_env()
-    with platform_session(settings), DagsterInstance.get() as instance:
-        status = collect_status(instance, settings.dropbox)
+    with (
+        platform_session(settings) as db,
+        DagsterInstance.get() as instance,
+        contextlib.closing(connect(db.warehouse_url)) as conn,
+    ):
+        status = collect_status(instance, conn, settings.dropbox)
     print(status.report())
     return 1 if status.failing else 0
 
@@ -272,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     db_url.set_defaults(func=cmd_db_url)
     setup = sub.add_parser("setup", help="prepare the database (schema, roles, marts) and exit")
     setup.set_defaults(func=cmd_setup)
-    status = sub.add_parser("status", help="latest months, failing checks and runs, backlog")
+    status = sub.add_parser(
+        "status", help="latest months, failing checks and runs, work waiting, quarantined files"
+    )
     status.set_defaults(func=cmd_status)
     export = sub.add_parser("export", help="write a load profile or the gap list as CSV")
     export.add_argument("kind", choices=("feeder", "system", "customer", "gaps"))

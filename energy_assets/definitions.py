@@ -1,10 +1,14 @@
 """The Dagster code location: every asset, check, job, sensor and schedule, and the resources.
 
 Built from the settings read once here; nothing else happens at import (the dbt manifest is
-prepared beforehand, see `marts.dbt_project.ensure_manifest`).
+prepared beforehand, see `marts.dbt_project.ensure_manifest`) but binding the resources, which
+every user of the definitions does first anyway.
 """
 
+import warnings
+
 from dagster import (
+    BetaWarning,
     Definitions,
     EnvVar,
     ExecutorDefinition,
@@ -71,3 +75,9 @@ defs = Definitions(
     },
     executor=run_executor(settings.max_concurrent),
 )
+
+with warnings.catch_warnings():
+    # Binding the resources copies each sensor with its empty owner list, which Dagster passes
+    # to its beta `owners` parameter, and that warns; the repository it builds is cached.
+    warnings.simplefilter("ignore", BetaWarning)
+    defs.get_repository_def()

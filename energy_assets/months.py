@@ -26,7 +26,7 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
-def months_between(first: pd.Timestamp, last: pd.Timestamp) -> list[date]:
+def months_between(first: pd.Timestamp | date, last: pd.Timestamp | date) -> list[date]:
     """Every month from the one holding `first` to the one holding `last` (UTC)."""
     months, month, end = [], month_start(first), month_start(last)
     while month <= end:

@@ -2,16 +2,10 @@
 warns, so a broken detector or a broken month stands out without reading every finding."""
 
 import numpy as np
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetKey,
-    asset_check,
-)
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity
 
 from energy_assets.anomalies.store import anomaly_rates
-from energy_assets.partitions import monthly_partitions, months_in
+from energy_assets.partitions import monthly_asset_check, months_in
 from energy_assets.resources import Platform
 
 RATE_CEILING = 20.0  # findings per 1000 intervals that warn when no earlier month compares
@@ -33,9 +27,8 @@ def rate_verdict(rate: float | None, earlier: list[float]) -> tuple[bool, str]:
     return low <= rate <= high, f"{rate:.2f} per 1000 intervals, {usual}"
 
 
-@asset_check(
-    asset=AssetKey(["ml", "anomalies"]),
-    partitions_def=monthly_partitions,
+@monthly_asset_check(
+    ["ml", "anomalies"],
     description="Warns when a month's anomaly rate (findings per 1000 intervals) falls outside "
     "the usual range of the months before it.",
 )

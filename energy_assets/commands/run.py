@@ -1,4 +1,6 @@
-"""`energy run`: load the dropbox once and build every touched month, through Dagster runs."""
+"""`energy run`: load the dropbox once and build every month that needs it, through Dagster runs:
+the months its files touched, and any other whose month assets are missing or older than the
+month's files (a month run that died halfway, or files loaded while nothing built them)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from datetime import date
 
 from energy_assets.ingest.dropbox import dropbox_files, wait_until_stable
 from energy_assets.months import month_ranges
-from energy_assets.partitions import partition_key
+from energy_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
 from energy_assets.settings import Settings
+from energy_assets.warehouse.database import connect
 
 
 def execute(job_name: str, instance, settings: Settings, **options) -> bool:
@@ -69,26 +72,25 @@ class RunReport:
 
 def range_tags(first: date, last: date) -> dict[str, str]:
     """Tags that make one run cover the months first..last (a single-run backfill)."""
-    return {
-        "dagster/asset_partition_range_start": partition_key(first),
-        "dagster/asset_partition_range_end": partition_key(last),
-    }
+    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
 
 
 def run_once(settings: Settings) -> RunReport:
-    """Ingest every (stable) file in the dropbox, then build the marts for the touched months.
+    """Ingest every (stable) file in the dropbox, then build every month that needs it.
 
     Each stage is a Dagster run recorded in the platform's instance, as if the sensor had
     launched it, so the UI shows what `energy run` did.
     """
     from dagster import DagsterInstance
 
+    from energy_assets.automation import RUN_HOST_TAG, months_to_build, this_host
     from energy_assets.commands.session import platform_session
 
     report = RunReport()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    here = {RUN_HOST_TAG: this_host()}
     # dbt's own output is re-emitted on stdout; keep stdout for the summary, progress on stderr.
-    with platform_session(settings), contextlib.redirect_stdout(sys.stderr):
+    with platform_session(settings) as db, contextlib.redirect_stdout(sys.stderr):
         from energy_assets.definitions import defs
 
         instance = DagsterInstance.get()
@@ -99,28 +101,25 @@ def run_once(settings: Settings) -> RunReport:
                 "ops": {"ingest_files": {"config": {"files": [p.name for p in paths]}}},
             },
             instance=instance,
+            tags=here,
             raise_on_error=False,
         )
         report.steps.append((f"ingest {len(paths)} files", ingest.success))
         if not ingest.success:
             return report
         report.files = ingest.output_for_node("ingest_files")
-        months = sorted(
-            {
-                date.fromisoformat(m + "-01")
-                for row in report.files
-                if row["status"] == "loaded"
-                for m in row["months"]
-            }
-        )
+        with contextlib.closing(connect(db.warehouse_url)) as conn:
+            months = months_to_build(instance, conn)
         for first, last in month_ranges(months):
-            tags = range_tags(first, last)
+            tags = {**range_tags(first, last), **here}
             success = execute("monthly_marts_job", instance, settings, run_config=quiet, tags=tags)
             report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", success))
         if months:
-            success = execute("unpartitioned_marts_job", instance, settings, run_config=quiet)
+            success = execute(
+                "unpartitioned_marts_job", instance, settings, run_config=quiet, tags=here
+            )
             report.steps.append(("views", success))
         if months and settings.forecasts:
-            success = execute("day_ahead_job", instance, settings, run_config=quiet)
+            success = execute("day_ahead_job", instance, settings, run_config=quiet, tags=here)
             report.steps.append(("day-ahead forecast", success))
     return report

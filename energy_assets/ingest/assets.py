@@ -95,7 +95,7 @@ def ingest_files(context: OpExecutionContext, config: IngestConfig, platform: Pl
 
 
 def materializations(outcomes: list[FileOutcome]) -> list[AssetMaterialization]:
-    """One event per raw month partition (and for meter metadata) that the files changed."""
+    """One event per raw month partition, and per other raw table, that the files changed."""
     events = []
     readings = [o for o in outcomes if o.status == "loaded" and o.kind == "readings"]
     months = sorted({m for o in readings for m in o.months})
@@ -111,17 +111,25 @@ def materializations(outcomes: list[FileOutcome]) -> list[AssetMaterialization]:
                 },
             )
         )
-    meters = [o for o in outcomes if o.status == "loaded" and o.kind == "meters"]
-    if meters:
-        events.append(
-            AssetMaterialization(
-                RAW_METERS,
-                metadata={
-                    "files": MetadataValue.json([o.name for o in meters]),
-                    "meters": sum(o.rows for o in meters),
-                },
+    # Per table: the kind of file that writes it (readings files add their meters' spans to
+    # raw.file_meters) and the name of its row count.
+    tables = [
+        (RAW_FILE_METERS, "readings", "file_rows"),
+        (RAW_METERS, "meters", "meters"),
+        (RAW_WEATHER, "weather", "rows"),
+    ]
+    for key, kind, count in tables:
+        loaded = [o for o in outcomes if o.status == "loaded" and o.kind == kind]
+        if loaded:
+            events.append(
+                AssetMaterialization(
+                    key,
+                    metadata={
+                        "files": MetadataValue.json([o.name for o in loaded]),
+                        count: sum(o.rows for o in loaded),
+                    },
+                )
             )
-        )
     return events
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -189,15 +189,29 @@ def _sql_value(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
-def loaded_months(conn: connection, after_file_id: int) -> tuple[list[date], int]:
-    """Months touched by files loaded after `after_file_id`, and the newest file id seen."""
+def loaded_months(
+    conn: connection, after_file_id: int, also: list[int]
+) -> tuple[list[date], int, list[int]]:
+    """Months touched by the loaded files among those after `after_file_id` and those of `also`;
+    the newest file id seen, and the ids found."""
     with conn, conn.cursor() as cur:
         cur.execute(
-            "select coalesce(max(file_id), %s),"
+            "select coalesce(max(file_id), %s), coalesce(array_agg(distinct file_id), '{}'),"
             " coalesce(array_agg(distinct m order by m)"
             "   filter (where status = 'loaded' and m is not null), '{}')"
-            " from raw.files left join lateral unnest(months) m on true where file_id > %s",
-            (after_file_id, after_file_id),
+            " from raw.files left join lateral unnest(months) m on true"
+            " where file_id > %s or file_id = any(%s::bigint[])",
+            (after_file_id, after_file_id, also),
         )
-        last, months = cur.fetchone()
-    return months, last
+        last, found, months = cur.fetchone()
+    return months, last, found
+
+
+def month_load_times(conn: connection) -> dict[date, datetime]:
+    """When the newest file touching each month loaded (readings, or metadata of its meters)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select m, max(processed_at) from raw.files cross join unnest(months) m"
+            " where status = 'loaded' group by m"
+        )
+        return dict(cur.fetchall())

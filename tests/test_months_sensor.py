@@ -1,0 +1,223 @@
+"""The months sensor on a real Dagster instance and warehouse: a first start adopts the months
+already built from their files, and a month gets one waiting run however many files arrive."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import dagster_runs
+import psycopg2
+import pytest
+from dagster import DagsterInstance, DagsterRun, RunRequest, build_sensor_context
+from dagster_runs import MONTH_JOB
+from meter_files import three_meters_two_feeders, write_meter_data, write_meter_file
+
+from energy_assets.automation import (
+    PENDING_FILE_SECONDS,
+    advance,
+    loaded_months_sensor,
+    read_cursor,
+    stale_months,
+)
+from energy_assets.commands.run import run_once
+from energy_assets.commands.session import platform_session
+from energy_assets.definitions import defs
+from energy_assets.ingest.loader import Ingest
+from energy_assets.partitions import run_months
+from energy_assets.resources import Platform
+
+
+@pytest.fixture
+def instance(platform) -> Iterator[DagsterInstance]:
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        yield instance
+
+
+def tick(platform, instance, cursor: str | None) -> tuple[list[RunRequest], str]:
+    resources = {
+        "platform": Platform(home=str(platform.settings.home), warehouse_url=platform.warehouse_url)
+    }
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = loaded_months_sensor(context)
+    return result.run_requests, result.cursor
+
+
+def months(requests: list[RunRequest]) -> list[str]:
+    return sorted(r.partition_key for r in requests if r.job_name == MONTH_JOB)
+
+
+def load(platform, instance, *files: tuple[str, str, str]) -> None:
+    """Drop (name, first day, end day) meter files and load them as the ingest run does."""
+    for name, first, end in files:  # the content differs by name, or it would be a duplicate
+        write_meter_file(platform.settings.dropbox, name, first, end, 30, zlib.crc32(name.encode()))
+    result = defs.resolve_job_def("ingest_dropbox").execute_in_process(instance=instance)
+    assert [row["status"] for row in result.output_for_node("ingest_files")] == ["loaded"] * len(
+        files
+    )
+
+
+def submit(instance, request: RunRequest, enqueue: bool = True) -> DagsterRun:
+    """The run the daemon makes of a month request: created, then (unless not `enqueue`)
+    handed to the run queue."""
+    run = dagster_runs.create(
+        instance, {**request.tags, "dagster/partition": request.partition_key}
+    )
+    if enqueue:
+        dagster_runs.enqueue(instance, run)
+    return run
+
+
+def test_first_start_adopts_the_months_energy_run_built(platform, instance):
+    three_meters_two_feeders(platform.settings.dropbox)
+    assert run_once(platform.settings).ok
+
+    requests, cursor = tick(platform, instance, None)
+    assert requests == []
+    assert json.loads(cursor) == {
+        "after": platform.scalar("select max(file_id) from raw.files"),
+        "pending": {},
+    }
+
+    load(platform, instance, ("M1_2024-03.csv", "2024-03-01", "2024-03-02"))
+    requests, _ = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-03"]
+
+
+def test_first_start_requests_the_months_built_from_older_files(platform, instance):
+    three_meters_two_feeders(platform.settings.dropbox)
+    assert run_once(platform.settings).ok
+    # Loaded while nothing rebuilt the month (the platform was stopped after the ingest).
+    load(platform, instance, ("M4_2024-02.csv", "2024-02-03", "2024-02-05"))
+
+    requests, _ = tick(platform, instance, None)
+    assert months(requests) == ["2024-02"]
+
+
+def test_a_month_gets_one_waiting_run_however_many_files_arrive(platform, instance):
+    load(
+        platform,
+        instance,
+        ("M1_2024-01.csv", "2024-01-01", "2024-01-02"),
+        ("M1_2024-02.csv", "2024-02-01", "2024-02-02"),
+    )
+    requests, cursor = tick(platform, instance, None)
+    assert months(requests) == ["2024-01", "2024-02"]
+    january, february = (r for r in requests if r.job_name == MONTH_JOB)
+    submit(instance, january)
+    february_run = submit(instance, february, enqueue=False)  # created, not yet queued
+
+    # Files keep arriving for both months while their runs wait: those runs will read them.
+    for meter in range(10, 14):
+        load(
+            platform,
+            instance,
+            (f"M{meter}_2024-01.csv", "2024-01-05", "2024-01-06"),
+            (f"M{meter}_2024-02.csv", "2024-02-05", "2024-02-06"),
+        )
+        requests, cursor = tick(platform, instance, cursor)
+        assert requests == []
+
+    # February's run starts: it may have read the month already, so a new file asks for one
+    # more run after it, and only one however many more files arrive.
+    dagster_runs.start(instance, february_run)
+    load(platform, instance, ("M20_2024-02.csv", "2024-02-07", "2024-02-08"))
+    requests, cursor = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-02"]
+    submit(instance, next(r for r in requests if r.job_name == MONTH_JOB))
+    for meter in (21, 22):
+        load(platform, instance, (f"M{meter}_2024-02.csv", "2024-02-09", "2024-02-10"))
+        requests, cursor = tick(platform, instance, cursor)
+        assert requests == []
+
+    # A month with no run waiting is requested as ever.
+    load(platform, instance, ("M23_2024-03.csv", "2024-03-01", "2024-03-02"))
+    requests, _ = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-03"]
+
+
+def test_stale_months_are_those_some_month_asset_built_before_their_newest_file():
+    jan, feb, mar = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+    loaded = {
+        jan: datetime(2024, 4, 1, 10, tzinfo=UTC),
+        feb: datetime(2024, 4, 1, 11, tzinfo=UTC),
+        mar: datetime(2024, 4, 1, 12, tzinfo=UTC),
+    }
+    after = datetime(2024, 4, 1, 12, 30, tzinfo=UTC).timestamp()
+    before = datetime(2024, 4, 1, 10, 30, tzinfo=UTC).timestamp()
+    clean_grid = {jan: after, feb: after}
+    feeders = {jan: after, feb: before}  # February's run died after the clean grid
+    assert stale_months(loaded, [clean_grid, feeders]) == [feb, mar]  # March: never built
+    assert stale_months(loaded, [{jan: after, feb: after, mar: after}]) == []
+    assert stale_months({}, [clean_grid]) == []
+
+
+def test_run_months_reads_a_partition_or_a_range():
+    assert run_months({"dagster/partition": "2024-03"}) == [date(2024, 3, 1)]
+    assert run_months({"dagster/partition": "2024-03-01"}) == [date(2024, 3, 1)]
+    assert run_months(
+        {
+            "dagster/asset_partition_range_start": "2023-12",
+            "dagster/asset_partition_range_end": "2024-02",
+        }
+    ) == [date(2023, 12, 1), date(2024, 1, 1), date(2024, 2, 1)]
+    assert run_months({"energy/month-run": "true"}) == []
+
+
+def test_a_file_committed_after_one_with_a_higher_id_is_not_missed(platform, instance):
+    """File ids are handed out when a load begins and seen when it commits: a long load can
+    commit after a later, shorter one, past the cursor."""
+    dropbox = platform.settings.dropbox
+    load(platform, instance, ("M1_2024-01.csv", "2024-01-01", "2024-01-02"))
+    _, cursor = tick(platform, instance, None)
+    write_meter_file(dropbox, "M2_2024-03.csv", "2024-03-01", "2024-03-02", 30, 2)
+    write_meter_data(dropbox)
+
+    blocker = psycopg2.connect(platform.warehouse_url)  # holds March's load before its commit
+    with blocker.cursor() as cur:
+        cur.execute("lock table raw.file_meters in share mode")
+    with Ingest(platform.settings, platform.warehouse_url) as slow:
+        march = threading.Thread(target=slow.ingest_file, args=(dropbox / "M2_2024-03.csv",))
+        march.start()
+        waiting = (
+            "select count(*) from pg_locks l join pg_class c on c.oid = l.relation"
+            " where not l.granted and c.relname = 'file_meters'"
+        )
+        deadline = time.monotonic() + 120
+        while platform.scalar(waiting) == 0:  # its raw.files row is written, not committed
+            assert time.monotonic() < deadline, "the March load never reached raw.file_meters"
+            time.sleep(0.1)
+        with Ingest(platform.settings, platform.warehouse_url) as quick:
+            metadata = quick.ingest_file(dropbox / "meter-data.csv")  # M1's feeder: January
+        assert metadata.months == [date(2024, 1, 1)]
+        requests, cursor = tick(platform, instance, cursor)
+        assert months(requests) == ["2024-01"]
+        blocker.close()
+        march.join()
+
+    assert platform.scalar("select status from raw.files where name = 'M2_2024-03.csv'") == (
+        "loaded"
+    )
+    assert platform.scalar(
+        "select file_id from raw.files where name = 'M2_2024-03.csv'"
+    ) < platform.scalar("select file_id from raw.files where name = 'meter-data.csv'")
+    requests, cursor = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-03"]
+
+
+def test_skipped_file_ids_are_looked_for_until_they_appear_or_a_day_passes():
+    assert read_cursor(None) == (0, {})
+    assert read_cursor("17") == (17, {})  # a cursor from before pending ids
+    # Ids 3 and 5 are not visible yet when 6 is.
+    after, pending = advance(2, {}, 6, [4, 6], now=100.0)
+    assert (after, pending) == (6, {3: 100.0, 5: 100.0})
+    assert read_cursor(json.dumps({"after": after, "pending": pending})) == (after, pending)
+    # 5 commits later; 3 never does (its load rolled back) and is forgotten after a day.
+    after, pending = advance(after, pending, 7, [5, 7], now=200.0)
+    assert (after, pending) == (7, {3: 100.0})
+    after, pending = advance(after, pending, 7, [], now=100.0 + PENDING_FILE_SECONDS)
+    assert (after, pending) == (7, {})
