@@ -26,7 +26,7 @@ from energy_assets.ingest.formats import Format, Match, load_formats, require_fo
 from energy_assets.ingest.parsing import ReadingsParser, parse_meters, parse_weather
 from energy_assets.ingest.readers import Table, open_table
 from energy_assets.ingest.rejections import Rejected
-from energy_assets.months import months_between, months_of
+from energy_assets.months import month_start, months_between, months_of, next_month
 from energy_assets.settings import Settings
 from energy_assets.warehouse.database import connect, copy_frame
 
@@ -74,11 +74,11 @@ class Ingest:
         self.settings = settings
         self.formats: list[Format] = load_formats(settings.home / "formats")
         self.conn: connection = connect(warehouse_url)
-        self.ddl_conn: connection = connect(warehouse_url)
+        self._partitioned_through: date | None = None
+        self._ensure_partitions()
 
     def close(self) -> None:
         self.conn.close()
-        self.ddl_conn.close()
 
     def __enter__(self) -> Ingest:
         return self
@@ -106,6 +106,7 @@ class Ingest:
             )
         except FileNotFoundError:
             return None
+        self._ensure_partitions()
         self._moved: list[tuple[Path, Path]] = []
         try:
             with self.conn, self.conn.cursor() as cur:
@@ -117,6 +118,19 @@ class Ingest:
                 else:
                     os.replace(target, source)
             raise
+
+    def _ensure_partitions(self) -> None:
+        """Give every month a reading may fall in its partition before any file's transaction.
+
+        Timestamps before `first_month` or more than a day ahead are refused, so the months
+        from `first_month` to the month after next cover every reading a file can hold, and no
+        load ever needs DDL (which would wait on the load's own lock).
+        """
+        through = next_month(next_month(month_start(datetime.now(UTC).date())))
+        if self._partitioned_through != through:
+            months = months_between(self.settings.first_month, through)
+            raw_tables.ensure_month_partitions(self.conn, months)
+            self._partitioned_through = through
 
     def _ingest_locked(
         self, cur, path: Path, sha: str, received_at: datetime
@@ -233,10 +247,7 @@ class Ingest:
             readings = parser.feed(chunk, table.line_of)
             if readings.empty:
                 continue
-            months = months_of(readings["interval_start"])
-            if months - data_months:
-                raw_tables.ensure_month_partitions(self.ddl_conn, months - data_months)
-                data_months |= months
+            data_months |= months_of(readings["interval_start"])
             raw_tables.copy_readings(cur, readings, file_id)
             rows += len(readings)
         if records == 0:

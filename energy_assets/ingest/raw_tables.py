@@ -6,12 +6,15 @@ Plain functions over a cursor or connection, no Dagster; the DDL itself is `sql/
 from __future__ import annotations
 
 import io
+import re
 import struct
+import time
 from collections.abc import Iterable
 from datetime import date
 
 import numpy as np
 import pandas as pd
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection
 from psycopg2.extras import Json, execute_values
@@ -21,23 +24,47 @@ from energy_assets.ingest.rejections import Rejected
 from energy_assets.months import next_month
 from energy_assets.warehouse.database import SCHEMA_LOCK
 
+LOCK_RETRY_SECONDS = 1
+
 
 def ensure_month_partitions(conn: connection, months: Iterable[date]) -> None:
-    """Create the `raw.readings` partitions for `months` in a short transaction of their own.
+    """Create the `raw.readings` partitions of `months` that are missing.
 
-    Kept out of the load transaction: creating a partition locks the parent table, and holding
-    that lock for a whole file's load would block every reader.
+    Creating a partition locks raw.readings exclusively: it waits for every open load and
+    queues every reader behind it. So the loader creates partitions before a file's transaction
+    starts, never inside one (the lock would wait on that very transaction forever), and asks
+    for the lock a second at a time, letting readers through between attempts, while another
+    process's load holds it.
     """
+    while missing := sorted(set(months) - partition_months(conn)):
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("set local lock_timeout = %s", (f"{LOCK_RETRY_SECONDS}s",))
+                cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                for month in missing:
+                    cur.execute(
+                        sql.SQL(
+                            "create table if not exists raw.{} partition of raw.readings "
+                            "for values from (%s) to (%s)"
+                        ).format(sql.Identifier(f"readings_{month:%Y_%m}")),
+                        (f"{month} 00:00+00", f"{next_month(month)} 00:00+00"),
+                    )
+        except psycopg2.errors.LockNotAvailable:
+            time.sleep(LOCK_RETRY_SECONDS)
+
+
+def partition_months(conn: connection) -> set[date]:
+    """The months that have a partition of `raw.readings` (named `readings_YYYY_MM`)."""
     with conn, conn.cursor() as cur:
-        cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        for month in sorted(set(months)):
-            cur.execute(
-                sql.SQL(
-                    "create table if not exists raw.{} partition of raw.readings "
-                    "for values from (%s) to (%s)"
-                ).format(sql.Identifier(f"readings_{month:%Y_%m}")),
-                (f"{month} 00:00+00", f"{next_month(month)} 00:00+00"),
-            )
+        cur.execute(
+            "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+            " where i.inhparent = 'raw.readings'::regclass"
+        )
+        names = [_PARTITION_NAME.fullmatch(row[0]) for row in cur.fetchall()]
+    return {date(int(m[1]), int(m[2]), 1) for m in names if m}
+
+
+_PARTITION_NAME = re.compile(r"readings_(\d{4})_(\d{2})")
 
 
 READING_COLUMNS = ["meter_id", "interval_start", "interval_seconds", "channel", "value"]
