@@ -22,6 +22,14 @@ create table if not exists raw.files (
 -- A content hash is loaded (or rejected) once; later copies are recorded as duplicates.
 create unique index if not exists files_sha256_once
     on raw.files (sha256) where status <> 'duplicate';
+-- lines, sample: where a quarantined file breaks its rule (also in its .reason.json).
+-- pending_move: committed, but not yet moved to `stored_as` (with its reason file); a kill
+--   leaves it so, and the next ingest of the same bytes under the same name completes the move.
+alter table raw.files add column if not exists lines integer[] not null default '{}';
+alter table raw.files add column if not exists sample text;
+alter table raw.files add column if not exists pending_move boolean not null default false;
+create index if not exists files_pending on raw.files (file_id) where pending_move;
+create index if not exists files_stored_as on raw.files (stored_as);
 
 -- Meter metadata; a meter may have readings before it has a row here.
 create table if not exists raw.meters (

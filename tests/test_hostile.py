@@ -7,6 +7,7 @@ file line i + 2 (header on line 1), which is what the expected `lines` count on.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, build_sensor_context
 from hostile_files import (
     HEADER,
     Case,
@@ -29,8 +31,18 @@ from hostile_files import (
     with_cached_errors,
     workbook,
 )
+from ingest_runs import (
+    BOUND_SECONDS,
+    files_config,
+    ingest_run,
+    pause_inserts,
+    platform_resource,
+    wait_for,
+    waiting_on_lock,
+)
 
 from energy_assets.commands.run import run_once
+from energy_assets.ingest.sensors import dropbox_sensor
 from energy_assets.settings import Settings
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
@@ -406,6 +418,16 @@ def observed(case: Case, file, report_row: dict | None, readings, quarantine: Pa
     return {key: got.get(key) for key in expected(case)}
 
 
+NOT_FOR_INGEST = [  # still being written, by the names writers and copy tools give them
+    "PART_2024-01.csv.part",
+    "TMP_2024-01.csv.tmp",
+    "WINSCP_2024-01.csv.filepart",
+    "CHROME_2024-01.csv.crdownload",
+    "~$LOCK_2024-01.xlsx",
+    ".HIDDEN_2024-01.csv",
+]
+
+
 def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
     settings = platform.settings
     cases = [make() for make in CASES]
@@ -413,6 +435,9 @@ def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     write_corpus(settings.dropbox, outside, cases)
+    for name in NOT_FOR_INGEST:  # valid content, old enough: only the name keeps it out
+        (settings.dropbox / name).write_text(csv(rows(8, 91)))
+        os.utime(settings.dropbox / name, (time.time() - 3600,) * 2)
     link_target = outside / symlink().name
     target_before = (link_target.read_bytes(), link_target.stat().st_mtime_ns)
 
@@ -450,7 +475,7 @@ def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
 
     assert not problems, "\n".join(["files that got the wrong verdict:", *problems])
     assert sorted(by_name) == sorted(c.name for c in cases)
-    assert left_in_dropbox == [], "every file leaves the dropbox"
+    assert left_in_dropbox == sorted(NOT_FOR_INGEST), "every other file leaves the dropbox"
     # raw.readings holds exactly the valid files' rows, nothing of the others.
     assert len(readings) == sum(c.rows for c in cases if c.status == "loaded")
     refused = set(files.loc[files["status"] != "loaded", "file_id"])
@@ -496,3 +521,104 @@ def test_file_still_being_written_loads_whole(platform, monkeypatch):
         (path.name, "loaded", 96 * 4)
     ]
     assert platform.scalar("select count(*) from raw.readings") == count(data) == 96 * 4
+
+
+# --- writers that pause -------------------------------------------------------------------------
+
+
+def sensor_tick(platform, cursor: str | None):
+    """One evaluation of the dropbox sensor; its run requests and next cursor."""
+    context = build_sensor_context(
+        instance=DagsterInstance.ephemeral(),
+        cursor=cursor,
+        resources={"platform": platform_resource(platform)},
+    )
+    result = dropbox_sensor(context)
+    return result.run_requests, result.cursor
+
+
+def next_request(platform, cursor: str | None):
+    """Tick the sensor, as the daemon does, until it requests a run."""
+    requests: list = []
+    deadline = time.monotonic() + BOUND_SECONDS
+    while not requests:
+        assert time.monotonic() < deadline, "the sensor never requested the file"
+        time.sleep(0.25)
+        requests, cursor = sensor_tick(platform, cursor)
+    [request] = requests
+    return request, cursor
+
+
+def test_writer_pausing_longer_than_the_window_never_has_its_half_loaded(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
+    data = rows(96, 70)
+    content = csv(data).encode()
+    half = len(content) // 2
+    path = platform.settings.dropbox / "PAUSED_2024-01.csv"
+    requested = threading.Event()
+
+    def writer() -> None:
+        with path.open("wb") as handle:
+            handle.write(content[:half])
+            handle.flush()
+            requested.wait(BOUND_SECONDS)  # paused past the window: the sensor asks for it
+            handle.write(content[half:])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_for(lambda: path.exists() and path.stat().st_size == half, "the first half")
+        request, cursor = next_request(platform, None)
+    finally:
+        requested.set()
+        thread.join()
+
+    # By the time the run starts the writer has written the rest: not what the sensor saw.
+    first = ingest_run(platform, request.run_config)
+    assert first == []
+    assert platform.scalar("select count(*) from raw.files") == 0
+    assert path.read_bytes() == content  # left in the dropbox, whole
+
+    again, _ = next_request(platform, cursor)  # the next looks find it stable again
+    assert again.run_key != request.run_key
+    second = ingest_run(platform, again.run_config)
+    assert [(r["file"], r["status"], r["rows"]) for r in second] == [
+        (path.name, "loaded", count(data))
+    ]
+    assert platform.scalar("select sha256 from raw.files") == hashlib.sha256(content).hexdigest()
+
+
+def test_writer_resuming_while_its_half_loads_leaves_it_for_the_next_look(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
+    data = rows(96, 71)
+    content = csv(data).encode()
+    half = len(content) // 2
+    path = platform.settings.dropbox / "RESUMED_2024-01.csv"
+    handle = path.open("wb")
+    handle.write(content[:half])
+    handle.flush()
+    lock = pause_inserts(platform)  # the run will wait inside its transaction
+
+    def resume_meanwhile() -> None:
+        try:
+            wait_for(lambda: waiting_on_lock(platform), "the ingest reading the half file")
+            handle.write(content[half:])  # the writer resumes while its half is being loaded
+            handle.close()
+        finally:
+            lock.rollback()
+
+    resumer = threading.Thread(target=resume_meanwhile)
+    resumer.start()
+    first = ingest_run(platform, files_config([path.name]))  # started during the pause
+    resumer.join()
+    lock.close()
+
+    assert first == []
+    assert platform.scalar("select count(*) from raw.files") == 0
+    assert path.read_bytes() == content
+
+    second = ingest_run(platform, files_config([path.name]))
+    assert [(r["file"], r["status"], r["rows"]) for r in second] == [
+        (path.name, "loaded", count(data))
+    ]
+    assert platform.scalar("select sha256 from raw.files") == hashlib.sha256(content).hexdigest()

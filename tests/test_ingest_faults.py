@@ -10,7 +10,13 @@ there on something the test holds (a lock, a named pipe), never on a hook in the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import psycopg2
 import pytest
-from hostile_files import count, csv, rows
-from ingest_runs import BOUND_SECONDS, files_config
+from hostile_files import count, csv, kw_sum, rows
+from ingest_runs import BOUND_SECONDS, files_config, pause_inserts, wait_for, waiting_on_lock
 from ingest_runs import ingest_run as run_job
 
 from energy_assets.ingest import loader
+
+PAUSE_KEY = 7_310_999  # advisory lock the test holds to pause an ingest inside a trigger
 
 
 def ingest_run(platform, files: list[str] | None = None) -> list[dict]:
@@ -60,6 +68,10 @@ def connect(platform):
     return conn
 
 
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def good_file(dropbox: Path, name: str = "GOOD_2024-01.csv") -> int:
     """A valid feeder-meter file; the readings it must load."""
     data = rows(8, 10.0)
@@ -67,11 +79,101 @@ def good_file(dropbox: Path, name: str = "GOOD_2024-01.csv") -> int:
     return count(data)
 
 
+def statuses(platform) -> list[tuple]:
+    frame = platform.query(
+        "select name, status, coalesce(rule, '-'), rows, pending_move from raw.files"
+        " order by file_id"
+    )
+    return [tuple(r) for r in frame.itertuples(index=False)]
+
+
 def assert_good_loaded(platform, expected_rows: int, name: str = "GOOD_2024-01.csv") -> None:
     got = platform.scalar(
         "select count(*) from raw.readings join raw.files using (file_id) where name = %s", (name,)
     )
     assert got == expected_rows
+
+
+# --- one bad entry never fails or hangs the others ---------------------------------------------
+
+
+def test_named_pipe_is_skipped_and_never_opened(platform):
+    dropbox = platform.settings.dropbox
+    os.mkfifo(dropbox / "PIPE_2024-01.csv")  # hashing it would block until a writer comes
+    good = good_file(dropbox)
+
+    def unblock() -> None:  # a read of the pipe waits for a writer: give it one, and an end
+        with contextlib.suppress(OSError):  # ENXIO: no one is reading it just now
+            os.close(os.open(dropbox / "PIPE_2024-01.csv", os.O_WRONLY | os.O_NONBLOCK))
+
+    with bounded(BOUND_SECONDS, unblock):  # named, as the sensor listed it (or a user)
+        report = ingest_run(platform, ["PIPE_2024-01.csv", "GOOD_2024-01.csv"])
+
+    assert [(r["file"], r["status"]) for r in report] == [("GOOD_2024-01.csv", "loaded")]
+    assert_good_loaded(platform, good)
+    assert (dropbox / "PIPE_2024-01.csv").exists()  # left alone
+    assert [name for name, *_ in statuses(platform)] == ["GOOD_2024-01.csv"]
+
+
+def test_socket_is_skipped(platform):
+    dropbox = platform.settings.dropbox
+    good = good_file(dropbox)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(dropbox / "SOCK_2024-01.csv"))
+        report = ingest_run(platform, ["SOCK_2024-01.csv", "GOOD_2024-01.csv"])
+    assert [(r["file"], r["status"]) for r in report] == [("GOOD_2024-01.csv", "loaded")]
+    assert_good_loaded(platform, good)
+    assert [name for name, *_ in statuses(platform)] == ["GOOD_2024-01.csv"]
+
+
+def test_name_that_is_not_utf8_loads_under_a_readable_name(platform):
+    dropbox = platform.settings.dropbox
+    data = rows(8, 20.0)
+    raw_name = b"M\xff1_2024-01.csv"
+    with open(os.path.join(os.fsencode(dropbox), raw_name), "wb") as handle:
+        handle.write(csv(data).encode())
+    good = good_file(dropbox)
+
+    report = ingest_run(platform)
+
+    readable = "M\\xff1_2024-01.csv"  # the byte 0xFF written as \xff, the rest as it was
+    assert sorted((r["file"], r["status"]) for r in report) == [
+        ("GOOD_2024-01.csv", "loaded"),
+        (readable, "loaded"),
+    ]
+    meters = platform.query(
+        "select meter_id, count(*) as n from raw.readings join raw.files using (file_id)"
+        " where name = %s group by meter_id",
+        (readable,),
+    )
+    assert meters.values.tolist() == [["M\\xff1", count(data)]]
+    stored = Path(platform.scalar("select stored_as from raw.files where name = %s", (readable,)))
+    assert stored.name == readable and stored.read_bytes() == csv(data).encode()
+    assert_good_loaded(platform, good)
+    assert os.listdir(dropbox) == []
+
+
+def test_reason_file_name_past_the_file_system_limit_is_shortened(platform):
+    dropbox = platform.settings.dropbox
+    name = "UNK_" + "x" * 240 + ".csv"  # 248 bytes: with `.reason.json` past 255
+    (dropbox / name).write_text("Date,Reading,Units\n2024-01-01 00:00,12.5,kWh\n")
+    good = good_file(dropbox)
+
+    report = ingest_run(platform)
+
+    assert sorted((r["file"], r["status"]) for r in report) == [
+        ("GOOD_2024-01.csv", "loaded"),
+        (name, "quarantined"),
+    ]
+    file_id, stored = platform.query(
+        "select file_id, stored_as from raw.files where name = %s", (name,)
+    ).iloc[0]
+    stored = Path(stored)
+    assert stored.name.endswith(f".{file_id}.csv") and stored.name.startswith("UNK_xxx")
+    reason = json.loads(stored.with_name(stored.name + ".reason.json").read_text())
+    assert (reason["file"], reason["rule"]) == (name, "unknown_header")
+    assert stored.read_text().startswith("Date,Reading")
+    assert_good_loaded(platform, good)
 
 
 def test_meter_id_too_long_for_the_index_is_refused_by_its_rule(platform):
@@ -100,6 +202,9 @@ def test_meter_id_too_long_for_the_index_is_refused_by_its_rule(platform):
         blob[:80],
     )
     assert_good_loaded(platform, good)
+
+
+# --- the partition lock --------------------------------------------------------------------
 
 
 def test_time_sorted_file_over_many_chunks_loads_while_others_read(platform, monkeypatch):
@@ -141,3 +246,177 @@ def test_time_sorted_file_over_many_chunks_loads_while_others_read(platform, mon
     assert report[0]["months"] == ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05"]
     assert platform.scalar("select count(*) from raw.readings") == count(data)
     assert set(counts) <= {0, count(data)}  # readers never blocked, never saw half a file
+
+
+# --- kills ---------------------------------------------------------------------------------
+
+CHILD = """
+import sys
+from dagster import DagsterInstance
+from energy_assets.ingest.assets import ingest_dropbox
+from energy_assets.resources import Platform
+platform = Platform(home=sys.argv[1], warehouse_url=sys.argv[2])
+result = ingest_dropbox.execute_in_process(
+    instance=DagsterInstance.ephemeral(), resources={"platform": platform}
+)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def start_ingest(platform) -> subprocess.Popen:
+    """The ingest job in a child process, on the same dropbox and warehouse."""
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(platform.settings.home), platform.warehouse_url],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(BOUND_SECONDS)
+
+
+def pause_at(platform, trigger: str):
+    """A trigger on raw.files that makes an ingest wait there on a lock this connection holds."""
+    pause = connect(platform)
+    with pause.cursor() as cur:
+        cur.execute(
+            "create function pause_ingest() returns trigger language plpgsql as"
+            f" $$ begin perform pg_advisory_lock({PAUSE_KEY});"
+            f" perform pg_advisory_unlock({PAUSE_KEY}); return new; end $$"
+        )
+        cur.execute(f"create trigger pause {trigger} execute function pause_ingest()")
+        cur.execute("select pg_advisory_lock(%s)", (PAUSE_KEY,))
+    return pause
+
+
+def resume(pause) -> None:
+    with pause.cursor() as cur:
+        cur.execute("drop trigger pause on raw.files")
+        cur.execute("drop function pause_ingest()")
+        cur.execute("select pg_advisory_unlock(%s)", (PAUSE_KEY,))
+    pause.close()
+
+
+PAUSES = {  # where a trigger on raw.files makes the ingest wait on the test's lock
+    "row inserted": "before insert on raw.files for each row",
+    "destination recorded": (
+        "before update on raw.files for each row"
+        " when (new.stored_as is distinct from old.stored_as and new.stored_as is not null)"
+    ),
+    "move marked done": (
+        "before update on raw.files for each row when (old.pending_move and not new.pending_move)"
+    ),
+}
+
+
+@pytest.mark.parametrize("moment", list(PAUSES))
+def test_kill_at_any_moment_loses_nothing_and_the_rerun_completes(platform, moment):
+    dropbox, archive = platform.settings.dropbox, platform.settings.archive
+    data = rows(8, 40.0)
+    content = csv(data).encode()
+    (dropbox / "KILL_2024-01.csv").write_bytes(content)
+    pause = pause_at(platform, PAUSES[moment])
+    child = start_ingest(platform)
+    try:
+        wait_for(lambda: waiting_on_lock(platform), f"the ingest paused at: {moment}")
+    finally:
+        kill(child)
+    resume(pause)
+
+    # Nothing lost: the file is in the dropbox, or stored with its committed row.
+    in_dropbox = (dropbox / "KILL_2024-01.csv").exists()
+    stored = list(archive.rglob("KILL_2024-01*.csv"))
+    rows_now = platform.query("select status, stored_as from raw.files")
+    assert in_dropbox or (stored and [Path(s) for s in rows_now["stored_as"]] == stored)
+
+    report = ingest_run(platform)  # the rerun loads it, or completes what the kill left
+
+    files = platform.query("select name, status, sha256, stored_as, pending_move from raw.files")
+    assert files[["name", "status", "pending_move"]].values.tolist() == [
+        ["KILL_2024-01.csv", "loaded", False]
+    ]
+    assert Path(files["stored_as"][0]).read_bytes() == content
+    assert files["sha256"][0] == sha256(content)
+    assert platform.scalar("select count(*) from raw.readings") == count(data)
+    assert os.listdir(dropbox) == []
+    assert [r["status"] for r in report] == (["loaded"] if in_dropbox else [])
+
+
+def test_kill_between_commit_and_move_is_completed_not_a_duplicate(platform):
+    """Quarantined: its reason file is written after the commit and before the move. A named
+    pipe at the reason file's name holds the ingest there (opening it waits for a reader)."""
+    dropbox, quarantine = platform.settings.dropbox, platform.settings.quarantine
+    content = b"Date,Reading,Units\n2024-01-01 00:00,12.5,kWh\n"
+    (dropbox / "UNK_2024-01.csv").write_bytes(content)
+    quarantine.mkdir(parents=True, exist_ok=True)
+    fifo = quarantine / "UNK_2024-01.csv.reason.json"
+    os.mkfifo(fifo)
+    first = start_ingest(platform)
+    second = None
+    try:
+        wait_for(
+            lambda: (
+                platform.scalar("select count(*) from raw.files") == 1
+                or not (dropbox / "UNK_2024-01.csv").exists()
+            ),
+            "the first ingest committed (or moved) the file",
+        )
+        fifo.unlink()  # the first still waits on the pipe it opened; the second must not
+        second = start_ingest(platform)  # meanwhile, another process on the same dropbox
+        wait_for(lambda: waiting_on_lock(platform), "the second ingest waiting for the file")
+    finally:
+        kill(first)
+    try:
+        assert second.wait(BOUND_SECONDS) == 0, second.stderr.read().decode()[-3000:]
+    finally:
+        second.kill()
+
+    files = platform.query("select name, status, rule, stored_as, pending_move from raw.files")
+    assert files[["name", "status", "rule", "pending_move"]].values.tolist() == [
+        ["UNK_2024-01.csv", "quarantined", "unknown_header", False]
+    ]
+    stored = Path(files["stored_as"][0])
+    assert stored == quarantine / "UNK_2024-01.csv" and stored.read_bytes() == content
+    reason = json.loads((quarantine / "UNK_2024-01.csv.reason.json").read_text())
+    assert reason["rule"] == "unknown_header" and reason["lines"] == [1]
+    assert os.listdir(dropbox) == []
+
+
+# --- what is committed is what was read ---------------------------------------------------
+
+
+def test_file_replaced_while_it_loads_is_left_and_loaded_as_replaced(platform):
+    dropbox = platform.settings.dropbox
+    path = dropbox / "SWAP_2024-01.csv"
+    old, new = rows(8, 50.0), rows(8, 60.0)
+    path.write_text(csv(old))
+    lock = pause_inserts(platform)
+
+    def replace_meanwhile() -> None:
+        try:
+            wait_for(lambda: waiting_on_lock(platform), "the ingest waiting to record the file")
+            (dropbox / "swap.tmp").write_text(csv(new))
+            os.replace(dropbox / "swap.tmp", path)  # a writer replacing the file, atomically
+        finally:
+            lock.rollback()
+
+    writer = threading.Thread(target=replace_meanwhile)
+    writer.start()
+    first = ingest_run(platform)
+    writer.join()
+    lock.close()
+
+    assert first == []  # nothing of it committed: it changed while it was read
+    assert platform.scalar("select count(*) from raw.files") == 0
+    assert path.read_text() == csv(new)
+
+    report = ingest_run(platform)
+
+    assert [(r["file"], r["status"]) for r in report] == [("SWAP_2024-01.csv", "loaded")]
+    sha, stored = platform.query("select sha256, stored_as from raw.files").iloc[0]
+    assert sha == sha256(csv(new).encode()) == sha256(Path(stored).read_bytes())
+    kw = platform.scalar("select sum(value) from raw.readings where channel = 'kw_del'")
+    assert kw == pytest.approx(kw_sum(new))

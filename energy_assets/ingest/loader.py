@@ -1,17 +1,30 @@
 """Loading dropped files into the raw layer: one transaction per file, then archive or quarantine.
 
-Each file is claimed with an advisory lock on its content hash, so two processes working on the
-same dropbox (two `energy run`s, or a run beside the sensor) never load one file twice: the second
-one waits, then finds the file gone (taken) or its content recorded (a duplicate).
+A file stays in the dropbox until its outcome is committed. Its `raw.files` row names where it
+goes (`stored_as`) and stays `pending_move` until it is there, with its reason file: a kill at any
+moment leaves the file in the dropbox, its transaction either rolled back (the next run loads
+it) or committed and pending (the next run of the same bytes under the same name completes the
+move instead of calling it a duplicate).
+
+Each file is claimed with a session advisory lock on its content hash, held from before the
+transaction until after the move, so two processes working on the same dropbox (two `energy
+run`s, or a run beside the sensor) never load one file twice: the second one waits, then finds
+the file gone (taken) or its content recorded (a duplicate). What is committed is what was hashed:
+the file's inode, size and times must be the same before the commit as before hashing, else the
+transaction rolls back and the file is left for the next look.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +34,21 @@ from psycopg2.extensions import connection
 from psycopg2.extras import execute_values
 
 from energy_assets.ingest import raw_tables
-from energy_assets.ingest.dropbox import sha256_of
+from energy_assets.ingest.dropbox import (
+    NAME_MAX_BYTES,
+    Signature,
+    fitted_name,
+    readable,
+    sha256_of,
+    signature_of,
+    waiting_files,
+)
 from energy_assets.ingest.formats import Format, Match, load_formats, require_format
-from energy_assets.ingest.parsing import ReadingsParser, parse_meters, parse_weather
+from energy_assets.ingest.parsing import (
+    ReadingsParser,
+    parse_meters,
+    parse_weather,
+)
 from energy_assets.ingest.readers import Table, open_table
 from energy_assets.ingest.rejections import Rejected
 from energy_assets.months import month_start, months_between, months_of, next_month
@@ -32,15 +57,7 @@ from energy_assets.warehouse.database import connect, copy_frame
 
 CHUNK_ROWS = 200_000
 """Rows of a file held in memory at once while it loads (plus a few values per meter)."""
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """A file taken from the dropbox: where it is, its content hash, when it arrived."""
-
-    path: Path
-    sha: str
-    received_at: datetime
+REASON_SUFFIX = ".reason.json"
 
 
 @dataclass
@@ -58,13 +75,40 @@ class FileOutcome:
     kind: str | None = None  # readings | meters | weather, for loaded files
 
 
-def _unique_destination(directory: Path, name: str, file_id: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / name
-    if os.path.lexists(target):
-        path = Path(name)
-        target = directory / f"{path.stem}.{file_id}{path.suffix}"
-    return target
+@dataclass(frozen=True)
+class Left:
+    """A file not ingested now, and why; it stays where it is."""
+
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A file being ingested: where it is, the name it goes by, its hash, its `lstat` then."""
+
+    path: Path
+    name: str
+    sha: str
+    stat: os.stat_result
+    received_at: datetime
+
+    def unchanged(self) -> bool:
+        """Still the same inode, size and times as when it was hashed."""
+        try:
+            now = self.path.lstat()
+        except FileNotFoundError:
+            return False
+        return _identity(now) == _identity(self.stat)
+
+
+def _identity(info: os.stat_result) -> tuple:
+    # Any write, truncation, rename over or metadata change moves st_ctime, which no one can set.
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+class _Changed(Exception):
+    """The file changed while it was read: nothing of it may be committed."""
 
 
 class Ingest:
@@ -76,6 +120,7 @@ class Ingest:
         self.conn: connection = connect(warehouse_url)
         self._partitioned_through: date | None = None
         self._ensure_partitions()
+        self._finish_moves()
 
     def close(self) -> None:
         self.conn.close()
@@ -86,38 +131,30 @@ class Ingest:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def ingest(self, paths: list[Path]) -> list[FileOutcome]:
-        """Load each file in turn; a bad file is quarantined and the rest carry on."""
-        outcomes = []
-        for path in paths:
-            outcome = self.ingest_file(path)
-            if outcome is not None:
-                outcomes.append(outcome)
-        return outcomes
+    def ingest_file(self, path: Path, seen: Signature | None = None) -> FileOutcome | Left:
+        """Load, quarantine or record as duplicate; `Left` when the file is not ingested now.
 
-    def ingest_file(self, path: Path) -> FileOutcome | None:
-        """Load, quarantine or record as duplicate; None when another process took the file."""
+        `seen` is the (size, mtime) at which the file was found stable: a file that no longer
+        has them changed since, and is left for the next look.
+        """
+        name = readable(path.name)
         try:
-            received_at = datetime.fromtimestamp(path.lstat().st_mtime, UTC)
-            sha = (
-                hashlib.sha256(os.readlink(path).encode()).hexdigest()
-                if path.is_symlink()
-                else sha256_of(path)
-            )
+            info = path.lstat()
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                return Left(name, "not a regular file (a pipe, socket or device): skipped")
+            if seen is not None and signature_of(info) != tuple(seen):
+                return Left(name, "changed since it was found stable: left for the next look")
+            sha = _content_hash(path, info)
         except FileNotFoundError:
-            return None
+            return Left(name, "no longer in the dropbox: taken by another process")
         self._ensure_partitions()
-        self._moved: list[tuple[Path, Path]] = []
-        try:
-            with self.conn, self.conn.cursor() as cur:
-                return self._ingest_locked(cur, path, sha, received_at)
-        except BaseException:
-            for source, target in reversed(self._moved):  # rolled back: put the file back
-                if target.name.endswith(".reason.json"):
-                    target.unlink(missing_ok=True)
-                else:
-                    os.replace(target, source)
-            raise
+        dropped = Dropped(path, name, sha, info, datetime.fromtimestamp(info.st_mtime, UTC))
+        with self._claimed(sha):
+            if not os.path.lexists(path):
+                return Left(name, "taken by another process")
+            if not dropped.unchanged():
+                return Left(name, "changed while it was hashed: left for the next look")
+            return self._ingest(dropped)
 
     def _ensure_partitions(self) -> None:
         """Give every month a reading may fall in its partition before any file's transaction.
@@ -132,46 +169,151 @@ class Ingest:
             raw_tables.ensure_month_partitions(self.conn, months)
             self._partitioned_through = through
 
-    def _ingest_locked(
-        self, cur, path: Path, sha: str, received_at: datetime
-    ) -> FileOutcome | None:
-        cur.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (sha,))
-        if not os.path.lexists(path):
-            return None
-        cur.execute(
-            "select file_id, name from raw.files where sha256 = %s and status <> 'duplicate'",
-            (sha,),
-        )
-        seen = cur.fetchone()
-        dropped = Dropped(path, sha, received_at)
+    def _finish_moves(self) -> None:
+        """Clear the pending mark of files a killed ingest moved but did not mark.
+
+        A row still pending whose stored copy holds its bytes, and whose file is no longer in
+        the dropbox, was moved; its owner is gone when its claim can be taken. Rows whose file
+        waits in the dropbox are completed when it is ingested.
+        """
+        with self.conn, self.conn.cursor() as cur:
+            pending = raw_tables.pending_files(cur)
+        if not pending:
+            return
+        waiting = {w.name for w in waiting_files(self.settings.dropbox)}
+        for row in pending:
+            if row["name"] in waiting:
+                continue
+            with self.conn, self.conn.cursor() as cur:
+                cur.execute(
+                    "select pg_try_advisory_lock(hashtextextended(%s, 0))", (row["sha256"],)
+                )
+                if not cur.fetchone()[0]:
+                    continue  # its ingest is alive
+            try:
+                if _holds(Path(row["stored_as"]), row["sha256"]):
+                    if row["status"] == "quarantined":
+                        self._write_reason(row["file_id"], Path(row["stored_as"]))
+                    with self.conn, self.conn.cursor() as cur:
+                        self._update_file(cur, row["file_id"], pending_move=False)
+            finally:
+                self._unlock(row["sha256"])
+
+    @contextlib.contextmanager
+    def _claimed(self, sha: str) -> Iterator[None]:
+        """A session advisory lock on the content hash, held across the commit and the move."""
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute("select pg_advisory_lock(hashtextextended(%s, 0))", (sha,))
+        try:
+            yield
+        finally:
+            self._unlock(sha)
+
+    def _unlock(self, sha: str) -> None:
+        with (
+            contextlib.suppress(psycopg2.InterfaceError, psycopg2.OperationalError),
+            self.conn,
+            self.conn.cursor() as cur,
+        ):
+            cur.execute("select pg_advisory_unlock(hashtextextended(%s, 0))", (sha,))
+
+    def _ingest(self, dropped: Dropped) -> FileOutcome | Left:
+        """Under the claim: complete an interrupted ingest, or decide."""
+        with self.conn, self.conn.cursor() as cur:
+            pending = raw_tables.pending_file(cur, dropped.sha, dropped.name)
+        if pending is not None:
+            return self._store(dropped, self._outcome_of(pending))
+        outcome = self._commit(dropped, partial(self._decide, dropped))
+        return outcome if isinstance(outcome, Left) else self._store(dropped, outcome)
+
+    def _commit(self, dropped: Dropped, decide: Callable) -> FileOutcome | Left:
+        """Run `decide(cur)` (rows, and the folder the file goes to) in one transaction with
+        the file's destination; commit only if the file is still what was hashed."""
+        try:
+            with self.conn, self.conn.cursor() as cur:
+                outcome, folder = decide(cur)
+                self._destine(cur, dropped, outcome, folder)
+                if not dropped.unchanged():
+                    raise _Changed
+        except _Changed:
+            return Left(dropped.name, "changed while it was read: left for the next look")
+        return outcome
+
+    def _decide(self, dropped: Dropped, cur) -> tuple[FileOutcome, Path]:
+        """Record the file as duplicate, loaded or quarantined, and the folder it goes to."""
+        seen = raw_tables.recorded_copy(cur, dropped.sha)
         if seen is not None:
-            return self._record_duplicate(cur, dropped, seen)
+            return self._duplicate(dropped, seen, cur)
         cur.execute("savepoint file_rows")
         try:
-            if path.is_symlink():
-                raise Rejected("symlink", f"{path.name} is a symbolic link; drop the file itself")
             try:
+                if stat.S_ISLNK(dropped.stat.st_mode):
+                    raise Rejected(
+                        "symlink", f"{dropped.name} is a symbolic link; drop the file itself"
+                    )
                 return self._load(cur, dropped)
-            except (Rejected, psycopg2.Error):
+            except Rejected:
+                raise
+            except (psycopg2.DataError, psycopg2.errors.ProgramLimitExceeded) as exc:
+                raise Rejected(
+                    "unloadable",
+                    f"{dropped.name}: the database refused a value of it:"
+                    f" {exc.diag.message_primary}",
+                ) from exc
+            except psycopg2.Error:
                 raise
             except Exception as exc:  # an unreadable file must not stop the files behind it
-                raise Rejected("unreadable", f"{path.name} could not be read: {exc}") from exc
+                raise Rejected("unreadable", f"{dropped.name} could not be read: {exc}") from exc
         except Rejected as rejection:
             cur.execute("rollback to savepoint file_rows")  # nothing of it stays loaded
-            return self._quarantine(cur, dropped, rejection)
+            return self._quarantine(dropped, rejection, cur)
 
-    def _load(self, cur, dropped: Dropped) -> FileOutcome:
-        table = open_table(dropped.path, CHUNK_ROWS)
-        match = require_format(table.header, self.formats, dropped.path.name)
-        loader = {"meters": self._load_meters, "weather": self._load_weather}.get(
-            match.format.kind, self._load_readings
+    # --- where a file goes, after the commit ---------------------------------------------------
+
+    def _destine(self, cur, dropped: Dropped, outcome: FileOutcome, folder: Path) -> None:
+        """Record where the file will be stored, a name of its own in `folder` that no other
+        file can take from now on; it is moved there after the commit."""
+        outcome.stored_as = _free_name(cur, folder, readable(dropped.path.name), outcome.file_id)
+        self._update_file(cur, outcome.file_id, stored_as=str(outcome.stored_as), pending_move=True)
+
+    def _store(self, dropped: Dropped, outcome: FileOutcome) -> FileOutcome:
+        """After the commit: the reason file, the move, then the row no longer pending."""
+        if not dropped.unchanged():  # replaced in the dropbox since the commit: the bytes are gone
+            outcome.stored_as = None
+        else:
+            if outcome.status == "quarantined":
+                self._write_reason(outcome.file_id, outcome.stored_as)
+            os.replace(dropped.path, outcome.stored_as)
+        with self.conn, self.conn.cursor() as cur:
+            stored = None if outcome.stored_as is None else str(outcome.stored_as)
+            self._update_file(cur, outcome.file_id, stored_as=stored, pending_move=False)
+        return outcome
+
+    def _write_reason(self, file_id: int, stored: Path) -> None:
+        with self.conn, self.conn.cursor() as cur:
+            details = raw_tables.reason_details(cur, file_id)
+        reason_file = stored.with_name(stored.name + REASON_SUFFIX)
+        reason_file.write_text(json.dumps(details, indent=2, ensure_ascii=False) + "\n")
+
+    def _outcome_of(self, row: dict) -> FileOutcome:
+        """The outcome a committed row records (an interrupted ingest being completed)."""
+        kinds = {f.name: f.kind for f in self.formats}
+        reason = row["reason"]
+        if row["status"] == "quarantined":
+            reason = f"{row['rule']}: {reason}"
+        return FileOutcome(
+            row["name"],
+            row["status"],
+            row["file_id"],
+            row["format"],
+            row["rows"],
+            list(row["months"]),
+            reason,
+            Path(row["stored_as"]) if row["stored_as"] else None,
+            kinds.get(row["format"]),
         )
-        return loader(cur, dropped, table, match)
 
-    def _timezone_lookup(self, cur):
-        zones = raw_tables.meter_timezones(cur)
-        default = self.settings.default_timezone
-        return lambda meter: zones.get(meter, default)
+    # --- rows ----------------------------------------------------------------------------------
 
     def _insert_file(self, cur, dropped: Dropped, **values) -> int:
         columns = ["sha256", "name", "received_at", *values]
@@ -180,7 +322,7 @@ class Ingest:
                 sql.SQL(", ").join(map(sql.Identifier, columns)),
                 sql.SQL(", ").join(sql.Placeholder() * len(columns)),
             ),
-            [dropped.sha, dropped.path.name, dropped.received_at, *values.values()],
+            [dropped.sha, dropped.name, dropped.received_at, *values.values()],
         )
         return cur.fetchone()[0]
 
@@ -193,52 +335,51 @@ class Ingest:
             [*values.values(), file_id],
         )
 
-    def _move(self, cur, path: Path, directory: Path, file_id: int) -> Path:
-        """Move the file out of the dropbox inside the open transaction.
-
-        Moved before commit so that a process waiting on the same content finds it gone; if the
-        transaction then fails, `ingest_file` puts it back.
-        """
-        target = _unique_destination(directory, path.name, file_id)
-        os.replace(path, target)
-        self._moved.append((path, target))
-        self._update_file(cur, file_id, stored_as=str(target))
-        return target
-
-    def _record_duplicate(self, cur, dropped: Dropped, seen: tuple) -> FileOutcome:
+    def _duplicate(self, dropped: Dropped, seen: tuple, cur) -> tuple[FileOutcome, Path]:
         original_id, original_name = seen
         reason = f"same content as file {original_id} ({original_name})"
         file_id = self._insert_file(
             cur, dropped, status="duplicate", reason=reason, duplicate_of=original_id
         )
-        stored = self._move(cur, dropped.path, self.settings.archive / "duplicates", file_id)
-        return FileOutcome(dropped.path.name, "duplicate", file_id, reason=reason, stored_as=stored)
+        outcome = FileOutcome(dropped.name, "duplicate", file_id, reason=reason)
+        return outcome, self.settings.archive / "duplicates"
 
-    def _quarantine(self, cur, dropped: Dropped, rejection: Rejected) -> FileOutcome:
+    def _quarantine(self, dropped: Dropped, rejection: Rejected, cur) -> tuple[FileOutcome, Path]:
+        message = readable(rejection.message)
         file_id = self._insert_file(
-            cur, dropped, status="quarantined", rule=rejection.rule, reason=rejection.message
+            cur,
+            dropped,
+            status="quarantined",
+            rule=rejection.rule,
+            reason=message,
+            lines=rejection.lines,
+            sample=readable(rejection.sample),
         )
-        stored = self._move(cur, dropped.path, self.settings.quarantine, file_id)
-        details = {
-            "file": dropped.path.name,
-            "file_id": file_id,
-            "sha256": dropped.sha,
-            **rejection.as_dict(),
-        }
-        reason_file = stored.with_name(stored.name + ".reason.json")
-        reason_file.write_text(json.dumps(details, indent=2, ensure_ascii=False) + "\n")
-        self._moved.append((reason_file, reason_file))
-        return FileOutcome(
-            dropped.path.name,
-            "quarantined",
-            file_id,
-            reason=f"{rejection.rule}: {rejection.message}",
-            stored_as=stored,
+        outcome = FileOutcome(
+            dropped.name, "quarantined", file_id, reason=f"{rejection.rule}: {message}"
         )
+        return outcome, self.settings.quarantine
 
-    def _load_readings(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
+    # --- loading -------------------------------------------------------------------------------
+
+    def _load(self, cur, dropped: Dropped) -> tuple[FileOutcome, Path]:
+        table = open_table(dropped.path, CHUNK_ROWS)
+        match = require_format(table.header, self.formats, dropped.name)
+        loader = {"meters": self._load_meters, "weather": self._load_weather}.get(
+            match.format.kind, self._load_readings
+        )
+        return loader(cur, dropped, table, match)
+
+    def _timezone_lookup(self, cur):
+        zones = raw_tables.meter_timezones(cur)
+        default = self.settings.default_timezone
+        return lambda meter: zones.get(meter, default)
+
+    def _load_readings(
+        self, cur, dropped: Dropped, table: Table, match: Match
+    ) -> tuple[FileOutcome, Path]:
         earliest = pd.Timestamp(self.settings.first_month, tz="UTC")
-        parser = ReadingsParser(match, dropped.path.name, self._timezone_lookup(cur), earliest)
+        parser = ReadingsParser(match, dropped.name, self._timezone_lookup(cur), earliest)
         file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
         data_months: set[date] = set()
         records = rows = 0
@@ -251,9 +392,9 @@ class Ingest:
             raw_tables.copy_readings(cur, readings, file_id)
             rows += len(readings)
         if records == 0:
-            raise Rejected("header_only", f"{dropped.path.name} has a header but no data rows")
+            raise Rejected("header_only", f"{dropped.name} has a header but no data rows")
         if rows == 0:
-            raise Rejected("no_values", f"{dropped.path.name} has no values, only blanks")
+            raise Rejected("no_values", f"{dropped.name} has no values, only blanks")
         if parser.needs_duplicate_check:
             raw_tables.check_file_duplicates(cur, file_id)
         per_meter = parser.summary()
@@ -276,20 +417,16 @@ class Ingest:
             first_interval=per_meter["first_interval"].min(),
             last_interval=per_meter["last_interval"].max(),
         )
-        first_month = min(data_months)
-        stored = self._move(
-            cur, dropped.path, self.settings.archive / f"{first_month:%Y-%m}", file_id
-        )
-        return FileOutcome(
-            dropped.path.name,
+        outcome = FileOutcome(
+            dropped.name,
             "loaded",
             file_id,
             match.format.name,
             rows,
             sorted(months),
-            stored_as=stored,
             kind="readings",
         )
+        return outcome, self.settings.archive / f"{min(data_months):%Y-%m}"
 
     def _widened_months(self, cur, per_meter: pd.DataFrame) -> set[date]:
         """Months a meter's clean grid newly covers because this file widened its span.
@@ -310,10 +447,12 @@ class Ingest:
             months.update(new)
         return months
 
-    def _load_meters(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
+    def _load_meters(
+        self, cur, dropped: Dropped, table: Table, match: Match
+    ) -> tuple[FileOutcome, Path]:
         chunks = list(table.chunks())  # metadata files are small: one row per meter
         if not chunks:
-            raise Rejected("header_only", f"{dropped.path.name} has a header but no data rows")
+            raise Rejected("header_only", f"{dropped.name} has a header but no data rows")
         meters = parse_meters(pd.concat(chunks), match, table.line_of)
         if "name" not in meters and "feeder" in meters:
             meters = meters.assign(name=meters["feeder"])
@@ -325,19 +464,14 @@ class Ingest:
         spans = raw_tables.meter_spans(cur, changed)
         months = sorted({m for a, b in spans.values() for m in months_between(a, b)})
         self._update_file(cur, file_id, months=months)
-        stored = self._move(cur, dropped.path, self.settings.archive / "metadata", file_id)
-        return FileOutcome(
-            dropped.path.name,
-            "loaded",
-            file_id,
-            match.format.name,
-            len(meters),
-            months,
-            stored_as=stored,
-            kind="meters",
+        outcome = FileOutcome(
+            dropped.name, "loaded", file_id, match.format.name, len(meters), months, kind="meters"
         )
+        return outcome, self.settings.archive / "metadata"
 
-    def _load_weather(self, cur, dropped: Dropped, table: Table, match: Match) -> FileOutcome:
+    def _load_weather(
+        self, cur, dropped: Dropped, table: Table, match: Match
+    ) -> tuple[FileOutcome, Path]:
         file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
         rows, first, last = 0, None, None
         cur.execute(
@@ -353,7 +487,7 @@ class Ingest:
             first = min(filter(None, [first, weather["observed_at"].min()]))
             last = max(filter(None, [last, weather["observed_at"].max()]))
         if rows == 0:
-            raise Rejected("no_values", f"{dropped.path.name} has no weather values")
+            raise Rejected("no_values", f"{dropped.name} has no weather values")
         cur.execute(
             "insert into raw.weather select distinct on (site_id, variable, observed_at) *"
             " from weather_load order by site_id, variable, observed_at"
@@ -362,14 +496,46 @@ class Ingest:
         )
         cur.execute("drop table weather_load")
         self._update_file(cur, file_id, rows=rows, first_interval=first, last_interval=last)
-        stored = self._move(cur, dropped.path, self.settings.archive / "weather", file_id)
-        return FileOutcome(
-            dropped.path.name,
-            "loaded",
-            file_id,
-            match.format.name,
-            rows,
-            [],
-            stored_as=stored,
-            kind="weather",
+        outcome = FileOutcome(
+            dropped.name, "loaded", file_id, match.format.name, rows, [], kind="weather"
         )
+        return outcome, self.settings.archive / "weather"
+
+
+def _content_hash(path: Path, info: os.stat_result) -> str:
+    """sha256 of the bytes; of the link's target path for a symbolic link (never followed)."""
+    if stat.S_ISLNK(info.st_mode):
+        return hashlib.sha256(os.fsencode(os.readlink(path))).hexdigest()
+    return sha256_of(path)
+
+
+def _holds(stored: Path, sha: str) -> bool:
+    """Whether the file at `stored` has this content hash (a link: its target path's)."""
+    try:
+        return _content_hash(stored, stored.lstat()) == sha
+    except FileNotFoundError:
+        return False
+
+
+def _free_name(cur, folder: Path, name: str, file_id: int) -> Path:
+    """Where in `folder` the file will be stored: its own name when that is free and fits
+    (with room for `.reason.json`), else its name with its file id before the extension, cut
+    short to fit.
+
+    A name is taken when a file has it or a row names it (stored, or still to be moved there);
+    a transaction lock on the name keeps two processes from choosing it at once.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = NAME_MAX_BYTES
+    limit -= len(REASON_SUFFIX)
+    tagged = fitted_name(name, str(file_id), limit)
+    candidates = [name, tagged] if len(os.fsencode(name)) <= limit else [tagged]
+    for candidate in candidates:
+        path = folder / candidate
+        cur.execute("select pg_advisory_xact_lock(hashtextextended(%s, 1))", (str(path),))
+        if not os.path.lexists(path) and not raw_tables.names_stored(cur, str(path)):
+            return path
+    raise FileExistsError(f"{folder / tagged} exists; file ids are unique, so it should not")

@@ -141,6 +141,58 @@ def meter_spans(cur, meter_ids: list[str]) -> dict[str, tuple[pd.Timestamp, pd.T
     return {m: (pd.Timestamp(a), pd.Timestamp(b)) for m, a, b in cur.fetchall()}
 
 
+def _rows(cur) -> list[dict]:
+    return [dict(zip([c.name for c in cur.description], row, strict=True)) for row in cur]
+
+
+_FILE_COLUMNS = "file_id, name, status, format, rows, months, rule, reason, stored_as"
+
+
+def pending_file(cur, sha: str, name: str) -> dict | None:
+    """The committed row of these bytes under this name whose move was never done, if any."""
+    cur.execute(
+        f"select {_FILE_COLUMNS} from raw.files where sha256 = %s and name = %s and pending_move"
+        " order by file_id desc limit 1",
+        (sha, name),
+    )
+    rows = _rows(cur)
+    return rows[0] if rows else None
+
+
+def pending_files(cur) -> list[dict]:
+    """Every row whose move has not been marked done."""
+    cur.execute(
+        "select file_id, name, sha256, status, stored_as from raw.files"
+        " where pending_move order by file_id"
+    )
+    return _rows(cur)
+
+
+def recorded_copy(cur, sha: str) -> tuple[int, str] | None:
+    """(file_id, name) of the file these bytes were loaded or rejected as before, if any."""
+    cur.execute(
+        "select file_id, name from raw.files where sha256 = %s and status <> 'duplicate'",
+        (sha,),
+    )
+    return cur.fetchone()
+
+
+def names_stored(cur, stored_as: str) -> bool:
+    """Whether a row names this path as where its file is (or is to be) stored."""
+    cur.execute("select exists (select from raw.files where stored_as = %s)", (stored_as,))
+    return cur.fetchone()[0]
+
+
+def reason_details(cur, file_id: int) -> dict:
+    """What a quarantined file's `.reason.json` says, from its row."""
+    cur.execute(
+        "select name as file, file_id, sha256, rule, reason as message, lines, sample"
+        " from raw.files where file_id = %s",
+        (file_id,),
+    )
+    return _rows(cur)[0]
+
+
 def meter_timezones(cur) -> dict[str, str]:
     cur.execute("select meter_id, timezone from raw.meters where timezone is not null")
     return dict(cur.fetchall())
