@@ -420,3 +420,59 @@ def test_file_replaced_while_it_loads_is_left_and_loaded_as_replaced(platform):
     assert sha == sha256(csv(new).encode()) == sha256(Path(stored).read_bytes())
     kw = platform.scalar("select sum(value) from raw.readings where channel = 'kw_del'")
     assert kw == pytest.approx(kw_sum(new))
+
+
+# --- duplicates and retries -----------------------------------------------------------------
+
+
+def test_same_bytes_under_another_meters_name_are_that_meters_readings(platform):
+    dropbox = platform.settings.dropbox
+    data = rows(8, 70.0)
+    for name in ("M1_2024-01.csv", "M2_2024-01.csv", "M1_2024-01 - Copy.csv"):
+        (dropbox / name).write_text(csv(data))
+        os.utime(dropbox / name, (time.time() - 100 + len(name),) * 2)
+
+    ingest_run(platform)
+
+    files = platform.query("select name, status, sha256 from raw.files order by file_id")
+    assert files[["name", "status"]].values.tolist() == [
+        ["M1_2024-01.csv", "loaded"],
+        ["M2_2024-01.csv", "loaded"],
+        ["M1_2024-01 - Copy.csv", "duplicate"],  # M1 again
+    ]
+    assert set(files["sha256"]) == {sha256(csv(data).encode())}  # the content's own hash
+    per_meter = platform.query("select meter_id, count(*) from raw.readings group by 1 order by 1")
+    assert per_meter.values.tolist() == [["M1", count(data)], ["M2", count(data)]]
+
+
+FORMAT = """\
+name: site_log
+kind: readings
+timestamp: [date]
+channels:
+  kwh_import: [reading]
+required: [kwh_import]
+default_interval_minutes: 30
+"""
+
+
+def test_quarantined_content_is_tried_again_when_dropped_again(platform):
+    dropbox = platform.settings.dropbox
+    content = "Date,Reading\n2024-01-01 00:00,1.5\n2024-01-01 00:30,2.5\n"
+    (dropbox / "SITE7_2024-01.csv").write_text(content)
+    first = ingest_run(platform)
+    assert [(r["file"], r["status"]) for r in first] == [("SITE7_2024-01.csv", "quarantined")]
+
+    # The cause is fixed (a format for the layout), and the same bytes dropped again.
+    (platform.settings.home / "formats").mkdir(exist_ok=True)
+    (platform.settings.home / "formats" / "site_log.yaml").write_text(FORMAT)
+    (dropbox / "SITE7_2024-01.csv").write_text(content)
+    second = ingest_run(platform)
+
+    assert [(r["file"], r["status"], r["rows"]) for r in second] == [
+        ("SITE7_2024-01.csv", "loaded", 2)
+    ]
+    assert [(n, s, r) for n, s, r, *_ in statuses(platform)] == [
+        ("SITE7_2024-01.csv", "quarantined", "unknown_header"),
+        ("SITE7_2024-01.csv", "loaded", "-"),
+    ]

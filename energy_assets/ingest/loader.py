@@ -9,7 +9,7 @@ move instead of calling it a duplicate).
 Each file is claimed with a session advisory lock on its content hash, held from before the
 transaction until after the move, so two processes working on the same dropbox (two `energy
 run`s, or a run beside the sensor) never load one file twice: the second one waits, then finds
-the file gone (taken) or its content recorded (a duplicate). What is committed is what was hashed:
+the file gone (taken) or its content loaded (a duplicate). What is committed is what was hashed:
 the file's inode, size and times must be the same before the commit as before hashing, else the
 transaction rolls back and the file is left for the next look.
 """
@@ -46,6 +46,7 @@ from energy_assets.ingest.dropbox import (
 from energy_assets.ingest.formats import Format, Match, load_formats, require_format
 from energy_assets.ingest.parsing import (
     ReadingsParser,
+    meter_from_filename,
     parse_meters,
     parse_weather,
 )
@@ -241,7 +242,7 @@ class Ingest:
 
     def _decide(self, dropped: Dropped, cur) -> tuple[FileOutcome, Path]:
         """Record the file as duplicate, loaded or quarantined, and the folder it goes to."""
-        seen = raw_tables.recorded_copy(cur, dropped.sha)
+        seen = raw_tables.loaded_copy(cur, dropped.sha, meter_from_filename(dropped.name))
         if seen is not None:
             return self._duplicate(dropped, seen, cur)
         cur.execute("savepoint file_rows")
@@ -380,7 +381,10 @@ class Ingest:
     ) -> tuple[FileOutcome, Path]:
         earliest = pd.Timestamp(self.settings.first_month, tz="UTC")
         parser = ReadingsParser(match, dropped.name, self._timezone_lookup(cur), earliest)
-        file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
+        name_meter = None if "meter" in match.columns else meter_from_filename(dropped.name)
+        file_id = self._insert_file(
+            cur, dropped, format=match.format.name, status="loaded", name_meter=name_meter
+        )
         data_months: set[date] = set()
         records = rows = 0
         for chunk in table.chunks():

@@ -168,11 +168,16 @@ def pending_files(cur) -> list[dict]:
     return _rows(cur)
 
 
-def recorded_copy(cur, sha: str) -> tuple[int, str] | None:
-    """(file_id, name) of the file these bytes were loaded or rejected as before, if any."""
+def loaded_copy(cur, sha: str, name_meter: str | None) -> tuple[int, str] | None:
+    """(file_id, name) of a loaded file with these bytes that makes a new copy a duplicate.
+
+    A file whose meter comes from its name (`name_meter`) is a duplicate only of one naming
+    the same meter: the same bytes under another meter's name are that meter's readings.
+    """
     cur.execute(
-        "select file_id, name from raw.files where sha256 = %s and status <> 'duplicate'",
-        (sha,),
+        "select file_id, name from raw.files where sha256 = %s and status = 'loaded'"
+        " and (name_meter is null or name_meter = %s) order by file_id limit 1",
+        (sha, name_meter),
     )
     return cur.fetchone()
 
