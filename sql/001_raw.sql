@@ -75,6 +75,9 @@ create table if not exists raw.file_meters (
     primary key (file_id, meter_id)
 );
 create index if not exists file_meters_meter on raw.file_meters (meter_id);
+-- The timezone the file's local (offset-free) times of the meter were read in; null when its
+-- times carried offsets. When metadata later gives the meter another zone, they are read again.
+alter table raw.file_meters add column if not exists local_timezone text;
 
 -- Observed weather per site, long form; a later file's value for the same hour wins.
 create table if not exists raw.weather (

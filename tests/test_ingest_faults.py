@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psycopg2
 import pytest
 from hostile_files import count, csv, kw_sum, rows
@@ -475,4 +476,56 @@ def test_quarantined_content_is_tried_again_when_dropped_again(platform):
     assert [(n, s, r) for n, s, r, *_ in statuses(platform)] == [
         ("SITE7_2024-01.csv", "quarantined", "unknown_header"),
         ("SITE7_2024-01.csv", "loaded", "-"),
+    ]
+
+
+# --- local times corrected when the meter's timezone arrives ------------------------------------
+
+
+def test_readings_before_metadata_are_read_again_in_the_meters_timezone(platform):
+    dropbox = platform.settings.dropbox
+    winter = rows(8, 80.0, start="2024-01-01 00:00")  # Amsterdam is UTC+1 in winter
+    summer = rows(8, 81.0, start="2024-07-01 00:00")  # and UTC+2 in summer
+    (dropbox / "AMS_2024-01.csv").write_text(csv(winter))
+    (dropbox / "AMS_2024-07.csv").write_text(csv(summer))
+    (dropbox / "UTC_2024-01.csv").write_text(csv(rows(8, 82.0)))  # a meter whose zone stays
+    ingest_run(platform)  # no metadata yet: read in ENERGY_TIMEZONE (UTC)
+
+    (dropbox / "meter-data.csv").write_text(
+        "ID,Name,Multiplier,Timezone\nAMS,North,1,Europe/Amsterdam\n"
+    )
+    [meta] = ingest_run(platform)
+
+    expected = sorted(
+        pd.Timestamp(r[0]).tz_localize("Europe/Amsterdam").tz_convert("UTC")
+        for r in winter + summer
+    )
+    got = platform.query(
+        "select distinct interval_start from raw.readings where meter_id = 'AMS' order by 1"
+    )["interval_start"].tolist()
+    assert got == expected
+    assert got[0] == pd.Timestamp("2023-12-31 23:00", tz="UTC")  # into the month before
+    assert platform.scalar("select count(*) from raw.readings where meter_id = 'AMS'") == count(
+        winter
+    ) + count(summer)
+    utc = platform.query("select min(interval_start) from raw.readings where meter_id = 'UTC'")
+    assert utc.iat[0, 0] == pd.Timestamp("2024-01-01 00:00", tz="UTC")
+    zones = platform.query(
+        "select meter_id, local_timezone, first_interval from raw.file_meters order by file_id"
+    )
+    assert zones[["meter_id", "local_timezone"]].values.tolist() == [
+        ["AMS", "Europe/Amsterdam"],
+        ["AMS", "Europe/Amsterdam"],
+        ["UTC", "UTC"],
+    ]
+    assert meta["status"] == "loaded"
+    assert meta["months"] == [
+        "2023-12",
+        "2024-01",
+        "2024-02",
+        "2024-03",
+        "2024-04",
+        "2024-05",
+        "2024-06",
+        "2024-07",
     ]

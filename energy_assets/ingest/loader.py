@@ -112,6 +112,21 @@ class _Changed(Exception):
     """The file changed while it was read: nothing of it may be committed."""
 
 
+class _Zones:
+    """The timezone lookup the parser reads local (offset-free) times with.
+
+    The parser asks only for the meters whose times are local, so `used` ends up naming exactly
+    those meters and the zone each was read in.
+    """
+
+    def __init__(self, zones: dict[str, str], default: str) -> None:
+        self.zones, self.default, self.used = zones, default, {}
+
+    def __call__(self, meter: str) -> str:
+        zone = self.used[meter] = self.zones.get(meter, self.default)
+        return zone
+
+
 class Ingest:
     """One ingest session: a warehouse connection, the formats, and the platform's folders."""
 
@@ -361,6 +376,18 @@ class Ingest:
         )
         return outcome, self.settings.quarantine
 
+    def _stored_copy(self, row: dict) -> Path:
+        """The stored copy of a loaded file, checked against the file's hash."""
+        path = Path(row["stored_as"] or "")
+        if not path.is_file() or sha256_of(path) != row["sha256"]:
+            raise Rejected(
+                "timezone_correction",
+                f"the stored copy of {row['name']} (file {row['file_id']}, {path}) is"
+                " missing or changed, so its local times cannot be read again in the"
+                " meter's new timezone; put it back and drop this file again",
+            )
+        return path
+
     # --- loading -------------------------------------------------------------------------------
 
     def _load(self, cur, dropped: Dropped) -> tuple[FileOutcome, Path]:
@@ -371,16 +398,18 @@ class Ingest:
         )
         return loader(cur, dropped, table, match)
 
-    def _timezone_lookup(self, cur):
-        zones = raw_tables.meter_timezones(cur)
-        default = self.settings.default_timezone
-        return lambda meter: zones.get(meter, default)
+    def _zones(self, cur) -> _Zones:
+        return _Zones(raw_tables.meter_timezones(cur), self.settings.default_timezone)
+
+    def _parser(self, cur, match: Match, file_name: str) -> tuple[ReadingsParser, _Zones]:
+        zones = self._zones(cur)
+        earliest = pd.Timestamp(self.settings.first_month, tz="UTC")
+        return ReadingsParser(match, file_name, zones, earliest), zones
 
     def _load_readings(
         self, cur, dropped: Dropped, table: Table, match: Match
     ) -> tuple[FileOutcome, Path]:
-        earliest = pd.Timestamp(self.settings.first_month, tz="UTC")
-        parser = ReadingsParser(match, dropped.name, self._timezone_lookup(cur), earliest)
+        parser, zones = self._parser(cur, match, dropped.name)
         name_meter = None if "meter" in match.columns else meter_from_filename(dropped.name)
         file_id = self._insert_file(
             cur, dropped, format=match.format.name, status="loaded", name_meter=name_meter
@@ -406,9 +435,17 @@ class Ingest:
         execute_values(
             cur,
             "insert into raw.file_meters (file_id, meter_id, interval_seconds, first_interval,"
-            " last_interval, rows) values %s",
+            " last_interval, rows, local_timezone) values %s",
             [
-                (file_id, meter, r.interval_seconds, r.first_interval, r.last_interval, r.rows)
+                (
+                    file_id,
+                    meter,
+                    r.interval_seconds,
+                    r.first_interval,
+                    r.last_interval,
+                    r.rows,
+                    zones.used.get(meter),
+                )
                 for meter, r in per_meter.iterrows()
             ],
         )
@@ -464,14 +501,61 @@ class Ingest:
             cur, dropped, format=match.format.name, status="loaded", rows=len(meters)
         )
         changed = raw_tables.upsert_meters(cur, meters, file_id)
-        # Months holding readings of meters whose metadata is new or changed get rebuilt.
-        spans = raw_tables.meter_spans(cur, changed)
-        months = sorted({m for a, b in spans.values() for m in months_between(a, b)})
+        # Months holding readings of meters whose metadata is new or changed get rebuilt: where
+        # they were, and where readings read again in a new timezone now are.
+        months = self._months_of_meters(cur, changed)
+        self._correct_local_times(cur, dropped, changed)
+        months = sorted(months | self._months_of_meters(cur, changed))
         self._update_file(cur, file_id, months=months)
         outcome = FileOutcome(
             dropped.name, "loaded", file_id, match.format.name, len(meters), months, kind="meters"
         )
         return outcome, self.settings.archive / "metadata"
+
+    @staticmethod
+    def _months_of_meters(cur, meters: list[str]) -> set[date]:
+        spans = raw_tables.meter_spans(cur, meters)
+        return {m for a, b in spans.values() for m in months_between(a, b)}
+
+    def _correct_local_times(self, cur, dropped: Dropped, meters: list[str]) -> None:
+        """Read again, in the meters' zones now, the local times of files read in another.
+
+        A meter's readings may arrive before the metadata that gives its timezone; they were
+        read in the default zone. Shifting them in SQL would be wrong across daylight saving
+        changes, so each such file is read again from its stored copy: its rows of those meters
+        are replaced, in the metadata file's transaction.
+        """
+        misread = raw_tables.misread_local_times(cur, meters, self.settings.default_timezone)
+        for file_id in sorted({row["file_id"] for row in misread}):
+            spans = [row for row in misread if row["file_id"] == file_id]
+            try:
+                self._reread(cur, spans[0], spans)
+            except Rejected as exc:
+                meter = spans[0]["meter_id"]
+                raise Rejected(
+                    "timezone_correction",
+                    f"{dropped.name} gives meter {meter} another timezone, but"
+                    f" {spans[0]['name']} (file {file_id}), loaded earlier in"
+                    f" {spans[0]['local_timezone']}, cannot be read in it: {exc.message}",
+                    exc.lines,
+                    exc.sample,
+                ) from exc
+
+    def _reread(self, cur, file: dict, spans: list[dict]) -> None:
+        meters = [row["meter_id"] for row in spans]
+        table = open_table(self._stored_copy(file), CHUNK_ROWS)
+        match = require_format(table.header, self.formats, file["name"])
+        parser, zones = self._parser(cur, match, file["name"])
+        raw_tables.delete_readings(cur, file["file_id"], spans)
+        for chunk in table.chunks():
+            readings = parser.feed(chunk, table.line_of)
+            readings = readings[readings["meter_id"].isin(meters)]
+            if not readings.empty:
+                raw_tables.copy_readings(cur, readings, file["file_id"])
+        if parser.needs_duplicate_check:
+            raw_tables.check_file_duplicates(cur, file["file_id"])
+        summary = parser.summary().loc[meters]
+        raw_tables.update_file_meters(cur, file["file_id"], summary, zones.used)
 
     def _load_weather(
         self, cur, dropped: Dropped, table: Table, match: Match

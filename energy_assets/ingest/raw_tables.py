@@ -198,6 +198,57 @@ def reason_details(cur, file_id: int) -> dict:
     return _rows(cur)[0]
 
 
+def misread_local_times(cur, meters: list[str], default_timezone: str) -> list[dict]:
+    """Per file and meter of `meters`: local times read in a zone that is not the meter's now.
+
+    With the file's name, hash and stored copy, and the span of the meter's readings in it.
+    """
+    cur.execute(
+        "select f.file_id, f.name, f.sha256, f.stored_as,"
+        " fm.meter_id, fm.local_timezone, fm.first_interval, fm.last_interval"
+        " from raw.file_meters fm join raw.files f using (file_id)"
+        " left join raw.meters m on m.meter_id = fm.meter_id"
+        " where fm.meter_id = any(%s) and fm.local_timezone is not null"
+        " and fm.local_timezone <> coalesce(m.timezone, %s)"
+        " order by f.file_id, fm.meter_id",
+        (meters, default_timezone),
+    )
+    return _rows(cur)
+
+
+def delete_readings(cur, file_id: int, spans: list[dict]) -> None:
+    """Delete a file's readings of some meters (each within its span, so the index serves)."""
+    for span in spans:
+        cur.execute(
+            "delete from raw.readings where file_id = %s and meter_id = %s"
+            " and interval_start between %s and %s",
+            (file_id, span["meter_id"], span["first_interval"], span["last_interval"]),
+        )
+
+
+def update_file_meters(cur, file_id: int, summary: pd.DataFrame, zones: dict[str, str]) -> None:
+    """A file's meters read again: their span, interval, rows and zone, and the file's span."""
+    for meter, r in summary.iterrows():
+        cur.execute(
+            "update raw.file_meters set (interval_seconds, first_interval, last_interval, rows,"
+            " local_timezone) = (%s, %s, %s, %s, %s) where file_id = %s and meter_id = %s",
+            (
+                int(r.interval_seconds),
+                r.first_interval,
+                r.last_interval,
+                int(r.rows),
+                zones.get(meter),
+                file_id,
+                meter,
+            ),
+        )
+    cur.execute(
+        "update raw.files f set (first_interval, last_interval) = (select min(first_interval),"
+        " max(last_interval) from raw.file_meters where file_id = f.file_id) where file_id = %s",
+        (file_id,),
+    )
+
+
 def meter_timezones(cur) -> dict[str, str]:
     cur.execute("select meter_id, timezone from raw.meters where timezone is not null")
     return dict(cur.fetchall())
