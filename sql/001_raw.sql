@@ -21,10 +21,14 @@ create table if not exists raw.files (
 );
 -- name_meter: the meter the file name gives a file without a meter column (`M1_2024-01.csv`
 --   is M1): the same bytes under another meter's name are that meter's readings.
+-- archive_id, member: a file unpacked from a dropped archive (its own row) and its name there;
+--   `name` is then `<archive>/<member>`.
 -- lines, sample: where a quarantined file breaks its rule (also in its .reason.json).
 -- pending_move: committed, but not yet moved to `stored_as` (with its reason file); a kill
 --   leaves it so, and the next ingest of the same bytes under the same name completes the move.
 alter table raw.files add column if not exists name_meter text;
+alter table raw.files add column if not exists archive_id bigint references raw.files (file_id);
+alter table raw.files add column if not exists member text;
 alter table raw.files add column if not exists lines integer[] not null default '{}';
 alter table raw.files add column if not exists sample text;
 alter table raw.files add column if not exists pending_move boolean not null default false;

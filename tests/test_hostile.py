@@ -11,13 +11,16 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import threading
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from conftest import SHARED_DATA
 from dagster import DagsterInstance, build_sensor_context
 from hostile_files import (
     HEADER,
@@ -25,6 +28,7 @@ from hostile_files import (
     Link,
     count,
     csv,
+    flattened,
     kw_sum,
     rows,
     typed,
@@ -59,6 +63,19 @@ def loaded(name: str, data: str | bytes, n: int, **extra) -> Case:
     return Case(name, data, "loaded", rows=n, **extra)
 
 
+def archive(name: str, data: bytes, *members: Case) -> Case:
+    """An archive: unpacked (loaded, no readings of its own); its members each get a verdict."""
+    return Case(name, data, "loaded", rows=0, members=members)
+
+
+def zipped(members: dict[str, str | bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in members.items():
+            target.writestr(name, data)
+    return out.getvalue()
+
+
 # --- quarantined ------------------------------------------------------------------------------
 
 
@@ -85,16 +102,49 @@ def missing_kw_del():
     return quarantined("NOKW_2024-01.csv", csv(data, header), "missing_column", [1])
 
 
-def zip_named_csv():
+def zip_named_csv():  # judged by content: a zip, whatever its name says
+    data = rows(8, 22)
+    member = loaded("ZIP_2024-01.csv/ZIPPED_2024-01.csv", "", count(data), meter="ZIPPED")
+    return archive("ZIP_2024-01.csv", zipped({"ZIPPED_2024-01.csv": csv(data)}), member)
+
+
+def gzip_csv():
+    data = rows(8, 23)
+    member = loaded("GZ_2024-01.csv.gz/GZ_2024-01.csv", "", count(data), meter="GZ")
+    return archive("GZ_2024-01.csv.gz", gzip.compress(csv(data).encode(), mtime=0), member)
+
+
+def zip_of_several():
+    a, b = rows(8, 71), rows(8, 72)
+    members = {
+        "data/": "",  # a folder entry: skipped
+        "data/ZIPA_2024-01.csv": csv(a),
+        "ZIPB_2024-01.csv": csv(b, sep=";"),
+        "__MACOSX/._ZIPB_2024-01.csv": "resource fork",  # skipped
+        "notes.csv": "Date,Reading,Units\n2024-01-01 00:00,12.5,kWh\n",
+        "inner.csv.gz": gzip.compress(csv(rows(8, 73)).encode(), mtime=0),
+        "BASE_2024-01.csv": plain().data,  # loaded before, under this name: a duplicate
+    }
+    return archive(
+        "BATCH_2024-01.zip",
+        zipped(members),
+        loaded("BATCH_2024-01.zip/data/ZIPA_2024-01.csv", "", count(a), meter="ZIPA"),
+        loaded("BATCH_2024-01.zip/ZIPB_2024-01.csv", "", count(b), meter="ZIPB"),
+        quarantined("BATCH_2024-01.zip/notes.csv", "", "unknown_header", [1]),
+        quarantined("BATCH_2024-01.zip/inner.csv.gz", "", "nested_archive"),
+        Case("BATCH_2024-01.zip/BASE_2024-01.csv", b"", "duplicate", rows=0),
+    )
+
+
+def zip_bomb():  # 256 MiB of zeros in 255 KB: past the default 200:1 ratio
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr("ZIP_2024-01.csv", csv(rows(8, 22)))
-    return quarantined("ZIP_2024-01.csv", out.getvalue(), "binary_file")
-
-
-def gzip_named_csv():
-    data = gzip.compress(csv(rows(8, 23)).encode(), mtime=0)
-    return quarantined("GZ_2024-01.csv", data, "binary_file")
+    with (
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb,
+        bomb.open("BOMB_2024-01.csv", "w", force_zip64=True) as member,
+    ):
+        for _ in range(256):
+            member.write(b"0" * (1 << 20))
+    return quarantined("BOMB_2024-01.zip", out.getvalue(), "archive_bomb")
 
 
 def nul_padded():  # a copy cut short by a crash: valid rows, then preallocated zero bytes
@@ -332,7 +382,9 @@ CASES = [  # processed in this order (by modification time)
     unknown_header,
     missing_kw_del,
     zip_named_csv,
-    gzip_named_csv,
+    gzip_csv,
+    zip_of_several,
+    zip_bomb,
     nul_padded,
     two_sheets,
     cached_formula_error,
@@ -430,11 +482,12 @@ NOT_FOR_INGEST = [  # still being written, by the names writers and copy tools g
 
 def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
     settings = platform.settings
-    cases = [make() for make in CASES]
-    assert len(cases) >= 28 and len({c.name for c in cases}) == len(cases)
+    tops = [make() for make in CASES]
+    cases = flattened(tops)
+    assert len(tops) >= 28 and len({c.name for c in cases}) == len(cases)
     outside = tmp_path / "outside"
     outside.mkdir()
-    write_corpus(settings.dropbox, outside, cases)
+    write_corpus(settings.dropbox, outside, tops)
     for name in NOT_FOR_INGEST:  # valid content, old enough: only the name keeps it out
         (settings.dropbox / name).write_text(csv(rows(8, 91)))
         os.utime(settings.dropbox / name, (time.time() - 3600,) * 2)
@@ -622,3 +675,36 @@ def test_writer_resuming_while_its_half_loads_leaves_it_for_the_next_look(platfo
         (path.name, "loaded", count(data))
     ]
     assert platform.scalar("select sha256 from raw.files") == hashlib.sha256(content).hexdigest()
+
+
+# --- the real London data, as published: gzip ------------------------------------------------
+
+LCL = SHARED_DATA / "lcl_london_2013_60hh" / "halfhourly_kwh.csv.gz"
+
+
+def test_lcl_halfhourly_gz_loads_as_published(platform):
+    if not LCL.exists():
+        pytest.skip(f"the real LCL data is not here: {LCL} (see ../shared/data)")
+    shutil.copy(LCL, platform.settings.dropbox / LCL.name)
+    with gzip.open(LCL, "rb") as source:
+        unpacked = source.read()
+    table = pd.read_csv(io.BytesIO(unpacked), dtype=str, keep_default_na=False)
+    values = table["energy(kWh/hh)"].str.strip()
+    expected = int((~values.str.lower().isin(["", "null"])).sum())
+
+    report = ingest_run(platform)
+
+    member = f"{LCL.name}/halfhourly_kwh.csv"
+    assert [(r["file"], r["status"], r["rows"]) for r in report] == [
+        (LCL.name, "loaded", 0),
+        (member, "loaded", expected),
+    ]
+    files = platform.query("select name, sha256, format from raw.files order by file_id")
+    assert files.values.tolist() == [
+        [LCL.name, hashlib.sha256(LCL.read_bytes()).hexdigest(), "gzip"],
+        [member, hashlib.sha256(unpacked).hexdigest(), "lcl_halfhourly"],
+    ]
+    meters = platform.scalar("select count(distinct meter_id) from raw.readings")
+    assert meters == table["LCLid"].nunique()
+    assert platform.scalar("select count(*) from raw.readings") == expected
+    assert (platform.settings.archive / "archives" / LCL.name).read_bytes() == LCL.read_bytes()

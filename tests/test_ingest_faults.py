@@ -10,6 +10,7 @@ there on something the test holds (a lock, a named pipe), never on a hook in the
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -346,6 +349,42 @@ def test_kill_at_any_moment_loses_nothing_and_the_rerun_completes(platform, mome
     assert [r["status"] for r in report] == (["loaded"] if in_dropbox else [])
 
 
+def test_kill_inside_an_archive_resumes_with_the_members_not_yet_loaded(platform):
+    dropbox = platform.settings.dropbox
+    a, b = rows(8, 43.0), rows(8, 44.0)
+    with zipfile.ZipFile(dropbox / "PAIR_2024-01.zip", "w") as archive:
+        archive.writestr("A1_2024-01.csv", csv(a))
+        archive.writestr("B1_2024-01.csv", csv(b))
+    pause = pause_at(
+        platform, "before insert on raw.files for each row when (new.member = 'B1_2024-01.csv')"
+    )
+    child = start_ingest(platform)
+    try:
+        wait_for(lambda: waiting_on_lock(platform), "the ingest at the second member")
+    finally:
+        kill(child)
+    resume(pause)
+    assert statuses(platform) == [
+        ("PAIR_2024-01.zip", "loaded", "-", 0, True),  # unpacked, not yet stored
+        ("PAIR_2024-01.zip/A1_2024-01.csv", "loaded", "-", count(a), False),
+    ]
+
+    report = ingest_run(platform)
+
+    assert [(r["file"], r["status"]) for r in report] == [
+        ("PAIR_2024-01.zip", "loaded"),
+        ("PAIR_2024-01.zip/B1_2024-01.csv", "loaded"),
+    ]
+    assert statuses(platform) == [
+        ("PAIR_2024-01.zip", "loaded", "-", 0, False),
+        ("PAIR_2024-01.zip/A1_2024-01.csv", "loaded", "-", count(a), False),
+        ("PAIR_2024-01.zip/B1_2024-01.csv", "loaded", "-", count(b), False),
+    ]
+    assert platform.scalar("select count(*) from raw.readings") == count(a) + count(b)
+    assert os.listdir(dropbox) == [] and list(platform.settings.unpacking.iterdir()) == []
+    assert (platform.settings.archive / "archives" / "PAIR_2024-01.zip").is_file()
+
+
 def test_kill_between_commit_and_move_is_completed_not_a_duplicate(platform):
     """Quarantined: its reason file is written after the commit and before the move. A named
     pipe at the reason file's name holds the ingest there (opening it waits for a reader)."""
@@ -487,7 +526,8 @@ def test_readings_before_metadata_are_read_again_in_the_meters_timezone(platform
     winter = rows(8, 80.0, start="2024-01-01 00:00")  # Amsterdam is UTC+1 in winter
     summer = rows(8, 81.0, start="2024-07-01 00:00")  # and UTC+2 in summer
     (dropbox / "AMS_2024-01.csv").write_text(csv(winter))
-    (dropbox / "AMS_2024-07.csv").write_text(csv(summer))
+    with zipfile.ZipFile(dropbox / "AMS_2024-07.zip", "w") as archive:  # read from its archive
+        archive.writestr("AMS_2024-07.csv", csv(summer))
     (dropbox / "UTC_2024-01.csv").write_text(csv(rows(8, 82.0)))  # a meter whose zone stays
     ingest_run(platform)  # no metadata yet: read in ENERGY_TIMEZONE (UTC)
 
@@ -528,4 +568,54 @@ def test_readings_before_metadata_are_read_again_in_the_meters_timezone(platform
         "2024-05",
         "2024-06",
         "2024-07",
+    ]
+
+
+# --- archives ----------------------------------------------------------------------------------
+
+
+def test_gzip_bomb_is_refused_while_streaming(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_MAX_UNPACKED_BYTES", str(64 << 20))
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip, which declares no size up front
+    with (platform.settings.dropbox / "BOMB_2024-01.csv.gz").open("wb") as bomb:
+        bomb.write(packer.compress(b"Start Time,kW del\n"))
+        for _ in range(128):  # 128 MiB
+            bomb.write(packer.compress(b"0" * (1 << 20)))
+        bomb.write(packer.flush())
+    good = good_file(platform.settings.dropbox)
+
+    report = ingest_run(platform)
+
+    assert sorted((r["file"], r["status"]) for r in report) == [
+        ("BOMB_2024-01.csv.gz", "quarantined"),
+        ("GOOD_2024-01.csv", "loaded"),
+    ]
+    [(rule, sample)] = platform.query(
+        "select rule, sample from raw.files where status = 'quarantined'"
+    ).values.tolist()
+    assert (rule, sample) == ("archive_bomb", f"more than {64 << 20:,} bytes unpacked")
+    assert list(platform.settings.unpacking.iterdir()) == []  # nothing left unpacked
+    assert_good_loaded(platform, good)
+
+
+def test_gzip_members_name_and_hash(platform):
+    data = rows(8, 90.0)
+    text = csv(data).encode()
+    (platform.settings.dropbox / "M7_2024-01.csv.gz").write_bytes(gzip.compress(text, mtime=0))
+    ingest_run(platform)
+    files = platform.query(
+        "select f.name, f.status, f.sha256, coalesce(f.member, '-'), coalesce(a.name, '-'),"
+        " coalesce(f.name_meter, '-')"
+        " from raw.files f left join raw.files a on a.file_id = f.archive_id order by f.file_id"
+    )
+    assert files.values.tolist() == [
+        ["M7_2024-01.csv.gz", "loaded", sha256(gzip.compress(text, mtime=0)), "-", "-", "-"],
+        [
+            "M7_2024-01.csv.gz/M7_2024-01.csv",
+            "loaded",
+            sha256(text),
+            "M7_2024-01.csv",
+            "M7_2024-01.csv.gz",
+            "M7",
+        ],
     ]

@@ -109,12 +109,13 @@ def ingest_files(context: OpExecutionContext, config: IngestConfig, platform: Pl
             if isinstance(result, Left):
                 context.log.info(f"[{i}/{total}] {result.name}: {result.why}")
                 continue
-            outcomes.append(result)
-            context.log.info(
-                f"[{i}/{total}] {result.name}: {result.status}"
-                + (f", {result.rows} rows" if result.status == "loaded" else "")
-                + (f" ({result.reason})" if result.reason else "")
-            )
+            for outcome in [result, *result.members]:
+                outcomes.append(outcome)
+                context.log.info(
+                    f"[{i}/{total}] {outcome.name}: {outcome.status}"
+                    + (f", {outcome.rows} rows" if outcome.status == "loaded" else "")
+                    + (f" ({outcome.reason})" if outcome.reason else "")
+                )
     for event in materializations(outcomes):
         context.log_event(event)
     return [outcome_row(o) for o in outcomes]

@@ -12,6 +12,9 @@ run`s, or a run beside the sensor) never load one file twice: the second one wai
 the file gone (taken) or its content loaded (a duplicate). What is committed is what was hashed:
 the file's inode, size and times must be the same before the commit as before hashing, else the
 transaction rolls back and the file is left for the next look.
+
+Archives (gzip, zip) are unpacked into the home and each member loads as a file of its own, with
+its own row, under the same rules.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import psycopg2
@@ -33,7 +36,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection
 from psycopg2.extras import execute_values
 
-from energy_assets.ingest import raw_tables
+from energy_assets.ingest import archives, raw_tables
 from energy_assets.ingest.dropbox import (
     NAME_MAX_BYTES,
     Signature,
@@ -63,7 +66,7 @@ REASON_SUFFIX = ".reason.json"
 
 @dataclass
 class FileOutcome:
-    """What happened to one dropped file."""
+    """What happened to one dropped file (or archive member)."""
 
     name: str
     status: str  # loaded | quarantined | duplicate
@@ -73,7 +76,9 @@ class FileOutcome:
     months: list[date] = field(default_factory=list)
     reason: str | None = None
     stored_as: Path | None = None
-    kind: str | None = None  # readings | meters | weather, for loaded files
+    kind: str | None = None  # readings | meters | weather | archive, for loaded files
+    members: list[FileOutcome] = field(default_factory=list)
+    """For an archive: the outcomes of its members, each a file of its own."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ class Dropped:
     sha: str
     stat: os.stat_result
     received_at: datetime
+    member: str | None = None
+    """Its name inside the archive it came from."""
+    archive: FileOutcome | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The file's own name (a member's without its archive and folders): it may name the
+        meter."""
+        return PurePosixPath(self.member).name if self.member else self.name
 
     def unchanged(self) -> bool:
         """Still the same inode, size and times as when it was hashed."""
@@ -133,6 +147,7 @@ class Ingest:
     def __init__(self, settings: Settings, warehouse_url: str) -> None:
         self.settings = settings
         self.formats: list[Format] = load_formats(settings.home / "formats")
+        self.bounds = archives.Bounds(settings.max_unpacked_bytes, settings.max_unpack_ratio)
         self.conn: connection = connect(warehouse_url)
         self._partitioned_through: date | None = None
         self._ensure_partitions()
@@ -198,7 +213,7 @@ class Ingest:
             return
         waiting = {w.name for w in waiting_files(self.settings.dropbox)}
         for row in pending:
-            if row["name"] in waiting:
+            if row["archive_id"] is None and row["name"] in waiting:
                 continue
             with self.conn, self.conn.cursor() as cur:
                 cur.execute(
@@ -234,13 +249,15 @@ class Ingest:
             cur.execute("select pg_advisory_unlock(hashtextextended(%s, 0))", (sha,))
 
     def _ingest(self, dropped: Dropped) -> FileOutcome | Left:
-        """Under the claim: complete an interrupted ingest, or decide."""
+        """Under the claim: complete an interrupted ingest, unpack an archive, or decide."""
         with self.conn, self.conn.cursor() as cur:
             pending = raw_tables.pending_file(cur, dropped.sha, dropped.name)
-        if pending is not None:
+        kind = None if stat.S_ISLNK(dropped.stat.st_mode) else archives.archive_kind(dropped.path)
+        if pending is not None and pending["format"] not in archives.KINDS:
             return self._store(dropped, self._outcome_of(pending))
-        outcome = self._commit(dropped, partial(self._decide, dropped))
-        return outcome if isinstance(outcome, Left) else self._store(dropped, outcome)
+        if kind and dropped.member is None:
+            return self._ingest_archive(dropped, kind, pending)
+        return self._commit_and_store(dropped, partial(self._decide, dropped, kind))
 
     def _commit(self, dropped: Dropped, decide: Callable) -> FileOutcome | Left:
         """Run `decide(cur)` (rows, and the folder the file goes to) in one transaction with
@@ -255,9 +272,9 @@ class Ingest:
             return Left(dropped.name, "changed while it was read: left for the next look")
         return outcome
 
-    def _decide(self, dropped: Dropped, cur) -> tuple[FileOutcome, Path]:
+    def _decide(self, dropped: Dropped, kind: str | None, cur) -> tuple[FileOutcome, Path]:
         """Record the file as duplicate, loaded or quarantined, and the folder it goes to."""
-        seen = raw_tables.loaded_copy(cur, dropped.sha, meter_from_filename(dropped.name))
+        seen = raw_tables.loaded_copy(cur, dropped.sha, meter_from_filename(dropped.file_name))
         if seen is not None:
             return self._duplicate(dropped, seen, cur)
         cur.execute("savepoint file_rows")
@@ -266,6 +283,12 @@ class Ingest:
                 if stat.S_ISLNK(dropped.stat.st_mode):
                     raise Rejected(
                         "symlink", f"{dropped.name} is a symbolic link; drop the file itself"
+                    )
+                if kind:
+                    raise Rejected(
+                        "nested_archive",
+                        f"{dropped.name} is a {kind} archive inside an archive; unpack it and"
+                        " drop the files it contains",
                     )
                 return self._load(cur, dropped)
             except Rejected:
@@ -287,13 +310,22 @@ class Ingest:
     # --- where a file goes, after the commit ---------------------------------------------------
 
     def _destine(self, cur, dropped: Dropped, outcome: FileOutcome, folder: Path) -> None:
-        """Record where the file will be stored, a name of its own in `folder` that no other
-        file can take from now on; it is moved there after the commit."""
+        """Record where the file will be stored; it is moved there after the commit.
+
+        An archive member loaded or found a duplicate stays in its archive; everything else
+        gets a name of its own in `folder`, which no other file can take from now on.
+        """
+        if dropped.archive is not None and outcome.status != "quarantined":
+            outcome.stored_as = dropped.archive.stored_as
+            self._update_file(cur, outcome.file_id, stored_as=str(outcome.stored_as))
+            return
         outcome.stored_as = _free_name(cur, folder, readable(dropped.path.name), outcome.file_id)
         self._update_file(cur, outcome.file_id, stored_as=str(outcome.stored_as), pending_move=True)
 
     def _store(self, dropped: Dropped, outcome: FileOutcome) -> FileOutcome:
         """After the commit: the reason file, the move, then the row no longer pending."""
+        if dropped.archive is not None and outcome.status != "quarantined":
+            return outcome  # its bytes are stored with the archive
         if not dropped.unchanged():  # replaced in the dropbox since the commit: the bytes are gone
             outcome.stored_as = None
         else:
@@ -326,12 +358,14 @@ class Ingest:
             list(row["months"]),
             reason,
             Path(row["stored_as"]) if row["stored_as"] else None,
-            kinds.get(row["format"]),
+            "archive" if row["format"] in archives.KINDS else kinds.get(row["format"]),
         )
 
     # --- rows ----------------------------------------------------------------------------------
 
     def _insert_file(self, cur, dropped: Dropped, **values) -> int:
+        if dropped.archive is not None:
+            values.update(archive_id=dropped.archive.file_id, member=dropped.member)
         columns = ["sha256", "name", "received_at", *values]
         cur.execute(
             sql.SQL("insert into raw.files ({}) values ({}) returning file_id").format(
@@ -376,23 +410,111 @@ class Ingest:
         )
         return outcome, self.settings.quarantine
 
-    def _stored_copy(self, row: dict) -> Path:
-        """The stored copy of a loaded file, checked against the file's hash."""
-        path = Path(row["stored_as"] or "")
-        if not path.is_file() or sha256_of(path) != row["sha256"]:
-            raise Rejected(
-                "timezone_correction",
-                f"the stored copy of {row['name']} (file {row['file_id']}, {path}) is"
-                " missing or changed, so its local times cannot be read again in the"
-                " meter's new timezone; put it back and drop this file again",
-            )
-        return path
+    # --- archives ------------------------------------------------------------------------------
+
+    def _ingest_archive(
+        self, dropped: Dropped, kind: str, pending: dict | None
+    ) -> FileOutcome | Left:
+        """Unpack, record the archive, then load each member as a file of its own.
+
+        The archive's row is committed (pending) before its members load, each in its own
+        transaction; after a kill, the next run unpacks it again and loads the members that
+        have no row yet, then stores the archive.
+        """
+        if pending is None:
+            with self.conn, self.conn.cursor() as cur:
+                seen = raw_tables.loaded_copy(cur, dropped.sha, None)
+            if seen is not None:
+                return self._commit_and_store(dropped, partial(self._duplicate, dropped, seen))
+        folder = self.settings.unpacking / dropped.sha
+        archives.remove(folder)  # what an interrupted attempt left
+        try:
+            try:
+                unpacked = archives.unpack(dropped.path, kind, dropped.name, folder, self.bounds)
+                if not unpacked.members:
+                    raise Rejected("empty_file", f"{dropped.name} holds no file to load")
+            except Rejected as rejection:
+                refused = partial(self._quarantine, dropped, rejection)
+                return self._commit_and_store(dropped, refused)
+            if pending is None:
+                record = partial(self._record_archive, dropped, kind, unpacked)
+                outcome = self._commit(dropped, record)
+                if isinstance(outcome, Left):
+                    return outcome
+            else:
+                outcome = self._outcome_of(pending)
+            with self.conn, self.conn.cursor() as cur:
+                stored = raw_tables.stored_members(cur, outcome.file_id)
+            for member in unpacked.members:
+                if readable(member.name) not in stored:
+                    result = self._ingest_member(dropped, outcome, member)
+                    if isinstance(result, FileOutcome):
+                        outcome.members.append(result)
+            return self._store(dropped, outcome)
+        finally:
+            archives.remove(folder)
+
+    def _commit_and_store(self, dropped: Dropped, decide: Callable) -> FileOutcome | Left:
+        outcome = self._commit(dropped, decide)
+        return outcome if isinstance(outcome, Left) else self._store(dropped, outcome)
+
+    def _record_archive(
+        self, dropped: Dropped, kind: str, unpacked: archives.Unpacked, cur
+    ) -> tuple[FileOutcome, Path]:
+        reason = f"{len(unpacked.members)} member file(s)"
+        if unpacked.skipped:
+            reason += "; skipped " + ", ".join(unpacked.skipped)
+        file_id = self._insert_file(cur, dropped, format=kind, status="loaded", reason=reason)
+        outcome = FileOutcome(dropped.name, "loaded", file_id, kind, reason=reason, kind="archive")
+        return outcome, self.settings.archive / "archives"
+
+    def _ingest_member(
+        self, archive: Dropped, outcome: FileOutcome, member: archives.Member
+    ) -> FileOutcome | Left:
+        info = member.path.lstat()
+        dropped = Dropped(
+            member.path,
+            readable(f"{archive.name}/{member.name}"),
+            sha256_of(member.path),
+            info,
+            archive.received_at,
+            member=readable(member.name),
+            archive=outcome,
+        )
+        with self._claimed(dropped.sha):
+            return self._ingest(dropped)
+
+    @contextlib.contextmanager
+    def _stored_copy(self, row: dict) -> Iterator[Path]:
+        """The stored bytes of a loaded file (a member unpacked again from its archive),
+        checked against the file's hash."""
+        stored = Path(row["stored_as"] or "")
+        folder = self.settings.unpacking / f"{row['sha256']}.reread"
+        try:
+            path: Path | None = stored
+            if row["member"] is not None and stored.is_file():
+                archives.remove(folder)
+                kind = row["archive_format"]
+                unpacked = archives.unpack(stored, kind, row["name"], folder, self.bounds)
+                path = next(
+                    (m.path for m in unpacked.members if readable(m.name) == row["member"]), None
+                )
+            if path is None or not path.is_file() or sha256_of(path) != row["sha256"]:
+                raise Rejected(
+                    "timezone_correction",
+                    f"the stored copy of {row['name']} (file {row['file_id']}, {stored}) is"
+                    " missing or changed, so its local times cannot be read again in the"
+                    " meter's new timezone; put it back and drop this file again",
+                )
+            yield path
+        finally:
+            archives.remove(folder)
 
     # --- loading -------------------------------------------------------------------------------
 
     def _load(self, cur, dropped: Dropped) -> tuple[FileOutcome, Path]:
         table = open_table(dropped.path, CHUNK_ROWS)
-        match = require_format(table.header, self.formats, dropped.name)
+        match = require_format(table.header, self.formats, dropped.file_name)
         loader = {"meters": self._load_meters, "weather": self._load_weather}.get(
             match.format.kind, self._load_readings
         )
@@ -409,8 +531,8 @@ class Ingest:
     def _load_readings(
         self, cur, dropped: Dropped, table: Table, match: Match
     ) -> tuple[FileOutcome, Path]:
-        parser, zones = self._parser(cur, match, dropped.name)
-        name_meter = None if "meter" in match.columns else meter_from_filename(dropped.name)
+        parser, zones = self._parser(cur, match, dropped.file_name)
+        name_meter = None if "meter" in match.columns else meter_from_filename(dropped.file_name)
         file_id = self._insert_file(
             cur, dropped, format=match.format.name, status="loaded", name_meter=name_meter
         )
@@ -543,15 +665,17 @@ class Ingest:
 
     def _reread(self, cur, file: dict, spans: list[dict]) -> None:
         meters = [row["meter_id"] for row in spans]
-        table = open_table(self._stored_copy(file), CHUNK_ROWS)
-        match = require_format(table.header, self.formats, file["name"])
-        parser, zones = self._parser(cur, match, file["name"])
-        raw_tables.delete_readings(cur, file["file_id"], spans)
-        for chunk in table.chunks():
-            readings = parser.feed(chunk, table.line_of)
-            readings = readings[readings["meter_id"].isin(meters)]
-            if not readings.empty:
-                raw_tables.copy_readings(cur, readings, file["file_id"])
+        with self._stored_copy(file) as path:
+            table = open_table(path, CHUNK_ROWS)
+            match = require_format(table.header, self.formats, file["name"])
+            file_name = PurePosixPath(file["member"] or file["name"]).name
+            parser, zones = self._parser(cur, match, file_name)
+            raw_tables.delete_readings(cur, file["file_id"], spans)
+            for chunk in table.chunks():
+                readings = parser.feed(chunk, table.line_of)
+                readings = readings[readings["meter_id"].isin(meters)]
+                if not readings.empty:
+                    raw_tables.copy_readings(cur, readings, file["file_id"])
         if parser.needs_duplicate_check:
             raw_tables.check_file_duplicates(cur, file["file_id"])
         summary = parser.summary().loc[meters]

@@ -162,7 +162,7 @@ def pending_file(cur, sha: str, name: str) -> dict | None:
 def pending_files(cur) -> list[dict]:
     """Every row whose move has not been marked done."""
     cur.execute(
-        "select file_id, name, sha256, status, stored_as from raw.files"
+        "select file_id, name, sha256, status, stored_as, archive_id from raw.files"
         " where pending_move order by file_id"
     )
     return _rows(cur)
@@ -188,6 +188,14 @@ def names_stored(cur, stored_as: str) -> bool:
     return cur.fetchone()[0]
 
 
+def stored_members(cur, archive_id: int) -> set[str]:
+    """Names of the members of an archive that already have their row and are stored."""
+    cur.execute(
+        "select member from raw.files where archive_id = %s and not pending_move", (archive_id,)
+    )
+    return {row[0] for row in cur.fetchall()}
+
+
 def reason_details(cur, file_id: int) -> dict:
     """What a quarantined file's `.reason.json` says, from its row."""
     cur.execute(
@@ -201,12 +209,14 @@ def reason_details(cur, file_id: int) -> dict:
 def misread_local_times(cur, meters: list[str], default_timezone: str) -> list[dict]:
     """Per file and meter of `meters`: local times read in a zone that is not the meter's now.
 
-    With the file's name, hash and stored copy, and the span of the meter's readings in it.
+    With the file's name, hash and stored copy (a member's archive and its format), and the
+    span of the meter's readings in it.
     """
     cur.execute(
-        "select f.file_id, f.name, f.sha256, f.stored_as,"
+        "select f.file_id, f.name, f.sha256, f.stored_as, f.member, a.format as archive_format,"
         " fm.meter_id, fm.local_timezone, fm.first_interval, fm.last_interval"
         " from raw.file_meters fm join raw.files f using (file_id)"
+        " left join raw.files a on a.file_id = f.archive_id"
         " left join raw.meters m on m.meter_id = fm.meter_id"
         " where fm.meter_id = any(%s) and fm.local_timezone is not null"
         " and fm.local_timezone <> coalesce(m.timezone, %s)"
