@@ -221,6 +221,19 @@ class Settings:
         float,
         "a dropped file must be unchanged this long before it loads",
     )
+    max_unpacked_bytes: int = _var(
+        "ENERGY_MAX_UNPACKED_BYTES",
+        4 * 1024**3,
+        int,
+        "a dropped .gz or .zip may unpack to at most this many bytes (all members together)",
+    )
+    max_unpack_ratio: float = _var(
+        "ENERGY_MAX_UNPACK_RATIO",
+        200.0,
+        float,
+        "... and to at most this multiple of its own size (of 1 MiB for smaller archives);"
+        " beyond either it is quarantined as an archive bomb",
+    )
     ui_host: str = _var("ENERGY_UI_HOST", "127.0.0.1", str, "where `energy up` serves the UI")
     ui_port: int = _var("ENERGY_UI_PORT", 3000, int, "port of the UI of `energy up`")
     month_run_concurrency: int = _var(
@@ -298,6 +311,11 @@ class Settings:
     @property
     def quarantine(self) -> Path:
         return self.home / "quarantine"
+
+    @property
+    def unpacking(self) -> Path:
+        """Where dropped archives are unpacked while their members load."""
+        return self.home / "unpacking"
 
     @property
     def pgdata(self) -> Path:

@@ -19,9 +19,27 @@ create table if not exists raw.files (
     received_at    timestamptz not null,
     processed_at   timestamptz not null default now()
 );
--- A content hash is loaded (or rejected) once; later copies are recorded as duplicates.
-create unique index if not exists files_sha256_once
-    on raw.files (sha256) where status <> 'duplicate';
+-- name_meter: the meter the file name gives a file without a meter column (`M1_2024-01.csv`
+--   is M1): the same bytes under another meter's name are that meter's readings.
+-- archive_id, member: a file unpacked from a dropped archive (its own row) and its name there;
+--   `name` is then `<archive>/<member>`.
+-- lines, sample: where a quarantined file breaks its rule (also in its .reason.json).
+-- pending_move: committed, but not yet moved to `stored_as` (with its reason file); a kill
+--   leaves it so, and the next ingest of the same bytes under the same name completes the move.
+alter table raw.files add column if not exists name_meter text;
+alter table raw.files add column if not exists archive_id bigint references raw.files (file_id);
+alter table raw.files add column if not exists member text;
+alter table raw.files add column if not exists lines integer[] not null default '{}';
+alter table raw.files add column if not exists sample text;
+alter table raw.files add column if not exists pending_move boolean not null default false;
+-- Content is loaded once (per meter named by the file name); a later copy is recorded as a
+-- duplicate. Quarantined content does not count: dropped again, it is tried again.
+drop index if exists raw.files_sha256_once;
+create unique index if not exists files_loaded_once
+    on raw.files (sha256, coalesce(name_meter, '')) where status = 'loaded';
+create index if not exists files_sha256 on raw.files (sha256);
+create index if not exists files_pending on raw.files (file_id) where pending_move;
+create index if not exists files_stored_as on raw.files (stored_as);
 
 -- Meter metadata; a meter may have readings before it has a row here.
 create table if not exists raw.meters (
@@ -61,6 +79,9 @@ create table if not exists raw.file_meters (
     primary key (file_id, meter_id)
 );
 create index if not exists file_meters_meter on raw.file_meters (meter_id);
+-- The timezone the file's local (offset-free) times of the meter were read in; null when its
+-- times carried offsets. When metadata later gives the meter another zone, they are read again.
+alter table raw.file_meters add column if not exists local_timezone text;
 
 -- Observed weather per site, long form; a later file's value for the same hour wins.
 create table if not exists raw.weather (

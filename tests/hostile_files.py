@@ -33,6 +33,12 @@ class Case(NamedTuple):
     lines: list[int] | None = None  # `lines` of the reason file, where a line is to blame
     meter: str | None = None  # meter_id of all its readings, for cases about naming
     kw_del: float | None = None  # sum of its kW del, for cases about reading numbers
+    members: tuple[Case, ...] = ()  # an archive's members, each with its own verdict
+
+
+def flattened(cases: list[Case]) -> list[Case]:
+    """The cases and, after each archive, its members: every row raw.files must hold."""
+    return [c for case in cases for c in (case, *case.members)]
 
 
 def rows(n: int, base: float, start: str = "2024-01-01 00:00") -> list[list[str]]:

@@ -7,30 +7,46 @@ file line i + 2 (header on line 1), which is what the expected `lines` count on.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
+import shutil
 import threading
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from conftest import SHARED_DATA
+from dagster import DagsterInstance, build_sensor_context
 from hostile_files import (
     HEADER,
     Case,
     Link,
     count,
     csv,
+    flattened,
     kw_sum,
     rows,
     typed,
     with_cached_errors,
     workbook,
 )
+from ingest_runs import (
+    BOUND_SECONDS,
+    files_config,
+    ingest_run,
+    pause_inserts,
+    platform_resource,
+    wait_for,
+    waiting_on_lock,
+)
 
 from energy_assets.commands.run import run_once
+from energy_assets.ingest.sensors import dropbox_sensor
 from energy_assets.settings import Settings
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
@@ -45,6 +61,19 @@ def quarantined(name: str, data: str | bytes, rule: str, lines: list[int] | None
 def loaded(name: str, data: str | bytes, n: int, **extra) -> Case:
     data = data.encode() if isinstance(data, str) else data
     return Case(name, data, "loaded", rows=n, **extra)
+
+
+def archive(name: str, data: bytes, *members: Case) -> Case:
+    """An archive: unpacked (loaded, no readings of its own); its members each get a verdict."""
+    return Case(name, data, "loaded", rows=0, members=members)
+
+
+def zipped(members: dict[str, str | bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in members.items():
+            target.writestr(name, data)
+    return out.getvalue()
 
 
 # --- quarantined ------------------------------------------------------------------------------
@@ -73,16 +102,49 @@ def missing_kw_del():
     return quarantined("NOKW_2024-01.csv", csv(data, header), "missing_column", [1])
 
 
-def zip_named_csv():
+def zip_named_csv():  # judged by content: a zip, whatever its name says
+    data = rows(8, 22)
+    member = loaded("ZIP_2024-01.csv/ZIPPED_2024-01.csv", "", count(data), meter="ZIPPED")
+    return archive("ZIP_2024-01.csv", zipped({"ZIPPED_2024-01.csv": csv(data)}), member)
+
+
+def gzip_csv():
+    data = rows(8, 23)
+    member = loaded("GZ_2024-01.csv.gz/GZ_2024-01.csv", "", count(data), meter="GZ")
+    return archive("GZ_2024-01.csv.gz", gzip.compress(csv(data).encode(), mtime=0), member)
+
+
+def zip_of_several():
+    a, b = rows(8, 71), rows(8, 72)
+    members = {
+        "data/": "",  # a folder entry: skipped
+        "data/ZIPA_2024-01.csv": csv(a),
+        "ZIPB_2024-01.csv": csv(b, sep=";"),
+        "__MACOSX/._ZIPB_2024-01.csv": "resource fork",  # skipped
+        "notes.csv": "Date,Reading,Units\n2024-01-01 00:00,12.5,kWh\n",
+        "inner.csv.gz": gzip.compress(csv(rows(8, 73)).encode(), mtime=0),
+        "BASE_2024-01.csv": plain().data,  # loaded before, under this name: a duplicate
+    }
+    return archive(
+        "BATCH_2024-01.zip",
+        zipped(members),
+        loaded("BATCH_2024-01.zip/data/ZIPA_2024-01.csv", "", count(a), meter="ZIPA"),
+        loaded("BATCH_2024-01.zip/ZIPB_2024-01.csv", "", count(b), meter="ZIPB"),
+        quarantined("BATCH_2024-01.zip/notes.csv", "", "unknown_header", [1]),
+        quarantined("BATCH_2024-01.zip/inner.csv.gz", "", "nested_archive"),
+        Case("BATCH_2024-01.zip/BASE_2024-01.csv", b"", "duplicate", rows=0),
+    )
+
+
+def zip_bomb():  # 256 MiB of zeros in 255 KB: past the default 200:1 ratio
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr("ZIP_2024-01.csv", csv(rows(8, 22)))
-    return quarantined("ZIP_2024-01.csv", out.getvalue(), "binary_file")
-
-
-def gzip_named_csv():
-    data = gzip.compress(csv(rows(8, 23)).encode(), mtime=0)
-    return quarantined("GZ_2024-01.csv", data, "binary_file")
+    with (
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb,
+        bomb.open("BOMB_2024-01.csv", "w", force_zip64=True) as member,
+    ):
+        for _ in range(256):
+            member.write(b"0" * (1 << 20))
+    return quarantined("BOMB_2024-01.zip", out.getvalue(), "archive_bomb")
 
 
 def nul_padded():  # a copy cut short by a crash: valid rows, then preallocated zero bytes
@@ -320,7 +382,9 @@ CASES = [  # processed in this order (by modification time)
     unknown_header,
     missing_kw_del,
     zip_named_csv,
-    gzip_named_csv,
+    gzip_csv,
+    zip_of_several,
+    zip_bomb,
     nul_padded,
     two_sheets,
     cached_formula_error,
@@ -406,13 +470,27 @@ def observed(case: Case, file, report_row: dict | None, readings, quarantine: Pa
     return {key: got.get(key) for key in expected(case)}
 
 
+NOT_FOR_INGEST = [  # still being written, by the names writers and copy tools give them
+    "PART_2024-01.csv.part",
+    "TMP_2024-01.csv.tmp",
+    "WINSCP_2024-01.csv.filepart",
+    "CHROME_2024-01.csv.crdownload",
+    "~$LOCK_2024-01.xlsx",
+    ".HIDDEN_2024-01.csv",
+]
+
+
 def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
     settings = platform.settings
-    cases = [make() for make in CASES]
-    assert len(cases) >= 28 and len({c.name for c in cases}) == len(cases)
+    tops = [make() for make in CASES]
+    cases = flattened(tops)
+    assert len(tops) >= 28 and len({c.name for c in cases}) == len(cases)
     outside = tmp_path / "outside"
     outside.mkdir()
-    write_corpus(settings.dropbox, outside, cases)
+    write_corpus(settings.dropbox, outside, tops)
+    for name in NOT_FOR_INGEST:  # valid content, old enough: only the name keeps it out
+        (settings.dropbox / name).write_text(csv(rows(8, 91)))
+        os.utime(settings.dropbox / name, (time.time() - 3600,) * 2)
     link_target = outside / symlink().name
     target_before = (link_target.read_bytes(), link_target.stat().st_mtime_ns)
 
@@ -450,7 +528,7 @@ def test_hostile_corpus_each_file_gets_its_verdict(platform, tmp_path):
 
     assert not problems, "\n".join(["files that got the wrong verdict:", *problems])
     assert sorted(by_name) == sorted(c.name for c in cases)
-    assert left_in_dropbox == [], "every file leaves the dropbox"
+    assert left_in_dropbox == sorted(NOT_FOR_INGEST), "every other file leaves the dropbox"
     # raw.readings holds exactly the valid files' rows, nothing of the others.
     assert len(readings) == sum(c.rows for c in cases if c.status == "loaded")
     refused = set(files.loc[files["status"] != "loaded", "file_id"])
@@ -496,3 +574,137 @@ def test_file_still_being_written_loads_whole(platform, monkeypatch):
         (path.name, "loaded", 96 * 4)
     ]
     assert platform.scalar("select count(*) from raw.readings") == count(data) == 96 * 4
+
+
+# --- writers that pause -------------------------------------------------------------------------
+
+
+def sensor_tick(platform, cursor: str | None):
+    """One evaluation of the dropbox sensor; its run requests and next cursor."""
+    context = build_sensor_context(
+        instance=DagsterInstance.ephemeral(),
+        cursor=cursor,
+        resources={"platform": platform_resource(platform)},
+    )
+    result = dropbox_sensor(context)
+    return result.run_requests, result.cursor
+
+
+def next_request(platform, cursor: str | None):
+    """Tick the sensor, as the daemon does, until it requests a run."""
+    requests: list = []
+    deadline = time.monotonic() + BOUND_SECONDS
+    while not requests:
+        assert time.monotonic() < deadline, "the sensor never requested the file"
+        time.sleep(0.25)
+        requests, cursor = sensor_tick(platform, cursor)
+    [request] = requests
+    return request, cursor
+
+
+def test_writer_pausing_longer_than_the_window_never_has_its_half_loaded(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
+    data = rows(96, 70)
+    content = csv(data).encode()
+    half = len(content) // 2
+    path = platform.settings.dropbox / "PAUSED_2024-01.csv"
+    requested = threading.Event()
+
+    def writer() -> None:
+        with path.open("wb") as handle:
+            handle.write(content[:half])
+            handle.flush()
+            requested.wait(BOUND_SECONDS)  # paused past the window: the sensor asks for it
+            handle.write(content[half:])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_for(lambda: path.exists() and path.stat().st_size == half, "the first half")
+        request, cursor = next_request(platform, None)
+    finally:
+        requested.set()
+        thread.join()
+
+    # By the time the run starts the writer has written the rest: not what the sensor saw.
+    first = ingest_run(platform, request.run_config)
+    assert first == []
+    assert platform.scalar("select count(*) from raw.files") == 0
+    assert path.read_bytes() == content  # left in the dropbox, whole
+
+    again, _ = next_request(platform, cursor)  # the next looks find it stable again
+    assert again.run_key != request.run_key
+    second = ingest_run(platform, again.run_config)
+    assert [(r["file"], r["status"], r["rows"]) for r in second] == [
+        (path.name, "loaded", count(data))
+    ]
+    assert platform.scalar("select sha256 from raw.files") == hashlib.sha256(content).hexdigest()
+
+
+def test_writer_resuming_while_its_half_loads_leaves_it_for_the_next_look(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_FILE_STABLE_SECONDS", "1")
+    data = rows(96, 71)
+    content = csv(data).encode()
+    half = len(content) // 2
+    path = platform.settings.dropbox / "RESUMED_2024-01.csv"
+    handle = path.open("wb")
+    handle.write(content[:half])
+    handle.flush()
+    lock = pause_inserts(platform)  # the run will wait inside its transaction
+
+    def resume_meanwhile() -> None:
+        try:
+            wait_for(lambda: waiting_on_lock(platform), "the ingest reading the half file")
+            handle.write(content[half:])  # the writer resumes while its half is being loaded
+            handle.close()
+        finally:
+            lock.rollback()
+
+    resumer = threading.Thread(target=resume_meanwhile)
+    resumer.start()
+    first = ingest_run(platform, files_config([path.name]))  # started during the pause
+    resumer.join()
+    lock.close()
+
+    assert first == []
+    assert platform.scalar("select count(*) from raw.files") == 0
+    assert path.read_bytes() == content
+
+    second = ingest_run(platform, files_config([path.name]))
+    assert [(r["file"], r["status"], r["rows"]) for r in second] == [
+        (path.name, "loaded", count(data))
+    ]
+    assert platform.scalar("select sha256 from raw.files") == hashlib.sha256(content).hexdigest()
+
+
+# --- the real London data, as published: gzip ------------------------------------------------
+
+LCL = SHARED_DATA / "lcl_london_2013_60hh" / "halfhourly_kwh.csv.gz"
+
+
+def test_lcl_halfhourly_gz_loads_as_published(platform):
+    if not LCL.exists():
+        pytest.skip(f"the real LCL data is not here: {LCL} (see ../shared/data)")
+    shutil.copy(LCL, platform.settings.dropbox / LCL.name)
+    with gzip.open(LCL, "rb") as source:
+        unpacked = source.read()
+    table = pd.read_csv(io.BytesIO(unpacked), dtype=str, keep_default_na=False)
+    values = table["energy(kWh/hh)"].str.strip()
+    expected = int((~values.str.lower().isin(["", "null"])).sum())
+
+    report = ingest_run(platform)
+
+    member = f"{LCL.name}/halfhourly_kwh.csv"
+    assert [(r["file"], r["status"], r["rows"]) for r in report] == [
+        (LCL.name, "loaded", 0),
+        (member, "loaded", expected),
+    ]
+    files = platform.query("select name, sha256, format from raw.files order by file_id")
+    assert files.values.tolist() == [
+        [LCL.name, hashlib.sha256(LCL.read_bytes()).hexdigest(), "gzip"],
+        [member, hashlib.sha256(unpacked).hexdigest(), "lcl_halfhourly"],
+    ]
+    meters = platform.scalar("select count(distinct meter_id) from raw.readings")
+    assert meters == table["LCLid"].nunique()
+    assert platform.scalar("select count(*) from raw.readings") == expected
+    assert (platform.settings.archive / "archives" / LCL.name).read_bytes() == LCL.read_bytes()

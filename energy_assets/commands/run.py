@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date
 
-from energy_assets.ingest.dropbox import dropbox_files, wait_until_stable
+from energy_assets.ingest.dropbox import dropbox_files, readable
 from energy_assets.months import month_ranges
 from energy_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
 from energy_assets.settings import Settings
@@ -94,11 +94,11 @@ def run_once(settings: Settings) -> RunReport:
         from energy_assets.definitions import defs
 
         instance = DagsterInstance.get()
-        paths = wait_until_stable(dropbox_files(settings.dropbox), settings.file_stable_seconds)
+        paths = dropbox_files(settings.dropbox)  # the ingest takes each once it is stable
         ingest = defs.resolve_job_def("ingest_dropbox").execute_in_process(
             run_config={
                 **quiet,
-                "ops": {"ingest_files": {"config": {"files": [p.name for p in paths]}}},
+                "ops": {"ingest_files": {"config": {"files": [readable(p.name) for p in paths]}}},
             },
             instance=instance,
             tags=here,

@@ -1,5 +1,7 @@
 """The raw layer in Dagster: the tables ingest writes, and the job that loads dropped files."""
 
+import itertools
+
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -12,8 +14,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from energy_assets.ingest.dropbox import dropbox_files, wait_until_stable
-from energy_assets.ingest.loader import FileOutcome, Ingest
+from energy_assets.ingest.dropbox import stable_files, waiting_files
+from energy_assets.ingest.loader import FileOutcome, Ingest, Left
 from energy_assets.partitions import monthly_partitions, partition_key
 from energy_assets.resources import Platform
 
@@ -48,11 +50,31 @@ raw_specs = [
 ]
 
 
+class SeenFile(Config):
+    """A file as the dropbox sensor found it stable."""
+
+    name: str
+    size: int
+    mtime: float
+
+
 class IngestConfig(Config):
     files: list[str] = Field(
         default_factory=list,
-        description="Names of files in the dropbox to load; empty loads every file there.",
+        description="Names of files in the dropbox to load, each once it has been unchanged for"
+        " ENERGY_FILE_STABLE_SECONDS; with no `seen` either, every file there.",
     )
+    seen: list[SeenFile] = Field(
+        default_factory=list,
+        description="Files found stable by the dropbox sensor, with the size and mtime it saw:"
+        " each loads only if it still has both, else it is left for the sensor's next look.",
+    )
+
+
+def seen_config(listing: dict[str, list[float]], names: list[str]) -> dict:
+    """The run config that loads `names` as `listing` shows them (the sensor's request)."""
+    seen = [{"name": n, "size": int(listing[n][0]), "mtime": listing[n][1]} for n in names]
+    return {"ops": {"ingest_files": {"config": {"seen": seen}}}}
 
 
 def outcome_row(outcome: FileOutcome) -> dict:
@@ -71,24 +93,29 @@ def outcome_row(outcome: FileOutcome) -> dict:
 def ingest_files(context: OpExecutionContext, config: IngestConfig, platform: Platform) -> list:
     settings = platform.settings()
     settings.ensure_dirs()
-    if config.files:
-        paths = [settings.dropbox / name for name in config.files]
-    else:
-        paths = dropbox_files(settings.dropbox)
-    paths = wait_until_stable(paths, settings.file_stable_seconds)
-    outcomes = []
+    waiting = {w.name: w for w in waiting_files(settings.dropbox)}
+    asked = [*config.files, *(s.name for s in config.seen)]
+    for name in asked:
+        if name not in waiting:
+            context.log.info(f"{name}: not waiting in the dropbox (taken, or not for ingest)")
+    seen = [(waiting[s.name].path, (s.size, s.mtime)) for s in config.seen if s.name in waiting]
+    names = config.files if asked else list(waiting)
+    plain = [waiting[name].path for name in names if name in waiting]
+    total, outcomes = len(seen) + len(plain), []
     with Ingest(settings, platform.warehouse_url) as ingest:
-        for i, path in enumerate(paths, 1):
-            outcome = ingest.ingest_file(path)
-            if outcome is None:
-                context.log.info(f"{path.name}: taken by another process")
+        files = itertools.chain(seen, stable_files(plain, settings.file_stable_seconds))
+        for i, (path, signature) in enumerate(files, 1):
+            result = ingest.ingest_file(path, signature)
+            if isinstance(result, Left):
+                context.log.info(f"[{i}/{total}] {result.name}: {result.why}")
                 continue
-            outcomes.append(outcome)
-            context.log.info(
-                f"[{i}/{len(paths)}] {outcome.name}: {outcome.status}"
-                + (f", {outcome.rows} rows" if outcome.status == "loaded" else "")
-                + (f" ({outcome.reason})" if outcome.reason else "")
-            )
+            for outcome in [result, *result.members]:
+                outcomes.append(outcome)
+                context.log.info(
+                    f"[{i}/{total}] {outcome.name}: {outcome.status}"
+                    + (f", {outcome.rows} rows" if outcome.status == "loaded" else "")
+                    + (f" ({outcome.reason})" if outcome.reason else "")
+                )
     for event in materializations(outcomes):
         context.log_event(event)
     return [outcome_row(o) for o in outcomes]

@@ -63,6 +63,9 @@ MAX_MULTIPLIER = 1e6
 
 LineOf = Callable[[int], int]
 """Record number (0-based, from the chunk index) -> physical line in the file."""
+MAX_METER_ID = 200
+"""Characters a meter id may have: ids are indexed (an index row holds at most a few KB), and
+no meter system issues ids anywhere near this long."""
 
 
 def meter_from_filename(name: str) -> str:
@@ -90,6 +93,21 @@ def reject_first(
         line = line_of(int(records[i]))
         message, sample = describe(i)
         raise Rejected(rule, f"line {line}: {message}", [line], sample)
+
+
+def check_meter_ids(meters: pd.Series, line_of: LineOf) -> None:
+    """Refuse a meter id longer than `MAX_METER_ID` (a column shifted into the id, a blob)."""
+    reject_first(
+        meters.str.len() > MAX_METER_ID,
+        meters.index,
+        line_of,
+        "meter_id_too_long",
+        lambda i: (
+            f"the meter id is {len(meters.iloc[i]):,} characters long; at most {MAX_METER_ID}"
+            " are accepted (is a column shifted into the meter column?)",
+            meters.iloc[i][:80],
+        ),
+    )
 
 
 def parse_numbers(text: pd.Series, column: str, line_of: LineOf) -> pd.Series:
@@ -279,10 +297,18 @@ class ReadingsParser:
             if (meters == "").any():
                 line = line_of(int(meters.index[_first(meters == "")]))
                 raise Rejected("missing_meter_id", f"line {line} has no meter id", [line])
+            check_meter_ids(meters, line_of)
         else:
             meter = meter_from_filename(self.file_name)
             if not meter:
                 raise Rejected("missing_meter_id", f"cannot name the meter of {self.file_name}")
+            if len(meter) > MAX_METER_ID:
+                raise Rejected(
+                    "meter_id_too_long",
+                    f"the meter id the file name gives ({len(meter)} characters) is longer than"
+                    f" {MAX_METER_ID}; rename the file to start with the meter id and `_`",
+                    sample=meter[:80],
+                )
             meters = pd.Series(meter, index=chunk.index)
         self._collect_attributes(chunk, meters)
 
@@ -498,6 +524,7 @@ def parse_meters(table: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataF
     if meters["meter_id"].isna().any():
         line = line_of(int(table.index[_first(meters["meter_id"].isna())]))
         raise Rejected("missing_meter_id", f"line {line} has no meter id", [line])
+    check_meter_ids(meters["meter_id"], line_of)
     if "multiplier" in meters:
         text = meters["multiplier"].fillna("")
         multiplier = parse_numbers(text, match.columns["multiplier"], line_of).fillna(1.0)

@@ -6,12 +6,15 @@ Plain functions over a cursor or connection, no Dagster; the DDL itself is `sql/
 from __future__ import annotations
 
 import io
+import re
 import struct
+import time
 from collections.abc import Iterable
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection
 from psycopg2.extras import Json, execute_values
@@ -21,23 +24,47 @@ from energy_assets.ingest.rejections import Rejected
 from energy_assets.months import next_month
 from energy_assets.warehouse.database import SCHEMA_LOCK
 
+LOCK_RETRY_SECONDS = 1
+
 
 def ensure_month_partitions(conn: connection, months: Iterable[date]) -> None:
-    """Create the `raw.readings` partitions for `months` in a short transaction of their own.
+    """Create the `raw.readings` partitions of `months` that are missing.
 
-    Kept out of the load transaction: creating a partition locks the parent table, and holding
-    that lock for a whole file's load would block every reader.
+    Creating a partition locks raw.readings exclusively: it waits for every open load and
+    queues every reader behind it. So the loader creates partitions before a file's transaction
+    starts, never inside one (the lock would wait on that very transaction forever), and asks
+    for the lock a second at a time, letting readers through between attempts, while another
+    process's load holds it.
     """
+    while missing := sorted(set(months) - partition_months(conn)):
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("set local lock_timeout = %s", (f"{LOCK_RETRY_SECONDS}s",))
+                cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                for month in missing:
+                    cur.execute(
+                        sql.SQL(
+                            "create table if not exists raw.{} partition of raw.readings "
+                            "for values from (%s) to (%s)"
+                        ).format(sql.Identifier(f"readings_{month:%Y_%m}")),
+                        (f"{month} 00:00+00", f"{next_month(month)} 00:00+00"),
+                    )
+        except psycopg2.errors.LockNotAvailable:
+            time.sleep(LOCK_RETRY_SECONDS)
+
+
+def partition_months(conn: connection) -> set[date]:
+    """The months that have a partition of `raw.readings` (named `readings_YYYY_MM`)."""
     with conn, conn.cursor() as cur:
-        cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        for month in sorted(set(months)):
-            cur.execute(
-                sql.SQL(
-                    "create table if not exists raw.{} partition of raw.readings "
-                    "for values from (%s) to (%s)"
-                ).format(sql.Identifier(f"readings_{month:%Y_%m}")),
-                (f"{month} 00:00+00", f"{next_month(month)} 00:00+00"),
-            )
+        cur.execute(
+            "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+            " where i.inhparent = 'raw.readings'::regclass"
+        )
+        names = [_PARTITION_NAME.fullmatch(row[0]) for row in cur.fetchall()]
+    return {date(int(m[1]), int(m[2]), 1) for m in names if m}
+
+
+_PARTITION_NAME = re.compile(r"readings_(\d{4})_(\d{2})")
 
 
 READING_COLUMNS = ["meter_id", "interval_start", "interval_seconds", "channel", "value"]
@@ -112,6 +139,124 @@ def meter_spans(cur, meter_ids: list[str]) -> dict[str, tuple[pd.Timestamp, pd.T
         (meter_ids,),
     )
     return {m: (pd.Timestamp(a), pd.Timestamp(b)) for m, a, b in cur.fetchall()}
+
+
+def _rows(cur) -> list[dict]:
+    return [dict(zip([c.name for c in cur.description], row, strict=True)) for row in cur]
+
+
+_FILE_COLUMNS = "file_id, name, status, format, rows, months, rule, reason, stored_as"
+
+
+def pending_file(cur, sha: str, name: str) -> dict | None:
+    """The committed row of these bytes under this name whose move was never done, if any."""
+    cur.execute(
+        f"select {_FILE_COLUMNS} from raw.files where sha256 = %s and name = %s and pending_move"
+        " order by file_id desc limit 1",
+        (sha, name),
+    )
+    rows = _rows(cur)
+    return rows[0] if rows else None
+
+
+def pending_files(cur) -> list[dict]:
+    """Every row whose move has not been marked done."""
+    cur.execute(
+        "select file_id, name, sha256, status, stored_as, archive_id from raw.files"
+        " where pending_move order by file_id"
+    )
+    return _rows(cur)
+
+
+def loaded_copy(cur, sha: str, name_meter: str | None) -> tuple[int, str] | None:
+    """(file_id, name) of a loaded file with these bytes that makes a new copy a duplicate.
+
+    A file whose meter comes from its name (`name_meter`) is a duplicate only of one naming
+    the same meter: the same bytes under another meter's name are that meter's readings.
+    """
+    cur.execute(
+        "select file_id, name from raw.files where sha256 = %s and status = 'loaded'"
+        " and (name_meter is null or name_meter = %s) order by file_id limit 1",
+        (sha, name_meter),
+    )
+    return cur.fetchone()
+
+
+def names_stored(cur, stored_as: str) -> bool:
+    """Whether a row names this path as where its file is (or is to be) stored."""
+    cur.execute("select exists (select from raw.files where stored_as = %s)", (stored_as,))
+    return cur.fetchone()[0]
+
+
+def stored_members(cur, archive_id: int) -> set[str]:
+    """Names of the members of an archive that already have their row and are stored."""
+    cur.execute(
+        "select member from raw.files where archive_id = %s and not pending_move", (archive_id,)
+    )
+    return {row[0] for row in cur.fetchall()}
+
+
+def reason_details(cur, file_id: int) -> dict:
+    """What a quarantined file's `.reason.json` says, from its row."""
+    cur.execute(
+        "select name as file, file_id, sha256, rule, reason as message, lines, sample"
+        " from raw.files where file_id = %s",
+        (file_id,),
+    )
+    return _rows(cur)[0]
+
+
+def misread_local_times(cur, meters: list[str], default_timezone: str) -> list[dict]:
+    """Per file and meter of `meters`: local times read in a zone that is not the meter's now.
+
+    With the file's name, hash and stored copy (a member's archive and its format), and the
+    span of the meter's readings in it.
+    """
+    cur.execute(
+        "select f.file_id, f.name, f.sha256, f.stored_as, f.member, a.format as archive_format,"
+        " fm.meter_id, fm.local_timezone, fm.first_interval, fm.last_interval"
+        " from raw.file_meters fm join raw.files f using (file_id)"
+        " left join raw.files a on a.file_id = f.archive_id"
+        " left join raw.meters m on m.meter_id = fm.meter_id"
+        " where fm.meter_id = any(%s) and fm.local_timezone is not null"
+        " and fm.local_timezone <> coalesce(m.timezone, %s)"
+        " order by f.file_id, fm.meter_id",
+        (meters, default_timezone),
+    )
+    return _rows(cur)
+
+
+def delete_readings(cur, file_id: int, spans: list[dict]) -> None:
+    """Delete a file's readings of some meters (each within its span, so the index serves)."""
+    for span in spans:
+        cur.execute(
+            "delete from raw.readings where file_id = %s and meter_id = %s"
+            " and interval_start between %s and %s",
+            (file_id, span["meter_id"], span["first_interval"], span["last_interval"]),
+        )
+
+
+def update_file_meters(cur, file_id: int, summary: pd.DataFrame, zones: dict[str, str]) -> None:
+    """A file's meters read again: their span, interval, rows and zone, and the file's span."""
+    for meter, r in summary.iterrows():
+        cur.execute(
+            "update raw.file_meters set (interval_seconds, first_interval, last_interval, rows,"
+            " local_timezone) = (%s, %s, %s, %s, %s) where file_id = %s and meter_id = %s",
+            (
+                int(r.interval_seconds),
+                r.first_interval,
+                r.last_interval,
+                int(r.rows),
+                zones.get(meter),
+                file_id,
+                meter,
+            ),
+        )
+    cur.execute(
+        "update raw.files f set (first_interval, last_interval) = (select min(first_interval),"
+        " max(last_interval) from raw.file_meters where file_id = f.file_id) where file_id = %s",
+        (file_id,),
+    )
 
 
 def meter_timezones(cur) -> dict[str, str]:

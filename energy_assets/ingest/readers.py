@@ -213,7 +213,7 @@ def open_table(path: Path, chunk_rows: int = 100_000) -> Table:
         head = file.read(HEAD_BYTES)
     if not head:
         raise Rejected("empty_file", f"{path.name} is empty (0 bytes)")
-    if head.startswith(b"PK\x03\x04") and _is_workbook(path):
+    if head.startswith(b"PK\x03\x04") and is_workbook(path):
         return _open_workbook(path, chunk_rows)
     for magic, what, advice in MAGIC:
         if head.startswith(magic):
@@ -438,7 +438,7 @@ def _undecodable_line(path: Path, encoding: str) -> tuple[int, str]:
 # --- Excel -------------------------------------------------------------------------------------
 
 
-def _is_workbook(path: Path) -> bool:
+def is_workbook(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return "xl/workbook.xml" in archive.namelist()

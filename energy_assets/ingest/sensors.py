@@ -10,7 +10,7 @@ import time
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
-from energy_assets.ingest.assets import ingest_dropbox
+from energy_assets.ingest.assets import ingest_dropbox, seen_config
 from energy_assets.ingest.dropbox import dropbox_listing, plan_dropbox_tick
 from energy_assets.resources import Platform
 
@@ -31,11 +31,16 @@ def dropbox_sensor(context: SensorEvaluationContext, platform: Platform) -> Sens
     )
     requests = []
     if ready:
-        key = hashlib.sha1(json.dumps([[n, *listing[n]] for n in ready]).encode()).hexdigest()
+        asked = next_cursor["requested"]  # [size, mtime, requested at, attempt] per file
+        # The attempt makes a re-request (after a failed or lost run) a new run key: Dagster
+        # skips a request whose key it has seen.
+        key = hashlib.sha1(
+            json.dumps([[n, *asked[n][:2], asked[n][3]] for n in ready]).encode()
+        ).hexdigest()
         requests.append(
             RunRequest(
                 run_key=f"ingest-{key}",
-                run_config={"ops": {"ingest_files": {"config": {"files": ready}}}},
+                run_config=seen_config(listing, ready),
                 tags={"energy/files": str(len(ready))},
             )
         )
