@@ -19,7 +19,24 @@ RULES = (
     Rule("empty_file", True, "nothing in it: 0 bytes, blank lines, a workbook without data"),
     Rule("header_only", True, "a header and no data rows"),
     Rule("no_values", True, "data rows with every value blank"),
-    Rule("binary_file", True, "binary content under a text name: zip, gzip, .xls, PDF, NUL bytes"),
+    Rule(
+        "binary_file",
+        True,
+        "binary content under a text name (an old .xls, a PDF, NUL bytes); gzip and zip are"
+        " unpacked instead",
+    ),
+    Rule(
+        "archive_bomb",
+        True,
+        "a .gz / .zip that would unpack past `ENERGY_MAX_UNPACKED_BYTES` (4 GiB) or"
+        " `ENERGY_MAX_UNPACK_RATIO` (200) times its size (of 1 MiB for smaller archives)",
+    ),
+    Rule(
+        "unreadable_archive",
+        True,
+        "a damaged or password-protected archive, or one in a compression that cannot be read",
+    ),
+    Rule("nested_archive", True, "an archive inside an archive (unpack it and drop its files)"),
     Rule("bad_encoding", True, "UTF-16, or text whose encoding changes part-way"),
     Rule("unknown_header", True, "no format matches the header"),
     Rule("missing_column", True, "a format nearly matches but lacks a required column"),
@@ -41,6 +58,11 @@ RULES = (
     Rule("unreadable", True, "a damaged workbook, or a file the CSV parser cannot read"),
     Rule("symlink", True, "a symbolic link (never followed)"),
     Rule("missing_meter_id", True, "a row without a meter id, or a file name that names none"),
+    Rule(
+        "meter_id_too_long",
+        True,
+        "a meter id over 200 characters (from a meter column, the file name or metadata)",
+    ),
     Rule("unknown_channel", True, "a channel code the format does not list"),
     Rule("non_numeric", True, "a value that is not a number (blank, NaN, Null are gaps)"),
     Rule("non_finite", True, "an infinite value: inf, Infinity, 1e999"),
@@ -67,6 +89,13 @@ RULES = (
     Rule("duplicate_meter", True, "meter metadata that lists a meter twice"),
     Rule("bad_multiplier", True, "a meter multiplier that is not a number in (0, 1e6]"),
     Rule("bad_timezone", True, "a meter time zone that is not a tz database name"),
+    Rule(
+        "timezone_correction",
+        True,
+        "metadata gives a meter another time zone, but a file loaded earlier cannot be read"
+        " again in it (its stored copy is missing or changed, or a local time does not exist)",
+    ),
+    Rule("unloadable", True, "the database refused a value of the file"),
     Rule(
         "negative_reading",
         False,
