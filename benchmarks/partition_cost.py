@@ -63,11 +63,13 @@ def load_history(home: Path, history: int, meters: int) -> dict:
             loaded = execute(
                 "ingest_dropbox",
                 instance,
+                settings,
                 run_config={**QUIET, "ops": {"ingest_files": {"config": {"files": files}}}},
             )
             built = execute(
                 "monthly_marts_job",
                 instance,
+                settings,
                 run_config=QUIET,
                 tags=range_tags(months[0].date(), months[-1].date()),
                 asset_selection=list(monthly_marts.keys),
