@@ -28,7 +28,7 @@ from dagster._core.storage.dagster_run import RunRecord
 from psycopg2.extensions import connection
 
 from energy_assets.automation import RUN_HOST_TAG, WAITING, months_to_build, this_host
-from energy_assets.ingest.dropbox import RETRY_AFTER_SECONDS, dropbox_files
+from energy_assets.ingest.dropbox import RETRY_AFTER_SECONDS, waiting_files
 from energy_assets.months import month_ranges
 from energy_assets.partitions import partition_key, run_months
 
@@ -97,8 +97,9 @@ class Quarantined:
 
 
 @dataclass(frozen=True)
-class Waiting:
-    """A file in the dropbox, and since when it has been there unchanged (a Unix time)."""
+class DroppedFile:
+    """A file waiting in the dropbox (its readable name), and since when it has been there
+    unchanged (a Unix time)."""
 
     name: str
     since: float
@@ -114,7 +115,7 @@ class Status:
     stale: list[date] = field(default_factory=list)
     """Months whose month assets are missing or older than the month's newest file."""
     quarantined: Quarantined = field(default_factory=lambda: Quarantined(0, 0))
-    backlog: list[Waiting] = field(default_factory=list)
+    backlog: list[DroppedFile] = field(default_factory=list)
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -134,7 +135,7 @@ class Status:
         return [r for r in self.runs if r.status not in _FINISHED and r.dead is None]
 
     @property
-    def overdue(self) -> list[Waiting]:
+    def overdue(self) -> list[DroppedFile]:
         """Files still in the dropbox after the time the dropbox sensor retries them."""
         return [f for f in self.backlog if self.now - f.since > RETRY_AFTER_SECONDS]
 
@@ -392,12 +393,12 @@ def quarantined_files(conn: connection, now: float) -> Quarantined:
     return Quarantined(recent, total, latest)
 
 
-def backlog(dropbox: Path) -> list[Waiting]:
+def backlog(dropbox: Path) -> list[DroppedFile]:
     """Files waiting in the dropbox, and since when (last written, or moved in: the inode's
     change time, which a copy that keeps an old modification time still updates)."""
     if not dropbox.exists():
         return []
-    return [Waiting(p.name, p.lstat().st_ctime) for p in dropbox_files(dropbox)]
+    return [DroppedFile(w.name, w.path.lstat().st_ctime) for w in waiting_files(dropbox)]
 
 
 def collect_status(
