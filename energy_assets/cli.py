@@ -41,11 +41,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     on_stop_signals(lambda *_: stop.append(True))
     settings.home.mkdir(parents=True, exist_ok=True)
     workspace = str(REPO_ROOT / "workspace.yaml")
-    group = ProcessGroup(env=os.environ.copy())
     with (
         single_instance(settings.home / ".up.lock", "energy up"),
         platform_session(settings, create=True) as db,
     ):
+        log = settings.home / "logs" / "dagster.log"
+        group = ProcessGroup(env=os.environ.copy(), log=log)  # with what the session exported
         group.start(
             [str(BIN / "dagster-webserver"), "-h", args.host, "-p", str(args.port), "-w", workspace]
         )
@@ -57,6 +58,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                     f"Home          {settings.home}\n"
                     f"Dropbox       {settings.dropbox}\n"
                     f"Warehouse     {redact(db.warehouse_url)}\n"
+                    f"Logs          {log}\n"
                     "Ctrl-C stops everything.",
                     flush=True,
                 )
@@ -94,22 +96,22 @@ def _watch(group, db, stop: list) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from energy_assets.commands.processes import stop_children
+    from energy_assets.commands.processes import children, stop_children
     from energy_assets.commands.run import run_once
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _forward_to_sigint)
+    before = children()
     try:
         report = run_once(Settings.from_env())
     except KeyboardInterrupt:
+        stop_children(before)
         print(
             "energy run: interrupted; files loaded so far stay loaded, the rest wait in the"
             " dropbox, and the run it was in is recorded as FAILURE",
             file=sys.stderr,
         )
         return 130
-    finally:
-        stop_children()
     print(report.table())
     return 0 if report.ok else 1
 

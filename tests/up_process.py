@@ -55,11 +55,15 @@ def partition_stats(port: int, asset: str) -> dict:
     return node["partitionStats"]
 
 
-def system_intervals(db_port: int) -> int:
+def embedded_url(home: Path, db_port: int, database: str = "energy") -> str:
+    """The embedded server's superuser URL, its password read from the home's passfile."""
+    passfile = home / "secrets" / "postgres.pgpass"
+    return f"postgresql://postgres@127.0.0.1:{db_port}/{database}?passfile={passfile}"
+
+
+def system_intervals(home: Path, db_port: int) -> int:
     try:
-        conn = psycopg2.connect(
-            f"postgresql://postgres@127.0.0.1:{db_port}/energy", connect_timeout=2
-        )
+        conn = psycopg2.connect(embedded_url(home, db_port), connect_timeout=2)
     except psycopg2.OperationalError:
         return 0
     try:
@@ -92,3 +96,6 @@ def energy_up(ui_port: int, log: Path, env: dict[str, str]) -> Iterator[subproce
                 up.kill()
                 up.wait()
         print(log.read_text()[-3000:])
+        dagster_log = Path(env["ENERGY_HOME"]) / "logs" / "dagster.log"
+        if dagster_log.exists():
+            print(dagster_log.read_text()[-3000:])

@@ -69,8 +69,9 @@ def stop_group(pgid: int, grace: float = STOP_GRACE_SECONDS) -> None:
 class ProcessGroup:
     """Processes started in one new process group, stopped together."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = env
+        self.log = log
         self.procs: list[subprocess.Popen] = []
 
     @property
@@ -78,13 +79,19 @@ class ProcessGroup:
         return self.procs[0].pid
 
     def start(self, args: list[str]) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            args,
-            cwd=REPO_ROOT,
-            env=self.env,
-            preexec_fn=_child_setup,
-            process_group=self.pgid if self.procs else 0,
-        )
+        """Start `args` in the group, its output (and its children's) appended to the log."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(
+                args,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup,
+                process_group=self.pgid if self.procs else 0,
+            )
         self.procs.append(proc)
         return proc
 
@@ -157,12 +164,18 @@ def single_instance(lock: Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def stop_children() -> None:
-    """Stop what this process started and left running (compute-log `tail`s and their
-    watchers, step processes): SIGTERM, then SIGKILL after a grace period."""
+def children() -> set[int]:
     import psutil
 
-    children = psutil.Process().children(recursive=True)
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def stop_children(before: set[int]) -> None:
+    """Stop what this process started since `before` and left running (compute-log `tail`s,
+    step processes): SIGTERM, then SIGKILL after a grace period."""
+    import psutil
+
+    children = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
     for child in children:
         with contextlib.suppress(psutil.Error):
             child.terminate()
