@@ -321,7 +321,8 @@ def test_the_roles_script_gives_each_service_role_only_what_it_needs(pg_server, 
             " where relnamespace in ('marts'::regnamespace, 'ml'::regnamespace)",
         )
         assert owners == [("energy_platform",)]
-        assert query("energy_dagster", dagster, "select count(*) from runs") == [(0,)]
+        owner = "select pg_get_userbyid(datdba) from pg_database where datname = current_database()"
+        assert query("energy_dagster", dagster, owner) == [("energy_dagster",)]
         assert query("energy_analyst", warehouse, "select count(*) from marts.dim_meter") == [(0,)]
         for role, database in (
             ("energy_platform", dagster),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -55,7 +54,7 @@ def server_running(home: Path) -> bool:
 def run_statuses(home: Path, port: int, job: str) -> list[str]:
     try:
         return [status for name, status, _ in runs(home, port) if name == job]
-    except psycopg2.OperationalError:
+    except psycopg2.Error:  # the server or Dagster's tables not there yet
         return []
 
 
@@ -202,10 +201,7 @@ def test_the_next_start_retries_the_runs_the_stops_cut_short(home, env, tmp_path
         assert cut_short and all(
             tags.get("dagster/failure_reason") != "STEP_FAILURE" for tags in cut_short
         )
-        retries = {tags.get("dagster/auto_retry_run_id") for tags in cut_short}
-        assert None not in retries
-        ids = {tags.get("dagster/run_id") for _, _, tags in history}
-        del ids
+        assert all("dagster/auto_retry_run_id" in tags for tags in cut_short)
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0
@@ -259,4 +255,3 @@ def test_a_killed_database_stops_energy_up_and_its_file_loads_at_the_next_start(
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0
     assert leftovers(home) == []
-    time.sleep(0)

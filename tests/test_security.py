@@ -24,13 +24,14 @@ from energy_assets.cli import main
 from energy_assets.settings import Settings
 from energy_assets.warehouse.postgres import (
     _SERVER_CONF,
-    ANALYST,
-    OS_USER,
-    SUPERUSER,
     EmbeddedPostgres,
     _bin_dir,
     platform_database,
 )
+from energy_assets.warehouse.roles import ANALYST_ROLE as ANALYST
+
+SUPERUSER = "postgres"
+OS_USER = "pgserver"  # the unprivileged user the server runs as when started by root
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="another OS user and pgserver need root")

@@ -175,18 +175,25 @@ def stop_children(before: set[int]) -> None:
     step processes): SIGTERM, then SIGKILL after a grace period."""
     import psutil
 
-    children = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
-    for child in children:
+    started = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+    for child in started:
         with contextlib.suppress(psutil.Error):
             child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(started, timeout=10)
     for child in alive:
         with contextlib.suppress(psutil.Error):
             child.kill()
 
 
-class Interrupted(Exception):
-    """A stop signal arrived (SIGINT, SIGTERM or SIGHUP)."""
+def stop_if_interrupted(instance, run_id: str) -> None:
+    """Raise KeyboardInterrupt when a stop signal interrupted the run `run_id`.
+
+    A run executed in this process records the interruption as its failure and returns, so
+    the command would go on to its next run; this makes it stop there instead.
+    """
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.tags.get("dagster/failure_reason") == "UNEXPECTED_TERMINATION":
+        raise KeyboardInterrupt
 
 
 def on_stop_signals(handler) -> None:

@@ -557,11 +557,11 @@ class Database:
     server: EmbeddedPostgres | None = None
 
     def lost(self) -> str | None:
-        """Why the embedded server is gone (from its log), or None while it runs."""
+        """What to tell when the embedded server has gone away under its users, else None."""
         if self.server is None or self.server.running_port() is not None:
             return None
-        log = self.server.pgdata.resolve() / "server.log"
-        return f"the embedded PostgreSQL stopped: {log_cause(log, 0).split('; ')[-1]} (log: {log})"
+        data = self.server.pgdata.resolve()
+        return f"the embedded PostgreSQL stopped: its process is gone (log: {data}/server.log)"
 
 
 @contextlib.contextmanager
