@@ -407,11 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--force", action="store_true", help="even if files were loaded before")
     sample.set_defaults(func=cmd_sample)
     args = parser.parse_args(argv)
+    from psycopg2 import OperationalError
+
     try:
         return args.func(args)
-    except PlatformError as exc:
-        home = "" if str(defaults.home) in str(exc) else f" (home: {defaults.home})"
-        print(f"energy {args.command}: {exc}{home}", file=sys.stderr)
+    except (PlatformError, OperationalError) as exc:
+        message = str(exc).strip().replace("\n", "; ")
+        home = "" if str(defaults.home) in message else f" (home: {defaults.home})"
+        print(f"energy {args.command}: {message}{home}", file=sys.stderr)
         return 1
 
 

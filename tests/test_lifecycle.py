@@ -35,6 +35,7 @@ from energy_assets.ingest.sample import write_sample
 from energy_assets.settings import Settings
 from energy_assets.warehouse.postgres import platform_database
 
+pytestmark = pytest.mark.db  # embedded servers of their own
 IN_PROGRESS = {"STARTING", "STARTED", "CANCELING"}
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 HOLD_THE_SERVER = """

@@ -33,6 +33,7 @@ from energy_assets.warehouse.roles import ANALYST_ROLE as ANALYST
 SUPERUSER = "postgres"
 OS_USER = "pgserver"  # the unprivileged user the server runs as when started by root
 
+pytestmark = pytest.mark.db  # embedded servers of their own
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="another OS user and pgserver need root")
 

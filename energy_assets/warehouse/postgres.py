@@ -61,6 +61,7 @@ host all all ::1/128 scram-sha-256
 # force a checkpoint every 1 GB of WAL.
 SERVER_OPTIONS = "-c work_mem=64MB -c maintenance_work_mem=256MB -c max_wal_size=4GB"
 STOP_WAIT_SECONDS = 30
+HOLDER_CHECK_SECONDS = 5
 MODULE_COMMAND = (sys.executable, "-m", "energy_assets.warehouse.postgres")
 """How the keeper and the holder below are started: this module as a program."""
 
@@ -645,8 +646,8 @@ def hold(settings: Settings) -> None:
             os.dup2(quiet, sys.stdout.fileno())
             os.dup2(quiet, sys.stderr.fileno())
             try:
-                while True:
-                    time.sleep(3600)
+                while server.locks.holder.exists():  # a home deleted under it: leave too
+                    time.sleep(HOLDER_CHECK_SECONDS)
             except _Released:
                 server.locks.holder.unlink(missing_ok=True)
     except PlatformError as exc:
