@@ -166,20 +166,18 @@ def cmd_db(args: argparse.Namespace) -> int:
         if holder is not None:
             _stop_holder(holder)
         port = server.running_port()
-        print(
-            "stopped"
-            if port is None
-            else f"released; still running on 127.0.0.1:{port} for the platform processes using it"
-        )
+        if port is None:
+            print("stopped")
+        else:
+            print(f"released; still running on 127.0.0.1:{port} for the platform processes in it")
         return 0
     port = server.running_port()
-    print(
-        f"running on 127.0.0.1:{port}, data {server.pgdata.resolve()}"
-        + (f", held by `energy db start` (pid {holder})" if holder else "")
-        if port
-        else "not running"
-    )
-    return 0 if port else 1
+    if port is None:
+        print("not running")
+        return 1
+    held = f", held by `energy db start` (pid {holder})" if holder else ""
+    print(f"running on 127.0.0.1:{port}, data {server.pgdata.resolve()}{held}")
+    return 0
 
 
 def _start_holder() -> int:
