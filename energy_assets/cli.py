@@ -99,8 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from energy_assets.commands.processes import children, stop_children
     from energy_assets.commands.run import run_once
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _forward_to_sigint)
+    saved = {sig: signal.signal(sig, _forward_to_sigint) for sig in (signal.SIGTERM, signal.SIGHUP)}
     before = children()
     try:
         report = run_once(Settings.from_env())
@@ -112,6 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        for sig, handler in saved.items():  # main() may be called in a longer-lived process
+            signal.signal(sig, handler)
     print(report.table())
     return 0 if report.ok else 1
 
