@@ -8,6 +8,7 @@ left.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -256,3 +257,40 @@ def test_a_killed_database_stops_energy_up_and_its_file_loads_at_the_next_start(
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0
     assert leftovers(home) == []
+
+
+def test_run_monitoring_knows_a_run_whose_process_is_gone(platform):
+    """The launcher `energy up`'s instance uses tells Dagster's run monitoring which runs lost
+    their process: the pid each run records, alive or not."""
+    from dagster import DagsterInstance, job, op
+    from dagster._core.events import EngineEventData
+    from dagster._core.launcher import WorkerStatus
+
+    from energy_assets.commands.session import platform_session
+    from energy_assets.launcher import LocalRunLauncher
+
+    @op
+    def nothing() -> None:
+        pass
+
+    @job
+    def idle() -> None:
+        nothing()
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        assert isinstance(instance.run_launcher, LocalRunLauncher)
+        health = {}
+        for name, pid in (("alive", os.getpid()), ("gone", gone.pid), ("unsaid", None)):
+            run = instance.create_run_for_job(idle)
+            if pid is not None:
+                instance.report_engine_event(
+                    "Started process for run", run, EngineEventData.in_process(pid)
+                )
+            health[name] = instance.run_launcher.check_run_worker_health(run).status
+    assert health == {
+        "alive": WorkerStatus.RUNNING,
+        "gone": WorkerStatus.FAILED,
+        "unsaid": WorkerStatus.RUNNING,  # started, its process not named yet
+    }
