@@ -37,7 +37,12 @@ from energy_assets.ingest.raw_tables import READING_COLUMNS, ensure_month_partit
 from energy_assets.months import months_of  # noqa: E402
 from energy_assets.settings import Settings  # noqa: E402
 from energy_assets.warehouse.database import apply_schema, csv_bytes  # noqa: E402
-from energy_assets.warehouse.postgres import EmbeddedPostgres, ensure_database, sqlalchemy_url  # noqa: E402
+from energy_assets.warehouse.postgres import (  # noqa: E402
+    EmbeddedPostgres,
+    ensure_database,
+    sqlalchemy_url,
+    with_database,
+)
 
 
 def generate(path: Path, meters: int, intervals: int) -> int:
@@ -74,7 +79,7 @@ def long_rows(path: Path) -> pd.DataFrame:
 def fresh_database(server_url: str) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     ensure_database(server_url, name)
-    warehouse_url = server_url.rsplit("/", 1)[0] + "/" + name
+    warehouse_url = with_database(server_url, name)
     apply_schema(warehouse_url)
     return warehouse_url
 
@@ -159,10 +164,10 @@ def main() -> None:
         server_url = os.environ.get("ENERGY_DATABASE_URL")
         server = None
         if server_url:
-            server_url = server_url.rsplit("/", 1)[0] + "/postgres"
+            server_url = with_database(server_url, "postgres")
         else:
             server = EmbeddedPostgres(work / "pgdata", free_port())
-            server_url = f"postgresql://postgres@127.0.0.1:{server.start()}/postgres"
+            server_url = server.url("postgres", port=server.start())
         try:
             result = measure(server_url, work, args.meters, args.intervals, args.to_sql_rows)
         finally:

@@ -162,9 +162,10 @@ def main() -> None:
         ENERGY_MONTH_RUN_CONCURRENCY=str(args.month_run_concurrency),
     )
     pg_port = env["ENERGY_PG_PORT"]
+    passfile = home / "secrets" / "postgres.pgpass"  # written by the platform at initdb
     urls = (
-        f"postgresql://postgres@127.0.0.1:{pg_port}/energy",
-        f"postgresql://postgres@127.0.0.1:{pg_port}/dagster",
+        f"postgresql://postgres@127.0.0.1:{pg_port}/energy?passfile={passfile}",
+        f"postgresql://postgres@127.0.0.1:{pg_port}/dagster?passfile={passfile}",
     )
     months = [f"{m:%Y-%m}" for m in pd.date_range(FIRST + "-01", periods=args.drops + 3, freq="MS")]
     expected = {m: args.meters * 48 * months_ending(m, 1)[0].days_in_month for m in months}

@@ -1,4 +1,4 @@
-"""The `energy` command: run the platform, load the dropbox once, print connection strings."""
+"""The `energy` command: run the platform, load the dropbox once, query and check it."""
 
 from __future__ import annotations
 
@@ -12,133 +12,235 @@ import time
 from datetime import date
 from pathlib import Path
 
-from energy_assets.settings import REPO_ROOT, Settings
+from energy_assets.settings import REPO_ROOT, PlatformError, Settings
 
 BIN = Path(sys.executable).parent
+LOST_DATABASE_CHECK_SECONDS = 2.0
 
 
-def _reset_signals() -> None:
-    # Children of a non-interactive shell inherit SIGINT/SIGTERM as ignored; undo that.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        args,
-        cwd=REPO_ROOT,
-        env=os.environ.copy(),
-        preexec_fn=_reset_signals,
-        start_new_session=True,
-    )
-
-
-def _stop(procs: list[subprocess.Popen], grace: float = 30.0) -> None:
-    """SIGTERM each process group, wait for every descendant, SIGKILL what outlives `grace`.
-
-    Descendants are collected first: Dagster's code servers keep running for a while after
-    their parent exits unless they are waited for.
-    """
-    import psutil
-
-    tree = []
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            parent = psutil.Process(proc.pid)
-            tree += [parent, *parent.children(recursive=True)]
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    for member in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=grace)
-    for member in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    for proc in procs:
-        proc.wait()
+def _forward_to_sigint(*_) -> None:
+    # SIGTERM and SIGHUP take the path Ctrl-C takes: Dagster turns SIGINT into an orderly
+    # interruption of the run (recorded as FAILURE), and every `finally` below still runs.
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Database, Dagster webserver and daemon (with the sensors) until Ctrl-C or SIGTERM."""
+    """Database, Dagster webserver and daemon (with the sensors) until Ctrl-C, SIGTERM or SIGHUP,
+    or until a platform process or the embedded database is lost."""
+    from energy_assets.commands.processes import (
+        ProcessGroup,
+        on_stop_signals,
+        reaped,
+        single_instance,
+    )
     from energy_assets.commands.session import platform_session
+    from energy_assets.warehouse.postgres import redact
 
     settings = Settings.from_env()
     stop = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.append(True))
-    with platform_session(settings) as db:
-        workspace = str(REPO_ROOT / "workspace.yaml")
-        procs = [
-            _start(
-                [
-                    str(BIN / "dagster-webserver"),
-                    "-h",
-                    args.host,
-                    "-p",
-                    str(args.port),
-                    "-w",
-                    workspace,
-                ]
-            ),
-            _start([str(BIN / "dagster-daemon"), "run", "-w", workspace]),
-        ]
-        print(
-            f"Dagster UI    http://{args.host}:{args.port}\n"
-            f"Dropbox       {settings.dropbox}\n"
-            f"Warehouse     {db.warehouse_url}\n"
-            "Ctrl-C stops everything.",
-            flush=True,
+    on_stop_signals(lambda *_: stop.append(True))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    with (
+        single_instance(settings.home / ".up.lock", "energy up"),
+        platform_session(settings, create=True) as db,
+    ):
+        log = settings.home / "logs" / "dagster.log"
+        group = ProcessGroup(env=os.environ.copy(), log=log)  # with what the session exported
+        group.start(
+            [str(BIN / "dagster-webserver"), "-h", args.host, "-p", str(args.port), "-w", workspace]
         )
-        code = 0
-        try:
-            while not stop:
-                if any(p.poll() is not None for p in procs):
-                    print("a platform process exited; stopping", file=sys.stderr)
-                    code = 1
-                    break
-                time.sleep(0.5)
-        finally:
-            _stop(procs)
+        with reaped(group, db.server.locks.users if db.server else None):
+            try:
+                group.start([str(BIN / "dagster-daemon"), "run", "-w", workspace])
+                print(
+                    f"Dagster UI    http://{args.host}:{args.port}\n"
+                    f"Home          {settings.home}\n"
+                    f"Dropbox       {settings.dropbox}\n"
+                    f"Warehouse     {redact(db.warehouse_url)}\n"
+                    f"Logs          {log}\n"
+                    "Ctrl-C stops everything.",
+                    flush=True,
+                )
+                code = _watch(group, db, stop)
+                print("stopping", flush=True)
+            finally:
+                group.stop()
     print("stopped")
     return code
 
 
+def _watch(group, db, stop: list) -> int:
+    """Wait for a stop signal (0), or a lost platform process or database (1)."""
+    checked = time.monotonic()
+    while not stop:
+        exited = group.exited()
+        if exited is not None:
+            print(
+                f"energy up: {Path(exited.args[0]).name} exited ({exited.returncode}); stopping",
+                file=sys.stderr,
+            )
+            return 1
+        if time.monotonic() - checked >= LOST_DATABASE_CHECK_SECONDS:
+            checked = time.monotonic()
+            lost = db.lost()
+            if lost:
+                print(
+                    f"energy up: {lost}; stopping. `energy up` again restarts it and retries"
+                    " the runs it cut short.",
+                    file=sys.stderr,
+                )
+                return 1
+        time.sleep(0.5)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from energy_assets.commands.processes import children, stop_children
     from energy_assets.commands.run import run_once
 
-    report = run_once(Settings.from_env())
+    saved = {sig: signal.signal(sig, _forward_to_sigint) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    before = children()
+    try:
+        report = run_once(Settings.from_env())
+    except KeyboardInterrupt:
+        stop_children(before)
+        print(
+            "energy run: interrupted; files loaded so far stay loaded, the rest wait in the"
+            " dropbox, and the run it was in is recorded as FAILURE",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        for sig, handler in saved.items():  # main() may be called in a longer-lived process
+            signal.signal(sig, handler)
     print(report.table())
     return 0 if report.ok else 1
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    from energy_assets.warehouse.postgres import WAREHOUSE_DB, EmbeddedPostgres
+    """The warehouse's URL, without a password; 1 when the embedded server is not running."""
+    from energy_assets.warehouse.postgres import (
+        ANALYST,
+        SUPERUSER,
+        WAREHOUSE_DB,
+        EmbeddedPostgres,
+        without_password,
+    )
     from energy_assets.warehouse.roles import analyst_url
 
     settings = Settings.from_env()
     if settings.database_url:
-        url = settings.database_url
-    else:
-        port = EmbeddedPostgres(settings.pgdata, settings.pg_port).running_port()
-        if port is None:
-            print(
-                "the embedded PostgreSQL is not running (start it with `energy up`)",
-                file=sys.stderr,
-            )
-            port = settings.pg_port
-        url = f"postgresql://postgres@127.0.0.1:{port}/{WAREHOUSE_DB}"
-    print(analyst_url(url) if args.analyst else url)
+        url = without_password(settings.database_url)
+        print(analyst_url(url) if args.analyst else url)
+        return 0
+    settings.require_home()
+    server = EmbeddedPostgres.of(settings)
+    port = server.running_port()
+    if port is None:
+        raise PlatformError(
+            "the embedded PostgreSQL is not running; `energy db start` starts it alone"
+            " (or `energy up`, `energy psql`)"
+        )
+    print(server.url(WAREHOUSE_DB, ANALYST if args.analyst else SUPERUSER, port))
     return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """`energy db start|stop|status`: the embedded server alone, for queries."""
+    from energy_assets.warehouse.postgres import EmbeddedPostgres, holder_pid
+
+    settings = Settings.from_env()
+    if not settings.embedded:
+        raise PlatformError("ENERGY_DATABASE_URL is set: the platform runs no server of its own")
+    settings.require_home()
+    server = EmbeddedPostgres.of(settings)
+    holder = holder_pid(settings)
+    if args.action == "start":
+        if holder is None:
+            holder = _start_holder()
+        print(
+            f"PostgreSQL on 127.0.0.1:{server.running_port()} (held by pid {holder});"
+            " `energy db stop` releases it"
+        )
+        return 0
+    if args.action == "stop":
+        if holder is not None:
+            _stop_holder(holder)
+        port = server.running_port()
+        if port is None:
+            print("stopped")
+        else:
+            print(f"released; still running on 127.0.0.1:{port} for the platform processes in it")
+        return 0
+    port = server.running_port()
+    if port is None:
+        print("not running")
+        return 1
+    held = f", held by `energy db start` (pid {holder})" if holder else ""
+    print(f"running on 127.0.0.1:{port}, data {server.pgdata.resolve()}{held}")
+    return 0
+
+
+def _start_holder() -> int:
+    """A process that uses the server until `energy db stop` (it outlives this command)."""
+    from energy_assets.warehouse.postgres import MODULE_COMMAND
+
+    holder = subprocess.Popen(
+        [*MODULE_COMMAND, "hold"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    answer = holder.stdout.readline().strip()
+    holder.stdout.close()
+    if not answer.startswith("ready"):
+        holder.wait()
+        raise PlatformError(answer.partition(" ")[2] or "the server did not start")
+    return holder.pid
+
+
+def _stop_holder(pid: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    """psql on the warehouse, the server started for it if need be (and stopped after)."""
+    from energy_assets.warehouse.postgres import (
+        ANALYST,
+        WAREHOUSE_DB,
+        EmbeddedPostgres,
+        platform_database,
+        without_password,
+    )
+    from energy_assets.warehouse.roles import analyst_url
+
+    settings = Settings.from_env()
+    settings.require_home()
+    psql = str(EmbeddedPostgres.of(settings).bin / "psql")
+    with platform_database(settings) as db:
+        if db.server is not None:
+            url = db.server.url(WAREHOUSE_DB, ANALYST) if args.analyst else db.warehouse_url
+        else:  # your own server: its password comes from PGPASSWORD or ~/.pgpass
+            url = without_password(db.warehouse_url)
+            url = analyst_url(url) if args.analyst else url
+        extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+        return subprocess.run([psql, url, *extra], check=False).returncode
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Prepare the database (schema, roles, mart relations) and exit: a deployment's init step."""
     from energy_assets.commands.session import platform_session
+    from energy_assets.warehouse.postgres import without_password
 
     with platform_session(Settings.from_env()) as db:
-        print(f"ready: {db.warehouse_url.rpartition('@')[2]}")
+        print(f"ready: {without_password(db.warehouse_url).partition('?')[0]}")
     return 0
 
 
@@ -153,7 +255,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     with (
-        platform_session(settings) as db,
+        platform_session(settings, create=False) as db,
         DagsterInstance.get() as instance,
         contextlib.closing(connect(db.warehouse_url)) as conn,
     ):
@@ -168,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from energy_assets.marts.exports import export_csv
 
     settings = Settings.from_env()
-    with platform_session(settings) as db, contextlib.ExitStack() as stack:
+    with platform_session(settings, create=False) as db, contextlib.ExitStack() as stack:
         out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         try:
             rows = export_csv(
@@ -194,7 +296,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     target = settings.home / "dbt-docs"
-    with platform_session(settings):
+    with platform_session(settings, create=False):
         result = subprocess.run(
             [
                 DBT_EXECUTABLE,
@@ -225,7 +327,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from energy_assets.warehouse.database import connect
 
     settings = Settings.from_env()
-    with platform_session(settings) as db:
+    with platform_session(settings, create=False) as db:
         conn = connect(db.warehouse_url)
         try:
             profiles = month_profiles(conn, args.month, args.customer)
@@ -263,7 +365,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     defaults = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="energy", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="energy",
+        description=__doc__,
+        epilog=f"home: {defaults.home} (ENERGY_HOME)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the path on one line
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the platform: database, Dagster UI, daemon and sensors")
     up.add_argument("--host", default=defaults.ui_host)
@@ -276,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         "--analyst", action="store_true", help="as the read-only energy_analyst role"
     )
     db_url.set_defaults(func=cmd_db_url)
+    db = sub.add_parser("db", help="start, stop or check the embedded PostgreSQL alone")
+    db.add_argument("action", choices=("start", "stop", "status"))
+    db.set_defaults(func=cmd_db)
+    psql = sub.add_parser("psql", help="psql on the warehouse (the server started if need be)")
+    psql.add_argument("--analyst", action="store_true", help="as the read-only energy_analyst role")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed on to psql")
+    psql.set_defaults(func=cmd_psql)
     setup = sub.add_parser("setup", help="prepare the database (schema, roles, marts) and exit")
     setup.set_defaults(func=cmd_setup)
     status = sub.add_parser(
@@ -301,7 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--force", action="store_true", help="even if files were loaded before")
     sample.set_defaults(func=cmd_sample)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from psycopg2 import OperationalError
+
+    try:
+        return args.func(args)
+    except (PlatformError, OperationalError) as exc:
+        message = str(exc).strip().replace("\n", "; ")
+        home = "" if str(defaults.home) in message else f" (home: {defaults.home})"
+        print(f"energy {args.command}: {message}{home}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,14 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = REPO_ROOT / "sql"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
-DEFAULT_PG_PORT = 55432
+# Below Linux's ephemeral range (32768-60999), from which the kernel hands out client ports: a
+# default inside it can be taken by any outgoing connection at the moment the server starts.
+DEFAULT_PG_PORT = 25432
+SOURCE_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+"""The package runs from a clone (an editable install), not from site-packages."""
+DEFAULT_HOME = REPO_ROOT / ".energy" if SOURCE_CHECKOUT else Path.home() / ".energy"
+"""The checkout's `.energy` when running from a clone, else `~/.energy`: never the current
+directory, so a command run from another folder finds the same home."""
 ANOMALY_PREFIX = "ENERGY_ANOMALY_"
 
 
@@ -43,6 +50,14 @@ def _month(text: str) -> date:
 
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda text: parse(text) if text.strip() else None
+
+
+class PlatformError(Exception):
+    """A problem the user can act on: `energy` prints it as one line naming the home, exit 1."""
+
+
+class NoHomeError(PlatformError):
+    """The command needs a platform home that has been set up, and there is none."""
 
 
 def _var(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
@@ -183,9 +198,10 @@ class Settings:
 
     home: Path = _var(
         "ENERGY_HOME",
-        Path(".energy"),
+        DEFAULT_HOME,
         Path,
-        "dropbox, archive, quarantine, embedded PostgreSQL data, Dagster home",
+        "dropbox, archive, quarantine, embedded PostgreSQL data, Dagster home (default: the"
+        " checkout's `.energy` when run from a clone, else `~/.energy`)",
     )
     database_url: str | None = _var(
         "ENERGY_DATABASE_URL",
@@ -288,6 +304,13 @@ class Settings:
     holiday_subdiv: str | None = _var(
         "ENERGY_HOLIDAY_SUBDIV", None, str, "the region of the holidays, e.g. `ENG`"
     )
+    server_root: Path = _var(
+        "ENERGY_SERVER_ROOT",
+        Path("/var/lib/energy-assets"),
+        Path,
+        "as root: where the embedded server's data directory (linked from the home) and a copy"
+        " of its binaries live when the `pgserver` user cannot reach them where they are",
+    )
     anomaly: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     """The detectors' thresholds (`ENERGY_ANOMALY_*`)."""
 
@@ -326,12 +349,30 @@ class Settings:
         return self.home / "dagster"
 
     @property
+    def secrets(self) -> Path:
+        """Generated passwords of the embedded server, as libpq passfiles (0700 folder)."""
+        return self.home / "secrets"
+
+    @property
     def embedded(self) -> bool:
         return self.database_url is None
 
     def ensure_dirs(self) -> None:
         for path in (self.dropbox, self.archive, self.quarantine, self.dagster_home):
             path.mkdir(parents=True, exist_ok=True)
+
+    def has_home(self) -> bool:
+        """A home that `energy up`, `run`, `setup` or `sample` made: its database for the
+        embedded server (initdb ran), the folder itself with an external one."""
+        if self.embedded:
+            return (self.pgdata / "PG_VERSION").exists()
+        return self.home.is_dir()
+
+    def require_home(self) -> None:
+        if not self.has_home():
+            raise NoHomeError(
+                f"no platform home at {self.home}; run `energy up` there or set ENERGY_HOME"
+            )
 
 
 PROCESS_VARIABLES = (
@@ -342,9 +383,11 @@ PROCESS_VARIABLES = (
     "ENERGY_PGUSER",
     "ENERGY_PGPASSWORD",
     "ENERGY_PGDATABASE",
+    "ENERGY_DAGSTER_PGPASSWORD",
 )
 """Set by the platform for its own processes (`export`): Dagster's home, the warehouse for the
-code location, dbt's connection (`dbt_project/profiles.yml`)."""
+code location, dbt's connection (`dbt_project/profiles.yml`), the password of Dagster's storage
+(`dagster.yaml` names the variable, never the secret)."""
 
 
 def variables(cls: type = Settings) -> list[tuple[str, str, str]]:
@@ -370,6 +413,7 @@ LOCATION_VARIABLES = (
     "ENERGY_DATABASE_URL",
     "ENERGY_DAGSTER_DATABASE_URL",
     "ENERGY_PG_PORT",
+    "ENERGY_SERVER_ROOT",
     *PROCESS_VARIABLES,
 )
 """Where a platform lives and how its processes reach it: a benchmark clears these for a

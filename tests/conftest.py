@@ -25,7 +25,7 @@ from psycopg2 import sql
 
 from energy_assets.marts.dbt_project import ensure_manifest
 from energy_assets.settings import VARIABLES, Settings
-from energy_assets.warehouse.postgres import EmbeddedPostgres, ensure_database
+from energy_assets.warehouse.postgres import SUPERUSER, EmbeddedPostgres, ensure_database
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PLATFORM_ENV = VARIABLES  # cleared for every platform under test
@@ -69,22 +69,34 @@ def pg_server() -> Iterator[str]:
         server = EmbeddedPostgres(home / "pgdata", free_port())
         port = server.start()
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            yield server_url(server, port)
         finally:
             server.stop()
 
 
+def server_url(server: EmbeddedPostgres, port: int) -> str:
+    """The superuser's URL with its password inline: tests build other databases' URLs from it
+    by replacing the path, which a `?passfile=` query would not survive."""
+    password = server.secrets.password(SUPERUSER)
+    return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}/postgres"
+
+
 @contextlib.contextmanager
 def server_home() -> Iterator[Path]:
-    """A folder for an embedded server's data outside pytest's temporary root.
+    """A home for an embedded server outside pytest's temporary root, open to other users for
+    traversal (0755) as a folder made with mkdir is: the server's data stays inside it.
 
-    pytest resets its root to mode 0700 at every session start, which would lock out the
-    unprivileged user the server runs as when the tests run as root.
+    pytest's root is 0700, and as root the server runs as an unprivileged user, which could not
+    reach it (the data directory would then live under ENERGY_SERVER_ROOT, linked from the home).
     """
     home = Path(tempfile.mkdtemp(prefix="energy-test-"))
+    os.chmod(home, 0o755)
     try:
         yield home
     finally:
+        pgdata = home / "pgdata"
+        if pgdata.is_symlink():
+            shutil.rmtree(pgdata.resolve().parent, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
 
 

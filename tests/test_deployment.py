@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -157,3 +158,182 @@ def test_readme_documents_every_variable_the_deployment_reads():
     deployment = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
     missing = sorted(n for n in names if f"`{n}`" not in deployment)
     assert missing == []
+
+
+ROLE_PASSWORDS = {  # each service's role and the variable its password comes from
+    "energy_platform": "ENERGY_PLATFORM_PASSWORD",
+    "energy_dagster": "DAGSTER_POSTGRES_PASSWORD",
+    "energy_analyst": "ENERGY_ANALYST_PASSWORD",
+}
+
+
+def secrets_in(environment: dict) -> set[str]:
+    """The secret variables a service's environment is given."""
+    return {
+        match.group(1)
+        for value in environment.values()
+        for match in INTERPOLATION.finditer(str(value))
+        if SECRET.search(match.group(1))
+    }
+
+
+def test_each_service_sees_only_the_credentials_of_its_role(compose):
+    services = compose["services"]
+    environments = {name: service.get("environment") or {} for name, service in services.items()}
+    assert secrets_in(environments["postgres"]) == {"POSTGRES_PASSWORD"}
+    assert secrets_in(environments["setup"]) == {"POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()}
+    assert secrets_in(environments["code"]) == {
+        "ENERGY_PLATFORM_PASSWORD",
+        "DAGSTER_POSTGRES_PASSWORD",
+    }
+    for name in ("webserver", "daemon"):
+        assert secrets_in(environments[name]) == {"DAGSTER_POSTGRES_PASSWORD"}, name
+        assert not any(key.startswith("ENERGY_") for key in environments[name]), name
+    code = environments["code"]
+    assert urlsplit(with_defaults(code["ENERGY_WAREHOUSE_URL"])).username == "energy_platform"
+    assert code["ENERGY_PGUSER"] == "energy_platform"
+    assert code["DAGSTER_POSTGRES_USER"] == "energy_dagster"
+    setup = environments["setup"]
+    assert urlsplit(with_defaults(setup["ENERGY_DATABASE_URL"])).username == "energy_platform"
+    assert urlsplit(with_defaults(setup["ENERGY_DAGSTER_DATABASE_URL"])).username == (
+        "energy_dagster"
+    )
+    assert services["setup"]["command"][-1] == "python /app/docker/roles.py && exec energy setup"
+    example = dict(
+        line.split("=", 1)
+        for line in (DOCKER / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert {"POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()} <= set(example)
+
+
+def test_the_instance_configs_retry_runs_whose_process_died(tmp_path, monkeypatch):
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.storage.config import pg_config
+
+    from energy_assets.commands.session import dagster_config
+
+    url = "postgresql://someone:s3cret-pw@db.example:5433/dagster?sslmode=require"
+    generated = yaml.safe_dump(dagster_config(url, 1))
+    assert "s3cret-pw" not in generated
+    monkeypatch.setenv("ENERGY_DAGSTER_PGPASSWORD", "s3cret-pw")
+    for key in ("USER", "PASSWORD", "HOST", "DB", "PORT"):
+        monkeypatch.setenv(f"DAGSTER_POSTGRES_{key}", "5432" if key == "PORT" else "x")
+    for name, text in (("generated", generated), ("docker", (DOCKER / "dagster.yaml").read_text())):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "dagster.yaml").write_text(text)
+        config, _ = dagster_instance_config(str(folder))
+        assert config["run_monitoring"]["enabled"] is True, name
+        assert config["run_monitoring"]["max_resume_run_attempts"] == 0, name
+        retries = config["run_retries"]
+        assert retries["enabled"] and retries["max_retries"] >= 1, name
+        assert retries["retry_on_asset_or_op_failure"] is False, name
+        storage = process_config(pg_config(), config["storage"]["postgres"])
+        assert storage.success, storage.errors
+    database = storage_of(generated)
+    assert database["password"] == "s3cret-pw" and database["params"] == {"sslmode": "require"}
+    assert (database["username"], database["hostname"], database["port"]) == (
+        "someone",
+        "db.example",
+        5433,
+    )
+
+
+def storage_of(text: str) -> dict:
+    from dagster._config import process_config
+    from dagster._core.storage.config import pg_config
+
+    return process_config(pg_config(), yaml.safe_load(text)["storage"]["postgres"]).value[
+        "postgres_db"
+    ]
+
+
+def test_the_roles_script_gives_each_service_role_only_what_it_needs(pg_server, tmp_path):
+    """docker/roles.py and `energy setup` as the compose file runs them, on a real server."""
+    import subprocess
+    import sys
+    import uuid
+
+    import psycopg2
+    from conftest import admin, with_database
+    from psycopg2 import sql
+    from up_process import energy, platform_environ
+
+    server = urlsplit(pg_server)
+    warehouse, dagster = f"dep_{uuid.uuid4().hex[:10]}", f"dep_{uuid.uuid4().hex[:10]}_dagster"
+    admin(pg_server, sql.SQL("create database {}").format(sql.Identifier(warehouse)))
+    passwords = {role: f"pw-{role}-{uuid.uuid4().hex[:6]}" for role in ROLE_PASSWORDS}
+
+    def url(role: str, database: str) -> str:
+        return f"postgresql://{role}:{passwords[role]}@127.0.0.1:{server.port}/{database}"
+
+    try:
+        env = {
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": str(server.port),
+            "POSTGRES_USER": server.username,
+            "POSTGRES_PASSWORD": server.password,
+            "POSTGRES_DB": warehouse,
+            "DAGSTER_POSTGRES_DB": dagster,
+            **{variable: passwords[role] for role, variable in ROLE_PASSWORDS.items()},
+        }
+        made = subprocess.run(
+            [sys.executable, str(DOCKER / "roles.py")], env=env, capture_output=True, text=True
+        )
+        assert made.returncode == 0, made.stderr
+        setup = energy(
+            "setup",
+            env=platform_environ(
+                tmp_path / "home",
+                ENERGY_DATABASE_URL=url("energy_platform", warehouse),
+                ENERGY_DAGSTER_DATABASE_URL=url("energy_dagster", dagster),
+            ),
+        )
+        assert setup.returncode == 0, setup.stderr
+
+        def query(role: str, database: str, statement: str):
+            conn = psycopg2.connect(url(role, database))
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement)
+                    return cur.fetchall()
+            finally:
+                conn.close()
+
+        assert query(
+            "energy_platform",
+            warehouse,
+            "select rolsuper, rolcreaterole, rolcreatedb from pg_roles"
+            " where rolname = current_user",
+        ) == [(False, False, False)]
+        assert query(
+            "energy_platform",
+            warehouse,
+            "select has_table_privilege('raw.readings', 'insert'),"
+            " pg_get_userbyid(relowner) from pg_class where oid = 'raw.readings'::regclass",
+        ) == [(True, "energy_loader")]
+        owners = query(
+            "energy_platform",
+            warehouse,
+            "select distinct pg_get_userbyid(relowner) from pg_class"
+            " where relnamespace in ('marts'::regnamespace, 'ml'::regnamespace)",
+        )
+        assert owners == [("energy_platform",)]
+        owner = "select pg_get_userbyid(datdba) from pg_database where datname = current_database()"
+        assert query("energy_dagster", dagster, owner) == [("energy_dagster",)]
+        assert query("energy_analyst", warehouse, "select count(*) from marts.dim_meter") == [(0,)]
+        for role, database in (
+            ("energy_platform", dagster),
+            ("energy_analyst", dagster),
+            ("energy_dagster", warehouse),
+        ):
+            with pytest.raises(psycopg2.OperationalError, match="permission denied"):
+                psycopg2.connect(url(role, database)).close()
+    finally:
+        for database in (warehouse, dagster):
+            admin(
+                with_database(pg_server, "postgres"),
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)),
+            )

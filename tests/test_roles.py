@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import psycopg2
 import pytest
 from meter_files import write_meter_data, write_meter_file
@@ -9,9 +11,11 @@ from meter_files import write_meter_data, write_meter_file
 from energy_assets.cli import main
 from energy_assets.warehouse.roles import ANALYST_ROLE, LOADER_ROLE, analyst_url
 
+ANALYST_PASSWORD = "analyst-test-password"  # the test server wants one from every role
+
 
 def connect_as_analyst(url: str):
-    conn = psycopg2.connect(analyst_url(url))
+    conn = psycopg2.connect(analyst_url(url), password=ANALYST_PASSWORD)
     conn.autocommit = True
     return conn
 
@@ -32,6 +36,11 @@ def test_analyst_reads_marts_and_ml_after_dbt_recreates_them_and_nothing_else(pl
     view_before = platform.scalar("select 'marts.fct_gaps'::regclass::oid")
 
     assert main(["run"]) == 0
+    conn = psycopg2.connect(platform.warehouse_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"alter role {ANALYST_ROLE} password %s", (ANALYST_PASSWORD,))
+    conn.close()
     # dbt dropped and recreated its views: the grant must come from default privileges.
     assert platform.scalar("select 'marts.fct_gaps'::regclass::oid") != view_before
 
@@ -40,6 +49,7 @@ def test_analyst_reads_marts_and_ml_after_dbt_recreates_them_and_nothing_else(pl
     assert printed.startswith(f"postgresql://{ANALYST_ROLE}@") and printed.endswith(
         "/" + platform.warehouse_url.rsplit("/", 1)[1]
     )
+    assert urlsplit(platform.warehouse_url).password not in printed
 
     clean_rows = platform.scalar("select count(*) from marts.fct_intervals_clean")
     assert clean_rows > 0
@@ -75,7 +85,7 @@ def test_analyst_reads_marts_and_ml_after_dbt_recreates_them_and_nothing_else(pl
 
     # Dagster's run history lives in its own database, closed to every role but the platform's.
     with pytest.raises(psycopg2.OperationalError, match="permission denied"):
-        psycopg2.connect(analyst_url(platform.dagster_url)).close()
+        psycopg2.connect(analyst_url(platform.dagster_url), password=ANALYST_PASSWORD).close()
 
     # The loader owns the raw schema and its tables.
     owners = platform.query(

@@ -110,7 +110,7 @@ def up(tmp_path_factory) -> RunningPlatform:
             children = psutil.Process(process.pid).children(recursive=True)
             write_sample(home / "dropbox")
             wait_for(
-                lambda: system_intervals(db_port) == SAMPLE_SYSTEM_INTERVALS,
+                lambda: system_intervals(home, db_port) == SAMPLE_SYSTEM_INTERVALS,
                 600,
                 "the sensor to load the sample and build the marts",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -55,11 +56,15 @@ def partition_stats(port: int, asset: str) -> dict:
     return node["partitionStats"]
 
 
-def system_intervals(db_port: int) -> int:
+def embedded_url(home: Path, db_port: int, database: str = "energy", role: str = "postgres") -> str:
+    """The embedded server's URL for `role`, its password read from the home's passfile."""
+    passfile = home / "secrets" / f"{role}.pgpass"
+    return f"postgresql://{role}@127.0.0.1:{db_port}/{database}?passfile={passfile}"
+
+
+def system_intervals(home: Path, db_port: int) -> int:
     try:
-        conn = psycopg2.connect(
-            f"postgresql://postgres@127.0.0.1:{db_port}/energy", connect_timeout=2
-        )
+        conn = psycopg2.connect(embedded_url(home, db_port), connect_timeout=2)
     except psycopg2.OperationalError:
         return 0
     try:
@@ -92,3 +97,65 @@ def energy_up(ui_port: int, log: Path, env: dict[str, str]) -> Iterator[subproce
                 up.kill()
                 up.wait()
         print(log.read_text()[-3000:])
+        dagster_log = Path(env["ENERGY_HOME"]) / "logs" / "dagster.log"
+        if dagster_log.exists():
+            print(dagster_log.read_text()[-3000:])
+
+
+def platform_environ(home: Path, **values: str) -> dict[str, str]:
+    """This environment without any platform variable, then a home of its own and `values`."""
+    from conftest import PLATFORM_ENV, free_port
+
+    env = {k: v for k, v in os.environ.items() if k not in PLATFORM_ENV}
+    env.update(
+        ENERGY_HOME=str(home),
+        ENERGY_PG_PORT=str(free_port()),
+        ENERGY_FILE_STABLE_SECONDS="1",
+        ENERGY_FORECASTS="off",
+    )
+    env.update(values)
+    return env
+
+
+def energy(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """`energy ARGS` as a user types it, its output captured."""
+    return subprocess.run(
+        [ENERGY, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def leftovers(home: Path) -> list[str]:
+    """Live processes that belong to the platform in `home`: started with it in their
+    environment, or naming it (or its data directory) on their command line."""
+    import psutil
+
+    marks = {str(home), str((home / "pgdata").resolve())}
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE or process.pid == os.getpid():
+            continue
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            environ_home = process.environ().get("ENERGY_HOME")
+        except psutil.Error:
+            continue
+        if environ_home == str(home) or any(mark in cmdline for mark in marks):
+            found.append(f"{process.pid} {cmdline[:120]}")
+    return found
+
+
+def runs(home: Path, db_port: int) -> list[tuple[str, str, dict[str, str]]]:
+    """(job, status, tags) of every run in the home's Dagster storage, oldest first."""
+    conn = psycopg2.connect(embedded_url(home, db_port, "dagster"), connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select r.pipeline_name, r.status,"
+                " coalesce(json_object_agg(t.key, t.value) filter (where t.key is not null), '{}')"
+                " from runs r left join run_tags t on t.run_id = r.run_id"
+                " group by r.run_id, r.pipeline_name, r.status, r.create_timestamp"
+                " order by r.create_timestamp"
+            )
+            return cur.fetchall()
+    finally:
+        conn.close()

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date
 
+from energy_assets.commands.processes import stop_if_interrupted
 from energy_assets.ingest.dropbox import dropbox_files, readable
 from energy_assets.months import month_ranges
 from energy_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
@@ -29,7 +30,9 @@ def execute(job_name: str, instance, settings: Settings, **options) -> bool:
 
     if settings.max_concurrent is None:
         job = defs.resolve_job_def(job_name)
-        return job.execute_in_process(instance=instance, raise_on_error=False, **options).success
+        result = job.execute_in_process(instance=instance, raise_on_error=False, **options)
+        stop_if_interrupted(instance, result.run_id)
+        return result.success
     repository = ReconstructableRepository.for_module("energy_assets.definitions", "defs")
     with execute_job(
         repository.get_reconstructable_job(job_name),
@@ -37,6 +40,7 @@ def execute(job_name: str, instance, settings: Settings, **options) -> bool:
         raise_on_error=False,
         **options,
     ) as result:
+        stop_if_interrupted(instance, result.run_id)
         return result.success
 
 
@@ -104,6 +108,7 @@ def run_once(settings: Settings) -> RunReport:
             tags=here,
             raise_on_error=False,
         )
+        stop_if_interrupted(instance, ingest.run_id)
         report.steps.append((f"ingest {len(paths)} files", ingest.success))
         if not ingest.success:
             return report

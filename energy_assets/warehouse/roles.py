@@ -15,6 +15,8 @@ from energy_assets.warehouse.database import DAGSTER_ACL_LOCK
 
 ANALYST_ROLE = "energy_analyst"
 LOADER_ROLE = "energy_loader"
+PASSWORD_LOCK = 7_310_004
+"""Advisory lock key (beside those of `warehouse.database`): setting a role's password."""
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,23 @@ def analyst_url(url: str, role: str = ANALYST_ROLE) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+def ensure_password(url: str, role: str, password: str) -> None:
+    """Give `role` this password unless it has one: the embedded server's generated secret,
+    also for a home made when that server trusted every local connection. Concurrent starts
+    take turns on a lock (two ALTER ROLEs at once would collide on the catalog row)."""
+    conn = psycopg2.connect(url, application_name="energy_assets")
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (PASSWORD_LOCK,))
+            cur.execute("select rolpassword is null from pg_authid where rolname = %s", (role,))
+            row = cur.fetchone()
+            if row is not None and row[0]:
+                statement = sql.SQL("alter role {} password %s").format(sql.Identifier(role))
+                cur.execute(statement, (password,))
+    finally:
+        conn.close()
 
 
 def database_name(url: str) -> str:
