@@ -98,19 +98,17 @@ def test_each_plot_kind_is_rendered_and_attached(platform, monkeypatch, capsys, 
             ).records
             return records[0].asset_materialization.metadata
 
-        load = metadata(["plots", "load_profiles"], "2020-12-01")
+        load = metadata(["plots", "load_profiles"], "2020-12")
         assert str(plots / "load" / "2020-12" / "all.png") in load["2020-12"].value
         assert load["system_heatmap"].value.startswith("![system heat map](data:image/png;base64,")
-        patterns = metadata(["plots", "customer_patterns"], "2013-01-01")
+        patterns = metadata(["plots", "customer_patterns"], "2013-01")
         assert patterns["2013-01"].value["customers"] == 12
         assert patterns["2013-01"].value["drawn"] == 5
         assert patterns["overview"].value.startswith("![customers' hourly patterns](data:")
-        segments = metadata(["ml", "customer_segments"], "2013-01-01")
+        segments = metadata(["ml", "customer_segments"], "2013-01")
         assert segments["plot_path"].value == str(plots / "segments" / "2013-01.png")
         # A month without feeder data says so instead of drawing an empty plot.
-        assert (
-            "no feeder data" in metadata(["plots", "load_profiles"], "2013-01-01")["2013-01"].value
-        )
+        assert "no feeder data" in metadata(["plots", "load_profiles"], "2013-01")["2013-01"].value
 
     # Any other customer is drawn on demand, beside the asset's pictures.
     others = sorted(set(pd.read_csv(lcl)["LCLid"]) - set(largest))
