@@ -4,8 +4,7 @@
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
-    where interval_start >= {{ month_start() }}
-      and interval_start < {{ month_end() }}
+    where {{ in_month_window('interval_start') }}
 )
 
 select
