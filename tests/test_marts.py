@@ -17,6 +17,7 @@ Calendars are UTC throughout (ENERGY_TIMEZONE unset), so local hours and days eq
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -316,6 +317,57 @@ def write_dst(dropbox: Path) -> pd.DataFrame:
     return readings
 
 
+FLAT_KWH = 0.55  # per half hour: 1.1 kW, whose float8 mean over a day exceeds 1.1 (by 8e-16)
+SINGLE_READING = utc("2024-06-10 19:00")
+MISSING_2H = utc("2024-06-15 10:00")
+
+
+def write_june(dropbox: Path) -> pd.DataFrame:
+    """June 2024, real meters of unusual shape. LCL households (no household file, so each is
+    its own customer): MAC000010 flat at 0.55 kWh per half hour all of 3 June and with a single
+    reading on 10 June (19:00), MAC000011 at exactly zero all month; building meter B2H read
+    every 2 hours (generic long layout, electricity kWh), its 15 June 10:00 reading missing."""
+    half_hours = utc_range("2024-06-01", "2024-07-01", MINUTES_30)
+    on_10th = half_hours.strftime("%Y-%m-%d") == "2024-06-10"
+    times = half_hours[~on_10th | (half_hours == SINGLE_READING)]
+    kwh = (home_kw(times, np.random.default_rng(40)) / 2).round(3)
+    kwh[times.strftime("%Y-%m-%d") == "2024-06-03"] = FLAT_KWH
+    households = {"MAC000010": (times, kwh), "MAC000011": (half_hours, np.zeros(len(half_hours)))}
+    lcl, readings = [], []
+    for household, (stamps, values) in households.items():
+        lcl.append(
+            pd.DataFrame(
+                {
+                    "LCLid": household,
+                    "tstp": stamps.strftime("%Y-%m-%d %H:%M:%S.0000000"),
+                    "energy(kWh/hh)": [f"{v:.3f}" for v in values],
+                }
+            )
+        )
+        demand = np.asarray(values) * 3600.0 / 1800  # as the marts spread kWh over the interval
+        readings.append(readings_frame(household, stamps, MINUTES_30, demand_kw=demand))
+    pd.concat(lcl).to_csv(dropbox / "block_june.csv", index=False)
+
+    two_hours = utc_range("2024-06-01", "2024-07-01", pd.Timedelta(hours=2))
+    two_hours = two_hours[two_hours != MISSING_2H]
+    building_kwh = (50 + 10 * np.sin(two_hours.hour / 24 * 2 * np.pi)).round(2)
+    pd.DataFrame(
+        {
+            "meter": "B2H",
+            "timestamp": two_hours.strftime("%Y-%m-%d %H:%M"),
+            "channel": "electricity",
+            "unit": "kWh",
+            "value": building_kwh,
+        }
+    ).to_csv(dropbox / "building_B2H.csv", index=False)
+    readings.append(
+        readings_frame(
+            "B2H", two_hours, pd.Timedelta(hours=2), demand_kw=building_kwh * 3600.0 / 7200
+        )
+    )
+    return pd.concat(readings, ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def may(pg_server, templates, tmp_path_factory):
     yield from loaded_platform(pg_server, templates, tmp_path_factory.mktemp("may"), write_may)
@@ -331,6 +383,11 @@ def feb_mar(pg_server, templates, tmp_path_factory):
 def october(pg_server, templates, tmp_path_factory):
     home = tmp_path_factory.mktemp("october")
     yield from loaded_platform(pg_server, templates, home, write_dst)
+
+
+@pytest.fixture(scope="module")
+def june(pg_server, templates, tmp_path_factory):
+    yield from loaded_platform(pg_server, templates, tmp_path_factory.mktemp("june"), write_june)
 
 
 # --- expectations, computed with pandas from the readings -----------------------------------
@@ -375,10 +432,14 @@ def per_period(clean: pd.DataFrame, freq: str, start_column: str) -> pd.DataFram
         present=("present", "sum"),
         interval_seconds=("interval_seconds", "min"),
     )
-    out["completeness"] = out["present"] / (
-        pd.Timedelta(freq).total_seconds() / out["interval_seconds"]
-    )
-    out = out.reset_index().rename(columns={"period": start_column})
+    # Expected: the instants of the meter's grid (anchored at its first reading) in the period.
+    out = out.reset_index()
+    anchor = out["meter_id"].map(clean.groupby("meter_id")["interval_start"].min())
+    step = pd.to_timedelta(out["interval_seconds"], unit="s")
+    start, end = out["period"], out["period"] + pd.Timedelta(freq)
+    expected = np.ceil((end - anchor) / step) - np.ceil((start - anchor) / step)
+    out["completeness"] = out["present"] / expected
+    out = out.rename(columns={"period": start_column})
     return out[["meter_id", start_column, *FIGURES]]
 
 
@@ -418,14 +479,26 @@ def expected_behavior(intervals: pd.DataFrame) -> pd.DataFrame:
                     "mean_kw": kw.mean(),
                     "total_kwh": w["energy_kwh"].sum(),
                     "peak_hour": w.loc[kw.idxmax(), "hour"],
-                    "load_factor": kw.mean() / kw.max(),
+                    "load_factor": load_factor(kw),
                     "base_load_kw": kw.quantile(0.05),
                     "weekday_mean_kw": kw[~weekend].mean(),
                     "weekend_mean_kw": kw[weekend].mean(),
-                    "night_share": w["energy_kwh"][w["hour"] < 6].sum() / w["energy_kwh"].sum(),
+                    "night_share": share(w["energy_kwh"][w["hour"] < 6], w["energy_kwh"]),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def load_factor(kw: pd.Series) -> float:
+    """Mean / max; exactly 1 for a flat window, none where the maximum is 0."""
+    if kw.max() == 0:
+        return np.nan
+    return 1.0 if kw.min() == kw.max() else kw.mean() / kw.max()
+
+
+def share(part: pd.Series, whole: pd.Series) -> float:
+    """part's sum / whole's sum; none where part is empty (unknown) or the whole is 0."""
+    return part.sum() / whole.sum() if len(part) and whole.sum() else np.nan
 
 
 def expected_hourly_profile(intervals: pd.DataFrame) -> pd.DataFrame:
@@ -683,3 +756,75 @@ def test_dst_day_with_utc_offsets_is_complete_in_utc(october):
     assert len(on_day) == 96
     assert day["completeness"] == 1.0
     assert day["energy_kwh"] == pytest.approx((on_day["demand_kw"] * 0.25).sum(), rel=1e-9)
+
+
+# --- June: real meters of unusual shape never break a month ------------------------------------
+
+DEFINITIONS = Path(__file__).parent / "data" / "definitions.json"
+
+
+def test_unusual_meters_build_every_asset_of_the_month(june):
+    """A flat day, a meter at zero all month, a single-reading day and a meter read every two
+    hours are real meters: the month run succeeds (the fixture asserts it) and every
+    month-partitioned asset has its June partition."""
+    from dagster import AssetKey, DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+
+    platform, _ = june
+    partitioned = json.loads(DEFINITIONS.read_text())["partitioned"]
+    with platform_session(platform.settings):
+        instance = DagsterInstance.get()
+        missing = [
+            key
+            for key in partitioned
+            if "2024-06" not in instance.get_materialized_partitions(AssetKey(key.split("/")))
+        ]
+    assert missing == []
+
+
+def test_flat_zero_and_single_reading_days(june):
+    """customer_behavior equals pandas for every window; the flat day's load factor is exactly
+    1 (the float mean / max is 1.0000000000000007), the single reading's day is flat too (and
+    has no night share: nothing was read at night), and a meter at zero has no load factor or
+    night share (0 / 0), with zero demand and energy."""
+    platform, readings = june
+    actual = fetch(platform, f"select {', '.join(BEHAVIOR)} from marts.customer_behavior", WINDOW)
+    assert_same(actual, expected_behavior(customer_intervals(on_grid(readings))), WINDOW)
+
+    days = actual[actual["window_length"] == "day"].set_index(["customer_id", "window_start"])
+    flat = days.loc[("MAC000010", utc("2024-06-03"))]
+    assert flat["load_factor"] == 1.0 and flat["max_kw"] == FLAT_KWH * 3600.0 / 1800
+    single = days.loc[("MAC000010", utc("2024-06-10"))]
+    kw = readings.set_index(["meter_id", "interval_start"]).loc[
+        ("MAC000010", SINGLE_READING), "demand_kw"
+    ]
+    assert (single["max_kw"], single["mean_kw"], single["base_load_kw"]) == (kw, kw, kw)
+    assert (single["load_factor"], single["peak_hour"]) == (1.0, 19)
+    assert pd.isna(single["night_share"])  # no reading at night: unknown, not 0
+    zero = actual[actual["customer_id"] == "MAC000011"]
+    assert len(zero) == 30 + 5 + 1  # days, weeks (from Monday 3 June, and 1-2 June), month
+    assert zero["load_factor"].isna().all() and zero["night_share"].isna().all()
+    assert (zero[["max_kw", "mean_kw", "total_kwh", "base_load_kw"]] == 0).all().all()
+
+
+def test_meter_read_every_two_hours(june):
+    """Completeness counts the intervals of the meter's own grid in the hour or day: an hour
+    holding one 2-hour reading is complete (1, not 2), 15 June has 11 of its 12 readings."""
+    platform, readings = june
+    clean = on_grid(readings[readings["meter_id"] == "B2H"])
+    for table, freq, start in [("hourly", "1h", "hour_start"), ("daily", "1D", "day_start")]:
+        actual = fetch(
+            platform,
+            f"select meter_id, {start}, {', '.join(FIGURES)} from marts.fct_meter_{table}"
+            " where meter_id = 'B2H'",
+            [start],
+        )
+        assert_same(actual, per_period(clean, freq, start), [start])
+        complete = actual.set_index(start)["completeness"]
+        if table == "hourly":
+            assert len(complete) == 30 * 12 and complete[MISSING_2H] == 0.0
+            assert (complete.drop(MISSING_2H) == 1.0).all()
+        else:
+            assert complete[utc("2024-06-15")] == 11 / 12
+            assert (complete.drop(utc("2024-06-15")) == 1.0).all()

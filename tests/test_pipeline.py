@@ -132,6 +132,19 @@ def test_same_file_twice_loads_once_and_broken_sequence_is_quarantined(platform)
     assert reason["sample"].startswith("2024-01-01 12:37")
 
 
+def rebuild_january(platform):
+    """Run the month job for 2024-01 as the sensor would; the result, failures included."""
+    from dagster import DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+    from energy_assets.definitions import defs
+
+    with platform_session(platform.settings):
+        return defs.resolve_job_def("monthly_marts_job").execute_in_process(
+            partition_key="2024-01", instance=DagsterInstance.get(), raise_on_error=False
+        )
+
+
 def test_rematerializing_a_month_leaves_other_months_alone(platform):
     three_meters_two_feeders(platform.settings.dropbox)
     assert run_once(platform.settings).ok
@@ -141,16 +154,7 @@ def test_rematerializing_a_month_leaves_other_months_alone(platform):
         return {t: platform.query(f"select * from marts.{t} order by 1, 2") for t in tables}
 
     before = snapshot()
-    from dagster import DagsterInstance
-
-    from energy_assets.commands.session import platform_session
-    from energy_assets.definitions import defs
-
-    with platform_session(platform.settings):
-        result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-01", instance=DagsterInstance.get()
-        )
-    assert result.success
+    assert rebuild_january(platform).success
     after = snapshot()
     for table in tables:
         pd.testing.assert_frame_equal(after[table], before[table])
@@ -175,32 +179,42 @@ def test_meter_without_metadata_joins_its_feeder_when_metadata_arrives(platform)
     assert feeder["mw_del"].sum() == pytest.approx(raw_kw * 120 / 1000)
 
 
-def test_failing_dbt_test_is_a_failed_asset_check_that_blocks_downstream(platform):
+def test_unusual_reading_warns_and_platform_defect_blocks_downstream(platform):
+    """A negative delivered kW (a reversed CT) is a real reading: its check warns and the month
+    builds. A power factor of 5, which ingest refuses, is a platform defect: its check fails
+    the month and the models below it keep their previous rows."""
     three_meters_two_feeders(platform.settings.dropbox)
     assert run_once(platform.settings).ok
-    feeder_before = platform.query(
-        "select * from marts.fct_feeder_intervals order by feeder, interval_start"
-    )
     conn = psycopg2.connect(platform.warehouse_url)
-    with conn, conn.cursor() as cur:  # a corrupt raw row: negative delivered kW
+    with conn, conn.cursor() as cur:
         cur.execute(
             "update raw.readings set value = -5 where meter_id = 'M2' and channel = 'kw_del'"
             " and interval_start = '2024-01-05 12:00+00'"
         )
     conn.close()
+    result = rebuild_january(platform)
+    assert result.success
+    warned = {
+        e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()
+    }
+    assert warned["accepted_range_fct_intervals_clean_kw_del__0"] == (False, "WARN")
+    feeder_before = platform.query(
+        "select * from marts.fct_feeder_intervals order by feeder, interval_start"
+    )
 
-    from dagster import DagsterInstance
-
-    from energy_assets.commands.session import platform_session
-    from energy_assets.definitions import defs
-
-    with platform_session(platform.settings):
-        result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-01", instance=DagsterInstance.get(), raise_on_error=False
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:  # a corrupt raw row: a power factor ingest refuses
+        cur.execute(
+            "insert into raw.readings (meter_id, interval_start, interval_seconds, channel,"
+            " value, file_id) select meter_id, interval_start, interval_seconds,"
+            " 'power_factor', 5, file_id from raw.readings where meter_id = 'M2'"
+            " and channel = 'kw_del' and interval_start = '2024-01-05 12:00+00'"
         )
+    conn.close()
+    result = rebuild_january(platform)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["accepted_range_fct_intervals_clean_kw_del__0"] is False
+    assert checks["accepted_range_fct_intervals_clean_power_factor__1___1"] is False
     built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "marts/fct_intervals_clean" in built
     assert "marts/fct_feeder_intervals" not in built  # blocked by the failed check

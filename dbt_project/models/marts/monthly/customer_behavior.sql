@@ -39,10 +39,18 @@ select
     avg(demand_kw) as mean_kw,
     sum(energy_kwh) as total_kwh,
     (array_agg(local_hour order by demand_kw desc, local_start))[1] as peak_hour,
-    avg(demand_kw) / nullif(max(demand_kw), 0) as load_factor,
+    -- Mean / max: exactly 1 for a flat window (the float mean of equal values can exceed
+    -- them: 48 x 1.1 kW averages 1.1000000000000008), never above 1, none at zero demand.
+    case when max(demand_kw) > 0 then
+        case
+            when min(demand_kw) = max(demand_kw) then 1.0
+            else least(avg(demand_kw) / max(demand_kw), 1.0)
+        end
+    end as load_factor,
     percentile_cont(0.05) within group (order by demand_kw) as base_load_kw,
     avg(demand_kw) filter (where day_type = 'weekday') as weekday_mean_kw,
     avg(demand_kw) filter (where day_type = 'weekend') as weekend_mean_kw,
+    -- A part of a sum of non-negative terms over the whole sum: within [0, 1] as computed.
     sum(energy_kwh) filter (where local_hour < 6) / nullif(sum(energy_kwh), 0) as night_share
 from windowed
 group by customer_id, window_length, window_start
