@@ -320,13 +320,16 @@ def write_dst(dropbox: Path) -> pd.DataFrame:
 FLAT_KWH = 0.55  # per half hour: 1.1 kW, whose float8 mean over a day exceeds 1.1 (by 8e-16)
 SINGLE_READING = utc("2024-06-10 19:00")
 MISSING_2H = utc("2024-06-15 10:00")
+REVERSED = utc("2024-06-02 12:00")  # F2's one interval with negative kW del (a reversed CT)
 
 
 def write_june(dropbox: Path) -> pd.DataFrame:
     """June 2024, real meters of unusual shape. LCL households (no household file, so each is
     its own customer): MAC000010 flat at 0.55 kWh per half hour all of 3 June and with a single
     reading on 10 June (19:00), MAC000011 at exactly zero all month; building meter B2H read
-    every 2 hours (generic long layout, electricity kWh), its 15 June 10:00 reading missing."""
+    every 2 hours (generic long layout, electricity kWh), its 15 June 10:00 reading missing.
+    Feeder North: F1 (feeder-meter layout) and F2 (x2, generic long layout, kW and kVA del) over
+    1-3 June, F2 at -3.5 kW del at 2 June 12:00."""
     half_hours = utc_range("2024-06-01", "2024-07-01", MINUTES_30)
     on_10th = half_hours.strftime("%Y-%m-%d") == "2024-06-10"
     times = half_hours[~on_10th | (half_hours == SINGLE_READING)]
@@ -365,6 +368,40 @@ def write_june(dropbox: Path) -> pd.DataFrame:
             "B2H", two_hours, pd.Timedelta(hours=2), demand_kw=building_kwh * 3600.0 / 7200
         )
     )
+
+    none = pd.DatetimeIndex([])
+    f1 = write_feeder_meter(
+        dropbox, "F1", "2024-06-01", "2024-06-04", MINUTES_15, 41, "North", 1.0, none, none
+    )
+    quarters = utc_range("2024-06-01", "2024-06-04", MINUTES_15)
+    kw = (30 + np.random.default_rng(42).uniform(-3, 3, len(quarters))).round(3)
+    kw[quarters == REVERSED] = -3.5
+    kva = (np.abs(kw) / 0.95).round(3)
+    pd.concat(
+        pd.DataFrame(
+            {
+                "meter": "F2",
+                "timestamp": quarters.strftime("%Y-%m-%d %H:%M"),
+                "channel": channel,
+                "value": values,
+            }
+        )
+        for channel, values in (("kW del", kw), ("kVA del", kva))
+    ).to_csv(dropbox / "feeder_F2.csv", index=False)
+    f2 = readings_frame(
+        "F2",
+        quarters,
+        MINUTES_15,
+        feeder="North",
+        multiplier=2.0,
+        kw_del=kw * 2,
+        kva_del=kva * 2,
+        demand_kw=kw * 2,
+    )
+    pd.DataFrame({"ID": ["F1", "F2"], "Name": ["North", "North"], "Multiplier": [1.0, 2.0]}).to_csv(
+        dropbox / "meter-data.csv", index=False
+    )
+    readings += [f1, f2]
     return pd.concat(readings, ignore_index=True)
 
 
@@ -395,7 +432,8 @@ def june(pg_server, templates, tmp_path_factory):
 
 def on_grid(readings: pd.DataFrame) -> pd.DataFrame:
     """Each meter's readings on its complete grid, first to last reading; missing intervals are
-    'gap' rows with null values; kw_net = kw_del - kw_rec (a blank kw_rec counts as 0)."""
+    'gap' rows with null values, negative delivered or imported ones 'suspect' rows that keep
+    them; kw_net = kw_del - kw_rec (a blank kw_rec counts as 0)."""
     static = ["meter_id", "interval_seconds", "feeder", "multiplier", "customer_id", "tariff"]
     parts = []
     for _, frame in readings.groupby("meter_id"):
@@ -403,7 +441,10 @@ def on_grid(readings: pd.DataFrame) -> pd.DataFrame:
         frame = frame.set_index("interval_start").sort_index()
         grid = pd.date_range(frame.index[0], frame.index[-1], freq=step, name="interval_start")
         part = frame.reindex(grid)
-        part["quality"] = np.where(part["meter_id"].notna(), "ok", "gap")
+        negative = (part[["kw_del", "kva_del", "demand_kw"]] < 0).any(axis=1)
+        part["quality"] = np.select(
+            [part["meter_id"].isna(), negative], ["gap", "suspect"], default="ok"
+        )
         part = part.assign(**frame[static].iloc[0].to_dict())
         parts.append(part.reset_index())
     clean = pd.concat(parts, ignore_index=True)
@@ -420,7 +461,7 @@ def per_period(clean: pd.DataFrame, freq: str, start_column: str) -> pd.DataFram
         delivered=clean["kw_del"] * hours,
         received=clean["kw_rec"] * hours,
         net=clean["kw_net"] * hours,
-        present=clean["quality"] == "ok",
+        present=clean["quality"] != "gap",
     )
     out = frame.groupby(["meter_id", "period"]).agg(
         energy_kwh=("energy", lambda s: s.sum(min_count=1)),
@@ -828,3 +869,43 @@ def test_meter_read_every_two_hours(june):
         else:
             assert complete[utc("2024-06-15")] == 11 / 12
             assert (complete.drop(utc("2024-06-15")) == 1.0).all()
+
+
+def test_negative_delivered_kw_is_suspect_and_kept(june):
+    """F2's -3.5 kW del interval: quality 'suspect', its value kept (x2: -7 kW) in the clean
+    grid, summed into the feeder's MW as measured, and still a meter reporting; the month's
+    hourly energy and completeness count it as a reading."""
+    platform, readings = june
+    columns = ["meter_id", "interval_start", "feeder", "multiplier", *VALUES, "quality"]
+    clean = fetch(
+        platform,
+        f"select {', '.join(columns)} from marts.fct_intervals_clean where feeder = 'North'",
+        ["meter_id", "interval_start"],
+    )
+    expected = on_grid(readings[readings["feeder"] == "North"])
+    assert_same(clean, expected[columns], ["meter_id", "interval_start"])
+    by_key = clean.set_index(["meter_id", "interval_start"])
+    assert by_key.loc[("F2", REVERSED), ["kw_del", "demand_kw", "quality"]].tolist() == [
+        -7.0,
+        -7.0,
+        "suspect",
+    ]
+    assert (clean["quality"] == "suspect").sum() == 1
+
+    feeder = platform.query(
+        "select mw_del, mw_net, meters_reporting, meters_expected from marts.fct_feeder_intervals"
+        " where feeder = 'North' and interval_start = %s",
+        (REVERSED,),
+    ).iloc[0]
+    f1_kw = by_key.loc[("F1", REVERSED), "kw_del"]
+    assert feeder["mw_del"] == pytest.approx((f1_kw - 7.0) / 1000, rel=1e-12)
+    assert (feeder["meters_reporting"], feeder["meters_expected"]) == (2, 2)
+    hour = platform.query(
+        "select delivered_kwh, completeness from marts.fct_meter_hourly"
+        " where meter_id = 'F2' and hour_start = %s",
+        (REVERSED,),
+    ).iloc[0]
+    f2 = by_key.loc["F2"]
+    in_hour = f2[(f2.index >= REVERSED) & (f2.index < REVERSED + pd.Timedelta(hours=1))]
+    assert hour["delivered_kwh"] == pytest.approx(in_hour["kw_del"].sum() / 4, rel=1e-12)
+    assert hour["completeness"] == 1.0

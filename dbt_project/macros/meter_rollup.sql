@@ -19,7 +19,7 @@ periods as (
         sum(kw_del * interval_seconds / 3600.0) as delivered_kwh,
         sum(kw_rec * interval_seconds / 3600.0) as received_kwh,
         sum(kw_net * interval_seconds / 3600.0) as net_kwh,
-        count(*) filter (where quality = 'ok') as intervals_read,
+        count(*) filter (where quality <> 'gap') as intervals_read,
         min(interval_seconds) as interval_seconds,
         extract(epoch from min(interval_start) - period_start) as first_offset_s
     from clean

@@ -1,6 +1,7 @@
 -- The run's month of demand per customer and interval, for customer meters (meters not on a
 -- feeder): a customer's meters are added up, and the customer is the meter itself when no
--- customer is known. An interval counts as 'ok' only when every meter of the customer reported.
+-- customer is known. An interval is 'ok' only when every meter of the customer has an 'ok'
+-- reading; the customer marts describe consumption and leave 'gap' and 'suspect' ones out.
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
@@ -20,7 +21,11 @@ customer_intervals as (
         min(coalesce(meters.timezone, '{{ var("timezone") }}')) as tz,
         sum(clean.demand_kw) as demand_kw,
         sum(clean.demand_kw * clean.interval_seconds / 3600.0) as energy_kwh,
-        case when bool_and(clean.quality = 'ok') then 'ok' else 'gap' end as quality
+        case
+            when bool_and(clean.quality = 'ok') then 'ok'
+            when bool_or(clean.quality = 'gap') then 'gap'
+            else 'suspect'
+        end as quality
     from clean
     left join meters on meters.meter_id = clean.meter_id
     group by coalesce(meters.customer_id, clean.meter_id), clean.interval_start
