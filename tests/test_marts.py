@@ -909,3 +909,21 @@ def test_negative_delivered_kw_is_suspect_and_kept(june):
     in_hour = f2[(f2.index >= REVERSED) & (f2.index < REVERSED + pd.Timedelta(hours=1))]
     assert hour["delivered_kwh"] == pytest.approx(in_hour["kw_del"].sum() / 4, rel=1e-12)
     assert hour["completeness"] == 1.0
+
+
+def test_one_customer_definition(june):
+    """dim_customer holds every meter on no feeder, here each its own customer (none has a
+    customer id), and never the feeder meters F1 and F2; customer_behavior,
+    customer_hourly_profile and usage_by_tariff count exactly those customers."""
+    platform, _ = june
+    dim = platform.query("select customer_id, meters, meter_ids from marts.dim_customer")
+    assert sorted(map(tuple, dim.values.tolist())) == [
+        ("B2H", 1, ["B2H"]),
+        ("MAC000010", 1, ["MAC000010"]),
+        ("MAC000011", 1, ["MAC000011"]),
+    ]
+    for table in ("customer_behavior", "customer_hourly_profile"):
+        customers = platform.query(f"select distinct customer_id from marts.{table}")
+        assert sorted(customers["customer_id"]) == ["B2H", "MAC000010", "MAC000011"]
+    tariffs = platform.query("select tariff, customers from marts.usage_by_tariff")
+    assert tariffs.values.tolist() == [["unknown", 3]]

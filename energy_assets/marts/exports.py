@@ -39,8 +39,7 @@ _SELECTS = {  # kind -> SELECT with bound %(name)s, %(start)s, %(end)s
         select {_utc("interval_start")} as "Start Time", sum(demand_kw) as "kW"
         from marts.fct_intervals_clean
         where meter_id in (
-                select meter_id from marts.dim_meter
-                where coalesce(customer_id, meter_id) = %(name)s
+                select unnest(meter_ids) from marts.dim_customer where customer_id = %(name)s
             ) and {_RANGE}
         group by interval_start
         order by interval_start""",
@@ -54,11 +53,7 @@ _SELECTS = {  # kind -> SELECT with bound %(name)s, %(start)s, %(end)s
 }
 _NAMES = {  # kind -> (what the name is, name required, SQL of the known names)
     "feeder": ("feeder", True, "select feeder from marts.dim_feeder"),
-    "customer": (
-        "customer",
-        True,
-        "select distinct coalesce(customer_id, meter_id) from marts.dim_meter",
-    ),
+    "customer": ("customer", True, "select customer_id from marts.dim_customer"),
     "gaps": ("meter", False, "select meter_id from marts.dim_meter"),
 }
 
@@ -75,9 +70,9 @@ def export_csv(
     """Write the `kind` export (one of `EXPORTS`) for the months `first_month`..`last_month`
     (UTC, both included) as CSV with a header to `out`; return the rows written.
 
-    `name` is the feeder (case-insensitive), the customer id (a meter without a customer is its
-    own customer) or, for `gaps`, an optional meter id. Raises `ValueError` for an unknown kind
-    or name, naming the known ones.
+    `name` is the feeder (case-insensitive), the customer id (of `marts.dim_customer`: a meter
+    on no feeder without a customer is its own customer) or, for `gaps`, an optional meter id.
+    Raises `ValueError` for an unknown kind or name, naming the known ones.
     """
     if kind not in _SELECTS:
         raise ValueError(f"unknown export {kind!r}; known exports: {', '.join(EXPORTS)}")

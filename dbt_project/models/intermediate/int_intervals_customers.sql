@@ -1,21 +1,20 @@
--- The run's month of demand per customer and interval, for customer meters (meters not on a
--- feeder): a customer's meters are added up, and the customer is the meter itself when no
--- customer is known. An interval is 'ok' only when every meter of the customer has an 'ok'
--- reading; the customer marts describe consumption and leave 'gap' and 'suspect' ones out.
+-- The run's month of demand per customer and interval (see int_meters_customers): a
+-- customer's meters are added up. An interval is 'ok' only when every meter of the customer
+-- has an 'ok' reading; the customer marts describe consumption and leave 'gap' and 'suspect'
+-- ones out.
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
     where {{ in_month_window('interval_start') }}
-      and feeder is null
 ),
 
 meters as (
-    select meter_id, customer_id, tariff, timezone from {{ ref('stg_meters') }}
+    select meter_id, customer_id, tariff, timezone from {{ ref('int_meters_customers') }}
 ),
 
 customer_intervals as (
     select
-        coalesce(meters.customer_id, clean.meter_id) as customer_id,
+        meters.customer_id,
         clean.interval_start,
         min(meters.tariff) as tariff,
         min(coalesce(meters.timezone, '{{ var("timezone") }}')) as tz,
@@ -27,8 +26,8 @@ customer_intervals as (
             else 'suspect'
         end as quality
     from clean
-    left join meters on meters.meter_id = clean.meter_id
-    group by coalesce(meters.customer_id, clean.meter_id), clean.interval_start
+    inner join meters on meters.meter_id = clean.meter_id
+    group by meters.customer_id, clean.interval_start
 )
 
 select
