@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from datetime import date
@@ -181,3 +182,59 @@ def test_export_before_any_marts_is_a_value_error(platform):
         export_csv(platform.warehouse_url, "system", io.BytesIO(), first_month=JAN, last_month=JAN)
     with pytest.raises(ValueError, match="is before first month"):
         export_csv(platform.warehouse_url, "system", io.BytesIO(), first_month=FEB, last_month=JAN)
+
+
+FORMULAS = ['=HYPERLINK("x")', "+1", "@SUM(A1)", "-2+3"]
+
+
+def test_formula_like_names_are_text_and_negative_numbers_stay_numbers(platform):
+    """Meters named like spreadsheet formulas (OWASP's CSV injection) come out as text cells
+    with a leading ', whatever the export; numbers are never touched: a feeder's negative MW
+    stays -0.0035. Meter =HYPERLINK("x") is on feeder @SUM(A1) and reads -3.5 kW at 12:00;
+    meter +1 has no metadata, so it is its own customer; each meter misses its 06:00 reading."""
+    dropbox = platform.settings.dropbox
+    times = pd.date_range("2024-01-01", "2024-01-02", freq="15min", inclusive="left")
+    rows = []
+    for meter in FORMULAS:
+        kw = pd.Series(20.0, index=times).drop(pd.Timestamp("2024-01-01 06:00"))
+        if meter == FORMULAS[0]:
+            kw[pd.Timestamp("2024-01-01 12:00")] = -3.5
+        rows.append(
+            pd.DataFrame(
+                {
+                    "meter": meter,
+                    "timestamp": kw.index.strftime("%Y-%m-%d %H:%M"),
+                    "channel": "kW del",
+                    "value": kw.to_numpy(),
+                }
+            )
+        )
+    pd.concat(rows).to_csv(dropbox / "formulas.csv", index=False)
+    pd.DataFrame({"ID": [FORMULAS[0]], "Name": ["@SUM(A1)"], "Multiplier": [1]}).to_csv(
+        dropbox / "meter-data.csv", index=False
+    )
+    report = run_once(platform.settings)
+    assert report.ok and [r["status"] for r in report.files] == ["loaded", "loaded"]
+
+    _, _, text = export(platform, "gaps", first=JAN, last=JAN)
+    cells = list(csv.reader(io.StringIO(text)))
+    assert cells[0] == ["meter_id", "gap_start", "gap_end", "missing_intervals"]
+    assert sorted(row[0] for row in cells[1:]) == sorted("'" + m for m in FORMULAS)
+    assert {tuple(row[1:]) for row in cells[1:]} == {
+        ("2024-01-01 06:00:00+00", "2024-01-01 06:15:00+00", "1")
+    }
+    assert '"\'=HYPERLINK(""x"")"' in text  # quoted as CSV, the quotes doubled
+    _, _, text = export(platform, "gaps", FORMULAS[0], first=JAN, last=JAN)
+    assert [row[0] for row in csv.reader(io.StringIO(text))] == ["meter_id", "'" + FORMULAS[0]]
+
+    rows, feeder, text = export(platform, "feeder", "@SUM(A1)", first=JAN, last=JAN)
+    assert rows == 96  # the gap interval included, empty
+    noon = next(line for line in text.splitlines() if line.startswith("2024-01-01 12:00:00"))
+    assert noon.split(",")[1] == "-0.0035"  # MW_del: a number, as is
+    assert feeder.loc[feeder["Start Time"].str.startswith("2024-01-01 12:00"), "MW_del"].item() == (
+        -0.0035
+    )
+
+    rows, customer, _ = export(platform, "customer", "+1", first=JAN, last=JAN)
+    assert rows == 96 and customer["kW"].isna().sum() == 1
+    assert customer["kW"].sum() == pytest.approx(95 * 20.0)

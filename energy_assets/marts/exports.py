@@ -1,5 +1,6 @@
 """CSV exports of the marts in the seed toolkit's layouts (`lp/north.csv`, `lp/all.csv`,
 `_gaps.csv`), streamed by PostgreSQL's `COPY ... TO STDOUT`: rows never sit in Python memory.
+Text cells a spreadsheet would run as a formula are neutralised in the SELECT itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ _LISTED = 20  # known names shown in an error message
 
 def _utc(column: str) -> str:
     return f"""to_char({column} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"')"""
+
+
+def _text(column: str) -> str:
+    """A text column (an id, a name) as a cell no spreadsheet runs: one that starts with =, +,
+    -, @, tab or carriage return gets a leading ' (OWASP's rule against CSV injection).
+    Numbers never pass through here, so -3.5 stays a number."""
+    return (
+        f"case when left({column}, 1) in ('=', '+', '-', '@', chr(9), chr(13))"
+        f" then '''' || {column} else {column} end"
+    )
 
 
 _RANGE = "interval_start >= %(start)s and interval_start < %(end)s"
@@ -44,12 +55,12 @@ _SELECTS = {  # kind -> SELECT with bound %(name)s, %(start)s, %(end)s
         group by interval_start
         order by interval_start""",
     "gaps": f"""
-        select meter_id, {_utc("gap_start")} as gap_start, {_utc("gap_end")} as gap_end,
-            missing_intervals
+        select {_text("meter_id")} as meter_id, {_utc("gap_start")} as gap_start,
+            {_utc("gap_end")} as gap_end, missing_intervals
         from marts.fct_gaps
         where (%(name)s is null or meter_id = %(name)s)
           and gap_start < %(end)s and gap_end > %(start)s
-        order by meter_id, gap_start""",
+        order by fct_gaps.meter_id, fct_gaps.gap_start""",
 }
 _NAMES = {  # kind -> (what the name is, name required, SQL of the known names)
     "feeder": ("feeder", True, "select feeder from marts.dim_feeder"),
