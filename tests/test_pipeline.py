@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -222,3 +223,84 @@ def test_unusual_reading_warns_and_platform_defect_blocks_downstream(platform):
         platform.query("select * from marts.fct_feeder_intervals order by feeder, interval_start"),
         feeder_before,
     )
+
+
+VIEWS_LIMIT_S = 120  # far beyond a views run; reached only when a run waits on a lock
+
+
+def views_run_beside(platform, analyst):
+    """Run the views job while `analyst` (a connection) keeps its transaction open. Should
+    the run still be going after VIEWS_LIMIT_S, end the analyst's session so that it can
+    finish, and fail: the run waited on the analyst."""
+    from dagster import DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+    from energy_assets.definitions import defs
+
+    def end_analyst_session():
+        waited.set()
+        admin = psycopg2.connect(platform.warehouse_url)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("select pg_terminate_backend(%s)", (analyst.get_backend_pid(),))
+        admin.close()
+
+    waited = threading.Event()
+    watchdog = threading.Timer(VIEWS_LIMIT_S, end_analyst_session)
+    with platform_session(platform.settings):
+        watchdog.start()
+        try:
+            result = defs.resolve_job_def("unpartitioned_marts_job").execute_in_process(
+                instance=DagsterInstance.get(), raise_on_error=False
+            )
+        finally:
+            watchdog.cancel()
+    assert not waited.is_set(), f"the views run waited {VIEWS_LIMIT_S} s on an open transaction"
+    return result
+
+
+def test_views_rebuild_beside_an_analysts_open_transaction(platform):
+    """An analyst's open transaction that read marts.fct_gaps and marts.dim_meter: the views
+    run finishes with every view left as it is (the definitions have not changed), where it
+    used to wait forever to swap them. A view whose definition did change cannot be swapped
+    under the reader: the run fails after a few short lock waits, naming the view and the
+    analyst's session, whose transaction carries on; once it has ended, the view is rebuilt."""
+    write_meter_file(
+        platform.settings.dropbox,
+        "M1_2024-01.csv",
+        "2024-01-01",
+        "2024-01-03",
+        30,
+        1,
+        drop=[("2024-01-02 10:00", "2024-01-02 10:45")],
+    )
+    assert run_once(platform.settings).ok
+    readers = "select count(*) from marts.fct_gaps, marts.dim_meter"
+
+    analyst = psycopg2.connect(platform.warehouse_url)
+    with analyst.cursor() as cur:
+        cur.execute(readers)  # the transaction stays open, holding its locks
+    assert views_run_beside(platform, analyst).success
+    analyst.rollback()
+
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:  # a view built by an older version of the model
+        cur.execute("select pg_get_viewdef('marts.fct_gaps'::regclass)")
+        definition = cur.fetchone()[0].rstrip().rstrip(";")
+        cur.execute(f"create or replace view marts.fct_gaps as {definition} limit 0")
+    conn.close()
+    with analyst.cursor() as cur:
+        cur.execute(readers)
+    result = views_run_beside(platform, analyst)
+    assert not result.success
+    message = result.get_step_failure_events()[0].event_specific_data.error.message
+    assert '"marts"."fct_gaps" was not replaced' in message
+    assert f"pid {analyst.get_backend_pid()}" in message
+    with analyst.cursor() as cur:
+        cur.execute("select count(*) from marts.fct_gaps")
+        assert cur.fetchone() == (0,)  # the analyst still reads the view it began with
+    analyst.rollback()
+
+    assert views_run_beside(platform, analyst).success
+    assert platform.scalar("select missing_intervals from marts.fct_gaps") == 4
+    analyst.close()
