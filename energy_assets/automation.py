@@ -4,8 +4,6 @@ sensor that requests it for newly loaded months, and the live-forecast refresh a
 The sensors stay cheap (one indexed query or a run lookup, a diff against the cursor, return).
 """
 
-import hashlib
-
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -25,7 +23,7 @@ from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
 from energy_assets.ingest.raw_tables import loaded_months
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
-from energy_assets.marts.dbt_project import MANIFEST
+from energy_assets.marts.dbt_project import models_version
 from energy_assets.partitions import MONTH_RUN_TAG, partition_key
 from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
@@ -73,7 +71,7 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
     if months:
         # The views need building once per version of the models, after the first month run
         # (same tag, so the queue runs it after the month runs); the run key makes repeats no-ops.
-        version = hashlib.sha1(MANIFEST.read_bytes()).hexdigest()[:12]
+        version = models_version()
         requests.append(
             RunRequest(
                 job_name=unpartitioned_marts_job.name,
