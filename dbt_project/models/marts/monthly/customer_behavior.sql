@@ -8,7 +8,7 @@
 -- rebuilds on its own: for meters on UTC they are exact; for a local timezone the window that
 -- straddles a UTC month boundary appears as two parts (window_start says where each begins).
 with intervals as (
-    select * from {{ ref('int_intervals_customers') }}
+    select * from {{ ref('customer_intervals') }}
     where quality = 'ok' and demand_kw is not null
 ),
 

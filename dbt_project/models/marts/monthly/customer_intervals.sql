@@ -1,7 +1,10 @@
+{{ config(materialized='ephemeral') }}
+
 -- The run's month of demand per customer and interval (see int_meters_customers): a
 -- customer's meters are added up. An interval is 'ok' only when every meter of the customer
 -- has an 'ok' reading; the customer marts describe consumption and leave 'gap' and 'suspect'
--- ones out.
+-- ones out. An ephemeral helper of customer_behavior and customer_hourly_profile, compiled
+-- into them: it reads a mart (fct_intervals_clean), so it sits beside them, not below.
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
