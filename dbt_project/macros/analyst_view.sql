@@ -7,41 +7,41 @@
     it. Here the new definition is created beside the view and compared with it
     (pg_get_viewdef of both); an unchanged view is left alone, without a lock. A changed one is
     swapped with a short lock_timeout, retried a few times with pauses that let the readers
-    through, and else the model fails with the sessions that hold the view. -#}
+    through, and else the model fails naming the sessions that hold the view. Grants come from
+    the schema's default privileges (sql/009_roles.sql). -#}
 {% materialization analyst_view, adapter='postgres' %}
-    {%- set target_relation = this.incorporate(type='view') -%}
-    {%- set existing_relation = load_cached_relation(this) -%}
-    {%- set intermediate_relation = make_intermediate_relation(target_relation) -%}
-    {%- set backup_type = 'view' if existing_relation is none else existing_relation.type -%}
-    {%- set backup_relation = make_backup_relation(target_relation, backup_type) -%}
+    {%- set target = this.incorporate(type='view') -%}
+    {%- set existing = load_cached_relation(this) -%}
+    {%- set candidate = make_intermediate_relation(target) -%}
+    {%- set backup = make_backup_relation(target, 'view' if existing is none else existing.type) -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
-    {{ drop_relation_if_exists(load_cached_relation(intermediate_relation)) }}
-    {{ drop_relation_if_exists(load_cached_relation(backup_relation)) }}
+    {{ drop_relation_if_exists(load_cached_relation(candidate)) }}
+    {{ drop_relation_if_exists(load_cached_relation(backup)) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
     {% call statement('main') -%}
-        {{ get_create_view_as_sql(intermediate_relation, sql) }}
+        {{ get_create_view_as_sql(candidate, sql) }}
     {%- endcall %}
 
-    {% if existing_relation is none %}
-        {{ adapter.rename_relation(intermediate_relation, target_relation) }}
-    {% elif existing_relation.is_view and view_unchanged(existing_relation, intermediate_relation) %}
-        {{ log(target_relation ~ ": definition unchanged, left as it is") }}
-        {{ drop_relation_if_exists(intermediate_relation) }}
+    {% if existing is none %}
+        {{ adapter.rename_relation(candidate, target) }}
+    {% elif existing.is_view and view_unchanged(existing, candidate) %}
+        {{ log(target ~ ": definition unchanged, left as it is") }}
+        {{ drop_relation_if_exists(candidate) }}
     {% else %}
         {% call statement('swap') -%}
-            {{ rename_without_queueing(existing_relation, backup_relation) }}
+            {{ rename_without_queueing(existing, backup) }}
         {%- endcall %}
-        {% do adapter.cache_renamed(existing_relation, backup_relation) %}
-        {{ adapter.rename_relation(intermediate_relation, target_relation) }}
+        {% do adapter.cache_renamed(existing, backup) %}
+        {{ adapter.rename_relation(candidate, target) }}
     {% endif %}
 
     {{ run_hooks(post_hooks, inside_transaction=True) }}
     {{ adapter.commit() }}
-    {{ drop_relation_if_exists(backup_relation) }}
+    {{ drop_relation_if_exists(backup) }}
     {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target_relation]}) }}
+    {{ return({'relations': [target]}) }}
 {% endmaterialization %}
 
 
@@ -57,7 +57,9 @@
 
 {# Rename `relation` to `to_relation`, waiting at most `lock_timeout` for its lock per attempt,
    `attempts` times with `pause_s` between; then fail naming the sessions that hold it. #}
-{% macro rename_without_queueing(relation, to_relation, lock_timeout='2s', attempts=4, pause_s=3) -%}
+{% macro rename_without_queueing(
+    relation, to_relation, lock_timeout='2s', attempts=4, pause_s=3
+) -%}
     {%- set name = relation.include(database=False) -%}
 do $rename$
 declare
@@ -67,7 +69,7 @@ begin
     loop
         begin
             perform set_config('lock_timeout', '{{ lock_timeout }}', true);
-            alter table {{ name }} rename to {{ to_relation.include(database=False, schema=False) }};
+            alter table {{ name }} rename to {{ adapter.quote(to_relation.identifier) }};
             perform set_config('lock_timeout', '0', true);
             return;
         exception when lock_not_available then
@@ -87,8 +89,11 @@ begin
     where locks.relation = '{{ name }}'::regclass
       and locks.granted
       and locks.pid <> pg_backend_pid();
-    raise exception '{{ name | replace("'", "''") }} was not replaced: its definition changed, and open transactions read it: %. It stays as it was; end those transactions (or pg_terminate_backend(pid)) and rebuild the views again.', coalesce(holders, 'none found')
-        using errcode = 'lock_not_available';
+    raise exception using
+        errcode = 'lock_not_available',
+        message = '{{ name }} was not replaced: its definition changed, and open transactions'
+            || ' read it: ' || coalesce(holders, 'none found') || '. It stays as it was; end'
+            || ' those transactions (or pg_terminate_backend(pid)) and rebuild the views again.';
 end
 $rename$
 {%- endmacro %}

@@ -18,7 +18,8 @@
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
-        {%- set where = modules.re.sub('in_month_window\\((\\w+)\\)', in_month_window('\\1'), where) -%}
+        {%- set call = 'in_month_window\\((\\w+)\\)' -%}
+        {%- set where = modules.re.sub(call, in_month_window('\\1'), where) -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -%}
     {%- endif -%}
     {%- do return(relation) -%}

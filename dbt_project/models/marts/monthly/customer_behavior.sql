@@ -20,10 +20,17 @@ windowed as (
         greatest(w.window_start_local at time zone intervals.tz, {{ month_start() }})
             as window_start
     from intervals
-    cross join lateral (values
-        ('day', date_trunc('day', local_start)),
-        ('week', greatest(date_trunc('week', local_start), date_trunc('month', local_start))),
-        ('month', date_trunc('month', local_start))
+    cross join lateral (
+        values
+        ('day', date_trunc('day', intervals.local_start)),
+        (
+            'week',
+            greatest(
+                date_trunc('week', intervals.local_start),
+                date_trunc('month', intervals.local_start)
+            )
+        ),
+        ('month', date_trunc('month', intervals.local_start))
     ) as w (window_length, window_start_local)
 )
 
@@ -41,11 +48,10 @@ select
     (array_agg(local_hour order by demand_kw desc, local_start))[1] as peak_hour,
     -- Mean / max: exactly 1 for a flat window (the float mean of equal values can exceed
     -- them: 48 x 1.1 kW averages 1.1000000000000008), never above 1, none at zero demand.
-    case when max(demand_kw) > 0 then
-        case
-            when min(demand_kw) = max(demand_kw) then 1.0
-            else least(avg(demand_kw) / max(demand_kw), 1.0)
-        end
+    case
+        when max(demand_kw) = 0 then null
+        when min(demand_kw) = max(demand_kw) then 1.0
+        else least(avg(demand_kw) / max(demand_kw), 1.0)
     end as load_factor,
     percentile_cont(0.05) within group (order by demand_kw) as base_load_kw,
     avg(demand_kw) filter (where day_type = 'weekday') as weekday_mean_kw,

@@ -31,15 +31,17 @@ customer_intervals as (
     from clean
     inner join meters on meters.meter_id = clean.meter_id
     group by meters.customer_id, clean.interval_start
+),
+
+localised as (
+    select
+        *,
+        interval_start at time zone tz as local_start
+    from customer_intervals
 )
 
 select
-    customer_intervals.*,
-    local.local_start,
-    extract(hour from local.local_start)::int as local_hour,
-    case when extract(isodow from local.local_start) >= 6 then 'weekend' else 'weekday' end
-        as day_type
-from customer_intervals
-cross join lateral (
-    select customer_intervals.interval_start at time zone customer_intervals.tz as local_start
-) as local
+    *,
+    extract(hour from local_start)::int as local_hour,
+    case when extract(isodow from local_start) >= 6 then 'weekend' else 'weekday' end as day_type
+from localised

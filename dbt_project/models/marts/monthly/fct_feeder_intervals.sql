@@ -9,7 +9,7 @@ with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
     where {{ in_month_window('interval_start') }}
-      and feeder is not null
+        and feeder is not null
 ),
 
 summed as (

@@ -12,7 +12,7 @@ with spans as (
     select meter_id, first_interval, last_interval, interval_seconds
     from {{ ref('int_meter_spans_summarized') }}
     where first_interval < {{ month_end() }}
-      and last_interval >= {{ month_start() }}
+        and last_interval >= {{ month_start() }}
 ),
 
 grid as (
@@ -67,13 +67,15 @@ select
     -- kept as measured; see dbt_project/README.md for how each mart counts it.
     case
         when readings.meter_id is null then 'gap'
-        when least(
-            readings.kw_del,
-            readings.kva_del,
-            readings.kw_import,
-            readings.kwh_import,
-            readings.electricity_kwh
-        ) < 0 then 'suspect'
+        when
+            least(
+                readings.kw_del,
+                readings.kva_del,
+                readings.kw_import,
+                readings.kwh_import,
+                readings.electricity_kwh
+            ) < 0
+            then 'suspect'
         else 'ok'
     end as quality
 from grid
