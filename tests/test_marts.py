@@ -18,6 +18,8 @@ Calendars are UTC throughout (ENERGY_TIMEZONE unset), so local hours and days eq
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -927,3 +929,33 @@ def test_one_customer_definition(june):
         assert sorted(customers["customer_id"]) == ["B2H", "MAC000010", "MAC000011"]
     tariffs = platform.query("select tariff, customers from marts.usage_by_tariff")
     assert tariffs.values.tolist() == [["unknown", 3]]
+
+
+def test_dbt_unit_tests_pass(june):
+    """The dbt unit tests (given rows -> expected rows: the gap runs of fct_gaps, the month's
+    grid of fct_intervals_clean) pass against a built warehouse; the platform's own builds
+    leave them out (see test_dbt_args.py)."""
+    from energy_assets.commands.session import platform_session
+    from energy_assets.marts.dbt_project import DBT_EXECUTABLE
+    from energy_assets.settings import DBT_PROJECT_DIR
+
+    platform, _ = june
+    with platform_session(platform.settings), tempfile.TemporaryDirectory() as target:
+        dbt = subprocess.run(
+            [
+                DBT_EXECUTABLE,
+                "test",
+                "--select",
+                "test_type:unit",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                target,
+            ],
+            capture_output=True,
+            text=True,
+        )
+    assert dbt.returncode == 0, dbt.stdout
+    assert "PASS=2 WARN=0 ERROR=0" in dbt.stdout

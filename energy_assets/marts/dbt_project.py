@@ -169,8 +169,12 @@ def month_vars(start: str, end: str, timezone: str) -> dict[str, str]:
 
 
 def dbt_build_args(variables: dict[str, str] | None = None) -> list[str]:
-    """`dbt build` with the run's vars (sorted, so equal windows give equal command lines)."""
-    args = ["build"]
+    """`dbt build` with the run's vars (sorted, so equal windows give equal command lines).
+
+    The unit tests are left out: they test the models' code, not the month's data, so the
+    test suite runs them (tests/test_marts.py) rather than every month and views run.
+    """
+    args = ["build", "--exclude-resource-type", "unit_test"]
     if variables:
         args += ["--vars", json.dumps(variables, sort_keys=True)]
     return args
