@@ -6,7 +6,6 @@ The sensors stay cheap (one indexed query or a run lookup, a diff against the cu
 only a first start, with no cursor yet, compares every month's files with its materializations.
 """
 
-import hashlib
 import json
 import os
 import socket
@@ -37,7 +36,7 @@ from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
 from energy_assets.ingest.raw_tables import loaded_months, month_load_times
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
-from energy_assets.marts.dbt_project import MANIFEST
+from energy_assets.marts.dbt_project import models_version
 from energy_assets.partitions import MONTH_RUN_TAG, month_of_key, partition_key, run_months
 from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
@@ -188,7 +187,7 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
     if requests:
         # The views need building once per version of the models, after the first month run
         # (same tag, so the queue runs it after the month runs); the run key makes repeats no-ops.
-        version = hashlib.sha1(MANIFEST.read_bytes()).hexdigest()[:12]
+        version = models_version()
         requests.append(
             RunRequest(
                 job_name=unpartitioned_marts_job.name,

@@ -17,16 +17,19 @@ def test_month_vars_name_the_window_and_the_calendar():
     }
 
 
+BUILD = ["build", "--exclude-resource-type", "unit_test"]  # unit tests: in the test suite
+
+
 def test_build_args_pass_the_vars_as_sorted_json():
     variables = {"timezone": "UTC", "month_start": "a", "month_end": "b"}
     args = dbt_build_args(variables)
-    assert args[:2] == ["build", "--vars"]
-    assert json.loads(args[2]) == variables
+    assert args[:4] == [*BUILD, "--vars"]
+    assert json.loads(args[4]) == variables
     # The same window always gives the same command line (dbt's partial parsing keys on it).
-    assert args[2] == '{"month_end": "b", "month_start": "a", "timezone": "UTC"}'
+    assert args[4] == '{"month_end": "b", "month_start": "a", "timezone": "UTC"}'
     assert dbt_build_args({"month_end": "b", "timezone": "UTC", "month_start": "a"}) == args
 
 
 def test_build_args_without_vars_build_everything():
-    assert dbt_build_args() == ["build"]
-    assert dbt_build_args({}) == ["build"]
+    assert dbt_build_args() == BUILD
+    assert dbt_build_args({}) == BUILD

@@ -17,6 +17,9 @@ Calendars are UTC throughout (ENERGY_TIMEZONE unset), so local hours and days eq
 
 from __future__ import annotations
 
+import json
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -316,6 +319,94 @@ def write_dst(dropbox: Path) -> pd.DataFrame:
     return readings
 
 
+FLAT_KWH = 0.55  # per half hour: 1.1 kW, whose float8 mean over a day exceeds 1.1 (by 8e-16)
+SINGLE_READING = utc("2024-06-10 19:00")
+MISSING_2H = utc("2024-06-15 10:00")
+REVERSED = utc("2024-06-02 12:00")  # F2's one interval with negative kW del (a reversed CT)
+
+
+def write_june(dropbox: Path) -> pd.DataFrame:
+    """June 2024, real meters of unusual shape. LCL households (no household file, so each is
+    its own customer): MAC000010 flat at 0.55 kWh per half hour all of 3 June and with a single
+    reading on 10 June (19:00), MAC000011 at exactly zero all month; building meter B2H read
+    every 2 hours (generic long layout, electricity kWh), its 15 June 10:00 reading missing.
+    Feeder North: F1 (feeder-meter layout) and F2 (x2, generic long layout, kW and kVA del) over
+    1-3 June, F2 at -3.5 kW del at 2 June 12:00."""
+    half_hours = utc_range("2024-06-01", "2024-07-01", MINUTES_30)
+    on_10th = half_hours.strftime("%Y-%m-%d") == "2024-06-10"
+    times = half_hours[~on_10th | (half_hours == SINGLE_READING)]
+    kwh = (home_kw(times, np.random.default_rng(40)) / 2).round(3)
+    kwh[times.strftime("%Y-%m-%d") == "2024-06-03"] = FLAT_KWH
+    households = {"MAC000010": (times, kwh), "MAC000011": (half_hours, np.zeros(len(half_hours)))}
+    lcl, readings = [], []
+    for household, (stamps, values) in households.items():
+        lcl.append(
+            pd.DataFrame(
+                {
+                    "LCLid": household,
+                    "tstp": stamps.strftime("%Y-%m-%d %H:%M:%S.0000000"),
+                    "energy(kWh/hh)": [f"{v:.3f}" for v in values],
+                }
+            )
+        )
+        demand = np.asarray(values) * 3600.0 / 1800  # as the marts spread kWh over the interval
+        readings.append(readings_frame(household, stamps, MINUTES_30, demand_kw=demand))
+    pd.concat(lcl).to_csv(dropbox / "block_june.csv", index=False)
+
+    two_hours = utc_range("2024-06-01", "2024-07-01", pd.Timedelta(hours=2))
+    two_hours = two_hours[two_hours != MISSING_2H]
+    building_kwh = (50 + 10 * np.sin(two_hours.hour / 24 * 2 * np.pi)).round(2)
+    pd.DataFrame(
+        {
+            "meter": "B2H",
+            "timestamp": two_hours.strftime("%Y-%m-%d %H:%M"),
+            "channel": "electricity",
+            "unit": "kWh",
+            "value": building_kwh,
+        }
+    ).to_csv(dropbox / "building_B2H.csv", index=False)
+    readings.append(
+        readings_frame(
+            "B2H", two_hours, pd.Timedelta(hours=2), demand_kw=building_kwh * 3600.0 / 7200
+        )
+    )
+
+    none = pd.DatetimeIndex([])
+    f1 = write_feeder_meter(
+        dropbox, "F1", "2024-06-01", "2024-06-04", MINUTES_15, 41, "North", 1.0, none, none
+    )
+    quarters = utc_range("2024-06-01", "2024-06-04", MINUTES_15)
+    kw = (30 + np.random.default_rng(42).uniform(-3, 3, len(quarters))).round(3)
+    kw[quarters == REVERSED] = -3.5
+    kva = (np.abs(kw) / 0.95).round(3)
+    pd.concat(
+        pd.DataFrame(
+            {
+                "meter": "F2",
+                "timestamp": quarters.strftime("%Y-%m-%d %H:%M"),
+                "channel": channel,
+                "value": values,
+            }
+        )
+        for channel, values in (("kW del", kw), ("kVA del", kva))
+    ).to_csv(dropbox / "feeder_F2.csv", index=False)
+    f2 = readings_frame(
+        "F2",
+        quarters,
+        MINUTES_15,
+        feeder="North",
+        multiplier=2.0,
+        kw_del=kw * 2,
+        kva_del=kva * 2,
+        demand_kw=kw * 2,
+    )
+    pd.DataFrame({"ID": ["F1", "F2"], "Name": ["North", "North"], "Multiplier": [1.0, 2.0]}).to_csv(
+        dropbox / "meter-data.csv", index=False
+    )
+    readings += [f1, f2]
+    return pd.concat(readings, ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def may(pg_server, templates, tmp_path_factory):
     yield from loaded_platform(pg_server, templates, tmp_path_factory.mktemp("may"), write_may)
@@ -333,12 +424,18 @@ def october(pg_server, templates, tmp_path_factory):
     yield from loaded_platform(pg_server, templates, home, write_dst)
 
 
+@pytest.fixture(scope="module")
+def june(pg_server, templates, tmp_path_factory):
+    yield from loaded_platform(pg_server, templates, tmp_path_factory.mktemp("june"), write_june)
+
+
 # --- expectations, computed with pandas from the readings -----------------------------------
 
 
 def on_grid(readings: pd.DataFrame) -> pd.DataFrame:
     """Each meter's readings on its complete grid, first to last reading; missing intervals are
-    'gap' rows with null values; kw_net = kw_del - kw_rec (a blank kw_rec counts as 0)."""
+    'gap' rows with null values, negative delivered or imported ones 'suspect' rows that keep
+    them; kw_net = kw_del - kw_rec (a blank kw_rec counts as 0)."""
     static = ["meter_id", "interval_seconds", "feeder", "multiplier", "customer_id", "tariff"]
     parts = []
     for _, frame in readings.groupby("meter_id"):
@@ -346,7 +443,10 @@ def on_grid(readings: pd.DataFrame) -> pd.DataFrame:
         frame = frame.set_index("interval_start").sort_index()
         grid = pd.date_range(frame.index[0], frame.index[-1], freq=step, name="interval_start")
         part = frame.reindex(grid)
-        part["quality"] = np.where(part["meter_id"].notna(), "ok", "gap")
+        negative = (part[["kw_del", "kva_del", "demand_kw"]] < 0).any(axis=1)
+        part["quality"] = np.select(
+            [part["meter_id"].isna(), negative], ["gap", "suspect"], default="ok"
+        )
         part = part.assign(**frame[static].iloc[0].to_dict())
         parts.append(part.reset_index())
     clean = pd.concat(parts, ignore_index=True)
@@ -363,7 +463,7 @@ def per_period(clean: pd.DataFrame, freq: str, start_column: str) -> pd.DataFram
         delivered=clean["kw_del"] * hours,
         received=clean["kw_rec"] * hours,
         net=clean["kw_net"] * hours,
-        present=clean["quality"] == "ok",
+        present=clean["quality"] != "gap",
     )
     out = frame.groupby(["meter_id", "period"]).agg(
         energy_kwh=("energy", lambda s: s.sum(min_count=1)),
@@ -375,10 +475,14 @@ def per_period(clean: pd.DataFrame, freq: str, start_column: str) -> pd.DataFram
         present=("present", "sum"),
         interval_seconds=("interval_seconds", "min"),
     )
-    out["completeness"] = out["present"] / (
-        pd.Timedelta(freq).total_seconds() / out["interval_seconds"]
-    )
-    out = out.reset_index().rename(columns={"period": start_column})
+    # Expected: the instants of the meter's grid (anchored at its first reading) in the period.
+    out = out.reset_index()
+    anchor = out["meter_id"].map(clean.groupby("meter_id")["interval_start"].min())
+    step = pd.to_timedelta(out["interval_seconds"], unit="s")
+    start, end = out["period"], out["period"] + pd.Timedelta(freq)
+    expected = np.ceil((end - anchor) / step) - np.ceil((start - anchor) / step)
+    out["completeness"] = out["present"] / expected
+    out = out.rename(columns={"period": start_column})
     return out[["meter_id", start_column, *FIGURES]]
 
 
@@ -418,14 +522,26 @@ def expected_behavior(intervals: pd.DataFrame) -> pd.DataFrame:
                     "mean_kw": kw.mean(),
                     "total_kwh": w["energy_kwh"].sum(),
                     "peak_hour": w.loc[kw.idxmax(), "hour"],
-                    "load_factor": kw.mean() / kw.max(),
+                    "load_factor": load_factor(kw),
                     "base_load_kw": kw.quantile(0.05),
                     "weekday_mean_kw": kw[~weekend].mean(),
                     "weekend_mean_kw": kw[weekend].mean(),
-                    "night_share": w["energy_kwh"][w["hour"] < 6].sum() / w["energy_kwh"].sum(),
+                    "night_share": share(w["energy_kwh"][w["hour"] < 6], w["energy_kwh"]),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def load_factor(kw: pd.Series) -> float:
+    """Mean / max; exactly 1 for a flat window, none where the maximum is 0."""
+    if kw.max() == 0:
+        return np.nan
+    return 1.0 if kw.min() == kw.max() else kw.mean() / kw.max()
+
+
+def share(part: pd.Series, whole: pd.Series) -> float:
+    """part's sum / whole's sum; none where part is empty (unknown) or the whole is 0."""
+    return part.sum() / whole.sum() if len(part) and whole.sum() else np.nan
 
 
 def expected_hourly_profile(intervals: pd.DataFrame) -> pd.DataFrame:
@@ -683,3 +799,163 @@ def test_dst_day_with_utc_offsets_is_complete_in_utc(october):
     assert len(on_day) == 96
     assert day["completeness"] == 1.0
     assert day["energy_kwh"] == pytest.approx((on_day["demand_kw"] * 0.25).sum(), rel=1e-9)
+
+
+# --- June: real meters of unusual shape never break a month ------------------------------------
+
+DEFINITIONS = Path(__file__).parent / "data" / "definitions.json"
+
+
+def test_unusual_meters_build_every_asset_of_the_month(june):
+    """A flat day, a meter at zero all month, a single-reading day and a meter read every two
+    hours are real meters: the month run succeeds (the fixture asserts it) and every
+    month-partitioned asset has its June partition."""
+    from dagster import AssetKey, DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+
+    platform, _ = june
+    partitioned = json.loads(DEFINITIONS.read_text())["partitioned"]
+    with platform_session(platform.settings):
+        instance = DagsterInstance.get()
+        missing = [
+            key
+            for key in partitioned
+            if "2024-06" not in instance.get_materialized_partitions(AssetKey(key.split("/")))
+        ]
+    assert missing == []
+
+
+def test_flat_zero_and_single_reading_days(june):
+    """customer_behavior equals pandas for every window; the flat day's load factor is exactly
+    1 (the float mean / max is 1.0000000000000007), the single reading's day is flat too (and
+    has no night share: nothing was read at night), and a meter at zero has no load factor or
+    night share (0 / 0), with zero demand and energy."""
+    platform, readings = june
+    actual = fetch(platform, f"select {', '.join(BEHAVIOR)} from marts.customer_behavior", WINDOW)
+    assert_same(actual, expected_behavior(customer_intervals(on_grid(readings))), WINDOW)
+
+    days = actual[actual["window_length"] == "day"].set_index(["customer_id", "window_start"])
+    flat = days.loc[("MAC000010", utc("2024-06-03"))]
+    assert flat["load_factor"] == 1.0 and flat["max_kw"] == FLAT_KWH * 3600.0 / 1800
+    single = days.loc[("MAC000010", utc("2024-06-10"))]
+    kw = readings.set_index(["meter_id", "interval_start"]).loc[
+        ("MAC000010", SINGLE_READING), "demand_kw"
+    ]
+    assert (single["max_kw"], single["mean_kw"], single["base_load_kw"]) == (kw, kw, kw)
+    assert (single["load_factor"], single["peak_hour"]) == (1.0, 19)
+    assert pd.isna(single["night_share"])  # no reading at night: unknown, not 0
+    zero = actual[actual["customer_id"] == "MAC000011"]
+    assert len(zero) == 30 + 5 + 1  # days, weeks (from Monday 3 June, and 1-2 June), month
+    assert zero["load_factor"].isna().all() and zero["night_share"].isna().all()
+    assert (zero[["max_kw", "mean_kw", "total_kwh", "base_load_kw"]] == 0).all().all()
+
+
+def test_meter_read_every_two_hours(june):
+    """Completeness counts the intervals of the meter's own grid in the hour or day: an hour
+    holding one 2-hour reading is complete (1, not 2), 15 June has 11 of its 12 readings."""
+    platform, readings = june
+    clean = on_grid(readings[readings["meter_id"] == "B2H"])
+    for table, freq, start in [("hourly", "1h", "hour_start"), ("daily", "1D", "day_start")]:
+        actual = fetch(
+            platform,
+            f"select meter_id, {start}, {', '.join(FIGURES)} from marts.fct_meter_{table}"
+            " where meter_id = 'B2H'",
+            [start],
+        )
+        assert_same(actual, per_period(clean, freq, start), [start])
+        complete = actual.set_index(start)["completeness"]
+        if table == "hourly":
+            assert len(complete) == 30 * 12 and complete[MISSING_2H] == 0.0
+            assert (complete.drop(MISSING_2H) == 1.0).all()
+        else:
+            assert complete[utc("2024-06-15")] == 11 / 12
+            assert (complete.drop(utc("2024-06-15")) == 1.0).all()
+
+
+def test_negative_delivered_kw_is_suspect_and_kept(june):
+    """F2's -3.5 kW del interval: quality 'suspect', its value kept (x2: -7 kW) in the clean
+    grid, summed into the feeder's MW as measured, and still a meter reporting; the month's
+    hourly energy and completeness count it as a reading."""
+    platform, readings = june
+    columns = ["meter_id", "interval_start", "feeder", "multiplier", *VALUES, "quality"]
+    clean = fetch(
+        platform,
+        f"select {', '.join(columns)} from marts.fct_intervals_clean where feeder = 'North'",
+        ["meter_id", "interval_start"],
+    )
+    expected = on_grid(readings[readings["feeder"] == "North"])
+    assert_same(clean, expected[columns], ["meter_id", "interval_start"])
+    by_key = clean.set_index(["meter_id", "interval_start"])
+    assert by_key.loc[("F2", REVERSED), ["kw_del", "demand_kw", "quality"]].tolist() == [
+        -7.0,
+        -7.0,
+        "suspect",
+    ]
+    assert (clean["quality"] == "suspect").sum() == 1
+
+    feeder = platform.query(
+        "select mw_del, mw_net, meters_reporting, meters_expected from marts.fct_feeder_intervals"
+        " where feeder = 'North' and interval_start = %s",
+        (REVERSED,),
+    ).iloc[0]
+    f1_kw = by_key.loc[("F1", REVERSED), "kw_del"]
+    assert feeder["mw_del"] == pytest.approx((f1_kw - 7.0) / 1000, rel=1e-12)
+    assert (feeder["meters_reporting"], feeder["meters_expected"]) == (2, 2)
+    hour = platform.query(
+        "select delivered_kwh, completeness from marts.fct_meter_hourly"
+        " where meter_id = 'F2' and hour_start = %s",
+        (REVERSED,),
+    ).iloc[0]
+    f2 = by_key.loc["F2"]
+    in_hour = f2[(f2.index >= REVERSED) & (f2.index < REVERSED + pd.Timedelta(hours=1))]
+    assert hour["delivered_kwh"] == pytest.approx(in_hour["kw_del"].sum() / 4, rel=1e-12)
+    assert hour["completeness"] == 1.0
+
+
+def test_one_customer_definition(june):
+    """dim_customer holds every meter on no feeder, here each its own customer (none has a
+    customer id), and never the feeder meters F1 and F2; customer_behavior,
+    customer_hourly_profile and usage_by_tariff count exactly those customers."""
+    platform, _ = june
+    dim = platform.query("select customer_id, meters, meter_ids from marts.dim_customer")
+    assert sorted(map(tuple, dim.values.tolist())) == [
+        ("B2H", 1, ["B2H"]),
+        ("MAC000010", 1, ["MAC000010"]),
+        ("MAC000011", 1, ["MAC000011"]),
+    ]
+    for table in ("customer_behavior", "customer_hourly_profile"):
+        customers = platform.query(f"select distinct customer_id from marts.{table}")
+        assert sorted(customers["customer_id"]) == ["B2H", "MAC000010", "MAC000011"]
+    tariffs = platform.query("select tariff, customers from marts.usage_by_tariff")
+    assert tariffs.values.tolist() == [["unknown", 3]]
+
+
+def test_dbt_unit_tests_pass(june):
+    """The dbt unit tests (given rows -> expected rows: the gap runs of fct_gaps, the month's
+    grid of fct_intervals_clean) pass against a built warehouse; the platform's own builds
+    leave them out (see test_dbt_args.py)."""
+    from energy_assets.commands.session import platform_session
+    from energy_assets.marts.dbt_project import DBT_EXECUTABLE
+    from energy_assets.settings import DBT_PROJECT_DIR
+
+    platform, _ = june
+    with platform_session(platform.settings), tempfile.TemporaryDirectory() as target:
+        dbt = subprocess.run(
+            [
+                DBT_EXECUTABLE,
+                "test",
+                "--select",
+                "test_type:unit",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                target,
+            ],
+            capture_output=True,
+            text=True,
+        )
+    assert dbt.returncode == 0, dbt.stdout
+    assert "PASS=2 WARN=0 ERROR=0" in dbt.stdout

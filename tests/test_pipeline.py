@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -132,6 +133,19 @@ def test_same_file_twice_loads_once_and_broken_sequence_is_quarantined(platform)
     assert reason["sample"].startswith("2024-01-01 12:37")
 
 
+def rebuild_january(platform):
+    """Run the month job for 2024-01 as the sensor would; the result, failures included."""
+    from dagster import DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+    from energy_assets.definitions import defs
+
+    with platform_session(platform.settings):
+        return defs.resolve_job_def("monthly_marts_job").execute_in_process(
+            partition_key="2024-01", instance=DagsterInstance.get(), raise_on_error=False
+        )
+
+
 def test_rematerializing_a_month_leaves_other_months_alone(platform):
     three_meters_two_feeders(platform.settings.dropbox)
     assert run_once(platform.settings).ok
@@ -141,16 +155,7 @@ def test_rematerializing_a_month_leaves_other_months_alone(platform):
         return {t: platform.query(f"select * from marts.{t} order by 1, 2") for t in tables}
 
     before = snapshot()
-    from dagster import DagsterInstance
-
-    from energy_assets.commands.session import platform_session
-    from energy_assets.definitions import defs
-
-    with platform_session(platform.settings):
-        result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-01", instance=DagsterInstance.get()
-        )
-    assert result.success
+    assert rebuild_january(platform).success
     after = snapshot()
     for table in tables:
         pd.testing.assert_frame_equal(after[table], before[table])
@@ -175,32 +180,42 @@ def test_meter_without_metadata_joins_its_feeder_when_metadata_arrives(platform)
     assert feeder["mw_del"].sum() == pytest.approx(raw_kw * 120 / 1000)
 
 
-def test_failing_dbt_test_is_a_failed_asset_check_that_blocks_downstream(platform):
+def test_unusual_reading_warns_and_platform_defect_blocks_downstream(platform):
+    """A negative delivered kW (a reversed CT) is a real reading: its check warns and the month
+    builds. A power factor of 5, which ingest refuses, is a platform defect: its check fails
+    the month and the models below it keep their previous rows."""
     three_meters_two_feeders(platform.settings.dropbox)
     assert run_once(platform.settings).ok
-    feeder_before = platform.query(
-        "select * from marts.fct_feeder_intervals order by feeder, interval_start"
-    )
     conn = psycopg2.connect(platform.warehouse_url)
-    with conn, conn.cursor() as cur:  # a corrupt raw row: negative delivered kW
+    with conn, conn.cursor() as cur:
         cur.execute(
             "update raw.readings set value = -5 where meter_id = 'M2' and channel = 'kw_del'"
             " and interval_start = '2024-01-05 12:00+00'"
         )
     conn.close()
+    result = rebuild_january(platform)
+    assert result.success
+    warned = {
+        e.check_name: (e.passed, e.severity.value) for e in result.get_asset_check_evaluations()
+    }
+    assert warned["accepted_range_fct_intervals_clean_kw_del__0"] == (False, "WARN")
+    feeder_before = platform.query(
+        "select * from marts.fct_feeder_intervals order by feeder, interval_start"
+    )
 
-    from dagster import DagsterInstance
-
-    from energy_assets.commands.session import platform_session
-    from energy_assets.definitions import defs
-
-    with platform_session(platform.settings):
-        result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-            partition_key="2024-01", instance=DagsterInstance.get(), raise_on_error=False
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:  # a corrupt raw row: a power factor ingest refuses
+        cur.execute(
+            "insert into raw.readings (meter_id, interval_start, interval_seconds, channel,"
+            " value, file_id) select meter_id, interval_start, interval_seconds,"
+            " 'power_factor', 5, file_id from raw.readings where meter_id = 'M2'"
+            " and channel = 'kw_del' and interval_start = '2024-01-05 12:00+00'"
         )
+    conn.close()
+    result = rebuild_january(platform)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["accepted_range_fct_intervals_clean_kw_del__0"] is False
+    assert checks["accepted_range_fct_intervals_clean_power_factor__1___1"] is False
     built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "marts/fct_intervals_clean" in built
     assert "marts/fct_feeder_intervals" not in built  # blocked by the failed check
@@ -208,3 +223,106 @@ def test_failing_dbt_test_is_a_failed_asset_check_that_blocks_downstream(platfor
         platform.query("select * from marts.fct_feeder_intervals order by feeder, interval_start"),
         feeder_before,
     )
+
+
+VIEWS_LIMIT_S = 120  # far beyond a views run; reached only when a run waits on a lock
+
+
+def views_run_beside(platform, analyst):
+    """Run the views job while `analyst` (a connection) keeps its transaction open. Should
+    the run still be going after VIEWS_LIMIT_S, end the analyst's session so that it can
+    finish, and fail: the run waited on the analyst."""
+    from dagster import DagsterInstance
+
+    from energy_assets.commands.session import platform_session
+    from energy_assets.definitions import defs
+
+    def end_analyst_session():
+        waited.set()
+        admin = psycopg2.connect(platform.warehouse_url)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("select pg_terminate_backend(%s)", (analyst.get_backend_pid(),))
+        admin.close()
+
+    waited = threading.Event()
+    watchdog = threading.Timer(VIEWS_LIMIT_S, end_analyst_session)
+    with platform_session(platform.settings):
+        watchdog.start()
+        try:
+            result = defs.resolve_job_def("unpartitioned_marts_job").execute_in_process(
+                instance=DagsterInstance.get(), raise_on_error=False
+            )
+        finally:
+            watchdog.cancel()
+    assert not waited.is_set(), f"the views run waited {VIEWS_LIMIT_S} s on an open transaction"
+    return result
+
+
+def test_views_rebuild_beside_an_analysts_open_transaction(platform):
+    """An analyst's open transaction that read marts.fct_gaps and marts.dim_meter: the views
+    run finishes with every view left as it is (the definitions have not changed), where it
+    used to wait forever to swap them. A view whose definition did change cannot be swapped
+    under the reader: the run fails after a few short lock waits, naming the view and the
+    analyst's session, whose transaction carries on; once it has ended, the view is rebuilt."""
+    write_meter_file(
+        platform.settings.dropbox,
+        "M1_2024-01.csv",
+        "2024-01-01",
+        "2024-01-03",
+        30,
+        1,
+        drop=[("2024-01-02 10:00", "2024-01-02 10:45")],
+    )
+    assert run_once(platform.settings).ok
+    readers = "select count(*) from marts.fct_gaps, marts.dim_meter"
+
+    analyst = psycopg2.connect(platform.warehouse_url)
+    with analyst.cursor() as cur:
+        cur.execute(readers)  # the transaction stays open, holding its locks
+    assert views_run_beside(platform, analyst).success
+    analyst.rollback()
+
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:  # a view built by an older version of the model
+        cur.execute("select pg_get_viewdef('marts.fct_gaps'::regclass)")
+        definition = cur.fetchone()[0].rstrip().rstrip(";")
+        cur.execute(f"create or replace view marts.fct_gaps as {definition} limit 0")
+    conn.close()
+    with analyst.cursor() as cur:
+        cur.execute(readers)
+    result = views_run_beside(platform, analyst)
+    assert not result.success
+    message = result.get_step_failure_events()[0].event_specific_data.error.message
+    assert '"marts"."fct_gaps" was not replaced' in message
+    assert f"pid {analyst.get_backend_pid()}" in message
+    with analyst.cursor() as cur:
+        cur.execute("select count(*) from marts.fct_gaps")
+        assert cur.fetchone() == (0,)  # the analyst still reads the view it began with
+    analyst.rollback()
+
+    assert views_run_beside(platform, analyst).success
+    assert platform.scalar("select missing_intervals from marts.fct_gaps") == 4
+    analyst.close()
+
+
+def test_views_of_older_models_are_rebuilt_before_the_month_runs(platform):
+    """After an upgrade the views still hold the older models' definitions until the views
+    run, which follows the month runs; yet a month's relationships tests read dim_customer.
+    Here dim_customer is as it was (customers from metadata only, so H1, a meter without
+    metadata and its own customer, is missing) and the schema records other models: the start
+    rebuilds the views first, and the first month run passes."""
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "create or replace view marts.dim_customer as select customer_id,"
+            " count(*) as meters, array_agg(meter_id order by meter_id) as meter_ids,"
+            " min(tariff) as tariff, jsonb_object_agg(meter_id, attributes) as attributes_by_meter"
+            " from raw.meters where customer_id is not null group by customer_id"
+        )
+        cur.execute("comment on schema marts is 'views built from models 000000000000'")
+    conn.close()
+    write_meter_file(platform.settings.dropbox, "H1_2024-01.csv", "2024-01-01", "2024-01-02", 5, 1)
+    report = run_once(platform.settings)
+    assert report.steps[1:] == [("marts 2024-01..2024-01", True), ("views", True)]
+    assert platform.scalar("select meter_ids from marts.dim_customer") == ["H1"]

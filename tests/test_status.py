@@ -70,10 +70,15 @@ def test_status_reports_latest_months_backlog_and_a_failing_check(platform, caps
     report = capsys.readouterr().out
     assert "dropbox backlog: 1 file(s)\n  M2_2024-03.csv" in report
 
-    # A negative multiplier makes February's delivered kW negative: dbt's range test fails.
+    # A power factor of 5 (one ingest refuses) in February's raw rows: dbt's range test fails.
     conn = psycopg2.connect(platform.warehouse_url)
     with conn, conn.cursor() as cur:
-        cur.execute("update raw.meters set multiplier = -1 where meter_id = 'M1'")
+        cur.execute(
+            "insert into raw.readings (meter_id, interval_start, interval_seconds, channel,"
+            " value, file_id) select meter_id, interval_start, interval_seconds,"
+            " 'power_factor', 5, file_id from raw.readings where meter_id = 'M1'"
+            " and channel = 'kw_del' and interval_start = '2024-02-01 12:00+00'"
+        )
     conn.close()
     with platform_session(platform.settings), DagsterInstance.get() as instance:
         result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
@@ -86,7 +91,7 @@ def test_status_reports_latest_months_backlog_and_a_failing_check(platform, caps
     report = status.stdout
     failed = [line for line in report.splitlines() if line.startswith("  FAILED")]
     assert len(failed) == 1, report
-    assert "marts/fct_intervals_clean" in failed[0] and "kw_del" in failed[0]
+    assert "marts/fct_intervals_clean" in failed[0] and "power_factor" in failed[0]
     assert "monthly_marts_job [2024-02-01]" in report or "monthly_marts_job [2024-02]" in report
     assert latest_by_asset(report)["raw/readings"] == "2024-02"
     assert report.rstrip().endswith("FAILING")

@@ -55,7 +55,9 @@ select date_trunc('hour', observed_at) as hour, variable, avg(value) as value
 from raw.weather where observed_at >= %(start)s and observed_at < %(end)s
 group by 1, 2
 """
-LATEST = "select max(interval_start) as latest from marts.fct_intervals_clean where quality = 'ok'"
+LATEST = (
+    "select max(interval_start) as latest from marts.fct_intervals_clean where quality <> 'gap'"
+)
 
 
 def read_series(

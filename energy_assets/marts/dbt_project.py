@@ -8,17 +8,25 @@ starts the platform, by the test session and by the Docker build, never by an im
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from psycopg2 import sql
 
 from energy_assets.settings import DBT_PROJECT_DIR
 from energy_assets.warehouse.database import RELATIONS_LOCK, connect
 
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+VIEWS_SCHEMA = "marts"
+VIEWS_BUILT = "views built from models "  # + models_version(): the marts schema's comment
+
+log = logging.getLogger(__name__)
 
 
 def _newest_source_mtime() -> float:
@@ -68,43 +76,90 @@ def relations(monthly: bool) -> list[tuple[str, str]]:
     ]
 
 
+def models_version() -> str:
+    """A short hash of the parsed project: it changes whenever a model, macro or test does."""
+    return hashlib.sha1(MANIFEST.read_bytes()).hexdigest()[:12]
+
+
 def ensure_relations(warehouse_url: str) -> None:
-    """Create any missing mart tables (empty) and views before runs may go in parallel.
+    """Create any missing mart tables (empty) and views before runs may go in parallel, and
+    rebuild the views when they were built from other models than these.
 
     Two runs that both find a table or view missing would both try to create it (see
     dagster#18733); creating them here, one process at a time, leaves runs only the
-    delete + insert of their month, which a per-model lock serialises.
+    delete + insert of their month, which a per-model lock serialises. The month runs' tests
+    read the views (relationships to dim_meter and dim_customer), which the views job only
+    rebuilds after them: after an upgrade they would meet the older definitions. The schema's
+    comment records the models the views were built from; rebuilding unchanged views costs a
+    dbt run and no lock (macros/analyst_view.sql).
     """
     conn = connect(warehouse_url)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", (RELATIONS_LOCK,))
-            for monthly, extra in ((True, ["--empty"]), (False, [])):
-                names = [f"{schema}.{name}" for schema, name in relations(monthly)]
-                cur.execute("select count(to_regclass(n)) from unnest(%s::text[]) n", (names,))
-                if cur.fetchone()[0] < len(names):
-                    # Its own target folder: the shared manifest must not be rewritten under
-                    # processes reading it.
-                    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
-                        subprocess.run(
-                            [
-                                DBT_EXECUTABLE,
-                                "run",
-                                "--quiet",
-                                "--project-dir",
-                                str(DBT_PROJECT_DIR),
-                                "--profiles-dir",
-                                str(DBT_PROJECT_DIR),
-                                "--target-path",
-                                target,
-                                "--select" if monthly else "--exclude",
-                                "tag:monthly",
-                                *extra,
-                            ],
-                            check=True,
-                        )
+            if _missing(cur, monthly=True):
+                _dbt_run(monthly=True)
+            if _missing(cur, monthly=False):
+                _dbt_run(monthly=False)
+                _record_views_version(cur)
+            elif _views_version(cur) != models_version():
+                try:
+                    _dbt_run(monthly=False)
+                except subprocess.CalledProcessError:
+                    log.warning(
+                        "the mart views were built from other models and could not all be"
+                        " rebuilt now (dbt's message above says why); the views run retries"
+                    )
+                else:
+                    _record_views_version(cur)
     finally:
         conn.close()
+
+
+def _missing(cur, monthly: bool) -> bool:
+    names = [f"{schema}.{name}" for schema, name in relations(monthly)]
+    cur.execute("select count(to_regclass(n)) from unnest(%s::text[]) n", (names,))
+    return cur.fetchone()[0] < len(names)
+
+
+def _record_views_version(cur) -> None:
+    cur.execute(
+        sql.SQL("comment on schema {} is {}").format(
+            sql.Identifier(VIEWS_SCHEMA), sql.Literal(VIEWS_BUILT + models_version())
+        )
+    )
+
+
+def _views_version(cur) -> str | None:
+    cur.execute("select obj_description(to_regnamespace(%s), 'pg_namespace')", (VIEWS_SCHEMA,))
+    comment = cur.fetchone()[0] or ""
+    return comment.removeprefix(VIEWS_BUILT) if comment.startswith(VIEWS_BUILT) else None
+
+
+def _dbt_run(monthly: bool) -> None:
+    """`dbt run` of the month-partitioned models (empty) or of the views."""
+    # Its own target folder: the shared manifest must not be rewritten under processes
+    # reading it.
+    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+        subprocess.run(
+            [
+                DBT_EXECUTABLE,
+                "run",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                target,
+                *(
+                    ["--select", "tag:monthly", "--empty"]
+                    if monthly
+                    else ["--exclude", "tag:monthly"]
+                ),
+            ],
+            check=True,
+        )
 
 
 def month_vars(start: str, end: str, timezone: str) -> dict[str, str]:
@@ -114,8 +169,12 @@ def month_vars(start: str, end: str, timezone: str) -> dict[str, str]:
 
 
 def dbt_build_args(variables: dict[str, str] | None = None) -> list[str]:
-    """`dbt build` with the run's vars (sorted, so equal windows give equal command lines)."""
-    args = ["build"]
+    """`dbt build` with the run's vars (sorted, so equal windows give equal command lines).
+
+    The unit tests are left out: they test the models' code, not the month's data, so the
+    test suite runs them (tests/test_marts.py) rather than every month and views run.
+    """
+    args = ["build", "--exclude-resource-type", "unit_test"]
     if variables:
         args += ["--vars", json.dumps(variables, sort_keys=True)]
     return args

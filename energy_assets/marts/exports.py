@@ -1,5 +1,6 @@
 """CSV exports of the marts in the seed toolkit's layouts (`lp/north.csv`, `lp/all.csv`,
 `_gaps.csv`), streamed by PostgreSQL's `COPY ... TO STDOUT`: rows never sit in Python memory.
+Text cells a spreadsheet would run as a formula are neutralised in the SELECT itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ _LISTED = 20  # known names shown in an error message
 
 def _utc(column: str) -> str:
     return f"""to_char({column} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"')"""
+
+
+def _text(column: str) -> str:
+    """A text column (an id, a name) as a cell no spreadsheet runs: one that starts with =, +,
+    -, @, tab or carriage return gets a leading ' (OWASP's rule against CSV injection).
+    Numbers never pass through here, so -3.5 stays a number."""
+    return (
+        f"case when left({column}, 1) in ('=', '+', '-', '@', chr(9), chr(13))"
+        f" then '''' || {column} else {column} end"
+    )
 
 
 _RANGE = "interval_start >= %(start)s and interval_start < %(end)s"
@@ -39,26 +50,21 @@ _SELECTS = {  # kind -> SELECT with bound %(name)s, %(start)s, %(end)s
         select {_utc("interval_start")} as "Start Time", sum(demand_kw) as "kW"
         from marts.fct_intervals_clean
         where meter_id in (
-                select meter_id from marts.dim_meter
-                where coalesce(customer_id, meter_id) = %(name)s
+                select unnest(meter_ids) from marts.dim_customer where customer_id = %(name)s
             ) and {_RANGE}
         group by interval_start
         order by interval_start""",
     "gaps": f"""
-        select meter_id, {_utc("gap_start")} as gap_start, {_utc("gap_end")} as gap_end,
-            missing_intervals
+        select {_text("meter_id")} as meter_id, {_utc("gap_start")} as gap_start,
+            {_utc("gap_end")} as gap_end, missing_intervals
         from marts.fct_gaps
         where (%(name)s is null or meter_id = %(name)s)
           and gap_start < %(end)s and gap_end > %(start)s
-        order by meter_id, gap_start""",
+        order by fct_gaps.meter_id, fct_gaps.gap_start""",
 }
 _NAMES = {  # kind -> (what the name is, name required, SQL of the known names)
     "feeder": ("feeder", True, "select feeder from marts.dim_feeder"),
-    "customer": (
-        "customer",
-        True,
-        "select distinct coalesce(customer_id, meter_id) from marts.dim_meter",
-    ),
+    "customer": ("customer", True, "select customer_id from marts.dim_customer"),
     "gaps": ("meter", False, "select meter_id from marts.dim_meter"),
 }
 
@@ -75,9 +81,9 @@ def export_csv(
     """Write the `kind` export (one of `EXPORTS`) for the months `first_month`..`last_month`
     (UTC, both included) as CSV with a header to `out`; return the rows written.
 
-    `name` is the feeder (case-insensitive), the customer id (a meter without a customer is its
-    own customer) or, for `gaps`, an optional meter id. Raises `ValueError` for an unknown kind
-    or name, naming the known ones.
+    `name` is the feeder (case-insensitive), the customer id (of `marts.dim_customer`: a meter
+    on no feeder without a customer is its own customer) or, for `gaps`, an optional meter id.
+    Raises `ValueError` for an unknown kind or name, naming the known ones.
     """
     if kind not in _SELECTS:
         raise ValueError(f"unknown export {kind!r}; known exports: {', '.join(EXPORTS)}")

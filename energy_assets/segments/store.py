@@ -13,15 +13,16 @@ from energy_assets.segments.segmentation import Segmentation
 from energy_assets.warehouse.database import read_frame
 
 CUSTOMER_INTERVALS = """
-select coalesce(m.customer_id, c.meter_id) as customer_id, c.interval_start, c.demand_kw as kw
+select customers.customer_id, c.interval_start, c.demand_kw as kw
 from marts.fct_intervals_clean c
-left join raw.meters m on m.meter_id = c.meter_id
-where c.feeder is null and c.interval_start >= %s and c.interval_start < %s
+join (select customer_id, unnest(meter_ids) as meter_id from marts.dim_customer) customers
+    on customers.meter_id = c.meter_id
+where c.interval_start >= %s and c.interval_start < %s
 """
 
 
 def customer_intervals(conn: connection, month: date, following: date) -> pd.DataFrame:
-    """Demand of the customer meters (those on no feeder) per customer and interval."""
+    """Demand of the customer meters per customer (`marts.dim_customer`) and interval."""
     intervals = read_frame(conn, CUSTOMER_INTERVALS, (month, following))
     intervals["interval_start"] = pd.to_datetime(intervals["interval_start"], utc=True)
     intervals["kw"] = intervals["kw"].astype("float64")

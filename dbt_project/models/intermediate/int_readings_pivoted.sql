@@ -3,8 +3,7 @@
 with window_readings as (
     select meter_id, interval_start, channel, value, file_id
     from {{ ref('stg_readings') }}
-    where interval_start >= {{ month_start() }}
-      and interval_start < {{ month_end() }}
+    where {{ in_month_window('interval_start') }}
 ),
 
 latest_readings as (

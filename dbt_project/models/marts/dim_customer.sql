@@ -5,6 +5,5 @@ select
     array_agg(meter_id order by meter_id) as meter_ids,
     min(tariff) as tariff,
     jsonb_object_agg(meter_id, attributes) as attributes_by_meter
-from {{ ref('stg_meters') }}
-where customer_id is not null
+from {{ ref('int_meters_customers') }}
 group by customer_id

@@ -5,9 +5,10 @@ with gap_rows as (
         meter_id,
         interval_start,
         interval_end,
-        interval_start
-            - row_number() over (partition by meter_id order by interval_start)
-            * interval_seconds * interval '1 second' as run_anchor
+        interval_start - (
+            row_number() over (partition by meter_id order by interval_start)
+            * interval_seconds * interval '1 second'
+        ) as run_anchor
     from {{ ref('fct_intervals_clean') }}
     where quality = 'gap'
 )

@@ -8,7 +8,7 @@
 -- rebuilds on its own: for meters on UTC they are exact; for a local timezone the window that
 -- straddles a UTC month boundary appears as two parts (window_start says where each begins).
 with intervals as (
-    select * from {{ ref('int_intervals_customers') }}
+    select * from {{ ref('customer_intervals') }}
     where quality = 'ok' and demand_kw is not null
 ),
 
@@ -20,10 +20,17 @@ windowed as (
         greatest(w.window_start_local at time zone intervals.tz, {{ month_start() }})
             as window_start
     from intervals
-    cross join lateral (values
-        ('day', date_trunc('day', local_start)),
-        ('week', greatest(date_trunc('week', local_start), date_trunc('month', local_start))),
-        ('month', date_trunc('month', local_start))
+    cross join lateral (
+        values
+        ('day', date_trunc('day', intervals.local_start)),
+        (
+            'week',
+            greatest(
+                date_trunc('week', intervals.local_start),
+                date_trunc('month', intervals.local_start)
+            )
+        ),
+        ('month', date_trunc('month', intervals.local_start))
     ) as w (window_length, window_start_local)
 )
 
@@ -39,10 +46,17 @@ select
     avg(demand_kw) as mean_kw,
     sum(energy_kwh) as total_kwh,
     (array_agg(local_hour order by demand_kw desc, local_start))[1] as peak_hour,
-    avg(demand_kw) / nullif(max(demand_kw), 0) as load_factor,
+    -- Mean / max: exactly 1 for a flat window (the float mean of equal values can exceed
+    -- them: 48 x 1.1 kW averages 1.1000000000000008), never above 1, none at zero demand.
+    case
+        when max(demand_kw) = 0 then null
+        when min(demand_kw) = max(demand_kw) then 1.0
+        else least(avg(demand_kw) / max(demand_kw), 1.0)
+    end as load_factor,
     percentile_cont(0.05) within group (order by demand_kw) as base_load_kw,
     avg(demand_kw) filter (where day_type = 'weekday') as weekday_mean_kw,
     avg(demand_kw) filter (where day_type = 'weekend') as weekend_mean_kw,
+    -- A part of a sum of non-negative terms over the whole sum: within [0, 1] as computed.
     sum(energy_kwh) filter (where local_hour < 6) / nullif(sum(energy_kwh), 0) as night_share
 from windowed
 group by customer_id, window_length, window_start

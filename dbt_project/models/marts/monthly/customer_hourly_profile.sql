@@ -11,6 +11,6 @@ select
     local_hour as hour,
     avg(demand_kw) as mean_kw,
     count(*) as intervals
-from {{ ref('int_intervals_customers') }}
+from {{ ref('customer_intervals') }}
 where quality = 'ok' and demand_kw is not null
 group by customer_id, date_trunc('month', interval_start, 'UTC'), day_type, local_hour

@@ -4,12 +4,12 @@
 ) }}
 
 -- Feeder load per interval in MW / MVA; meters without metadata have no feeder and stay out.
+-- Suspect intervals count as measured: a reversed CT's negative kW is in the sums.
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
-    where interval_start >= {{ month_start() }}
-      and interval_start < {{ month_end() }}
-      and feeder is not null
+    where {{ in_month_window('interval_start') }}
+        and feeder is not null
 ),
 
 summed as (
@@ -20,7 +20,7 @@ summed as (
         sum(kw_rec) / 1000 as mw_rec,
         sum(kva_del) / 1000 as mva_del,
         sum(kva_rec) / 1000 as mva_rec,
-        count(*) filter (where quality = 'ok') as meters_reporting,
+        count(*) filter (where quality <> 'gap') as meters_reporting,
         count(*) as meters_expected
     from clean
     group by feeder, interval_start

@@ -12,7 +12,7 @@ with spans as (
     select meter_id, first_interval, last_interval, interval_seconds
     from {{ ref('int_meter_spans_summarized') }}
     where first_interval < {{ month_end() }}
-      and last_interval >= {{ month_start() }}
+        and last_interval >= {{ month_start() }}
 ),
 
 grid as (
@@ -63,7 +63,21 @@ select
     -- Bi-directional meters keep both directions; net is derived, never stored instead.
     (readings.kw_del - coalesce(readings.kw_rec, 0)) * coalesce(meters.multiplier, 1) as kw_net,
     readings.power_factor,
-    case when readings.meter_id is null then 'gap' else 'ok' end as quality
+    -- 'suspect': a delivered or imported value below zero (a reversed CT, a sign convention),
+    -- kept as measured; see dbt_project/README.md for how each mart counts it.
+    case
+        when readings.meter_id is null then 'gap'
+        when
+            least(
+                readings.kw_del,
+                readings.kva_del,
+                readings.kw_import,
+                readings.kwh_import,
+                readings.electricity_kwh
+            ) < 0
+            then 'suspect'
+        else 'ok'
+    end as quality
 from grid
 left join readings
     on readings.meter_id = grid.meter_id

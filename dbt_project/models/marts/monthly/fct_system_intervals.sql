@@ -7,8 +7,7 @@
 with feeders as (
     select *
     from {{ ref('fct_feeder_intervals') }}
-    where interval_start >= {{ month_start() }}
-      and interval_start < {{ month_end() }}
+    where {{ in_month_window('interval_start') }}
 ),
 
 summed as (
