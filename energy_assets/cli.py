@@ -291,25 +291,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_docs(args: argparse.Namespace) -> int:
     """Generate the dbt documentation site for the marts into `$ENERGY_HOME/dbt-docs`."""
     from energy_assets.commands.session import platform_session
-    from energy_assets.marts.dbt_project import DBT_EXECUTABLE
-    from energy_assets.settings import DBT_PROJECT_DIR
+    from energy_assets.marts.dbt_project import dbt_command
 
     settings = Settings.from_env()
     target = settings.home / "dbt-docs"
     with platform_session(settings, create=False):
         result = subprocess.run(
-            [
-                DBT_EXECUTABLE,
-                "docs",
-                "generate",
-                "--quiet",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target-path",
-                str(target),
-            ],
+            dbt_command("docs", "generate", "--quiet", target=target),
             check=False,
         )
     if result.returncode == 0:

@@ -936,24 +936,12 @@ def test_dbt_unit_tests_pass(june):
     grid of fct_intervals_clean) pass against a built warehouse; the platform's own builds
     leave them out (see test_dbt_args.py)."""
     from energy_assets.commands.session import platform_session
-    from energy_assets.marts.dbt_project import DBT_EXECUTABLE
-    from energy_assets.settings import DBT_PROJECT_DIR
+    from energy_assets.marts.dbt_project import dbt_command
 
     platform, _ = june
     with platform_session(platform.settings), tempfile.TemporaryDirectory() as target:
         dbt = subprocess.run(
-            [
-                DBT_EXECUTABLE,
-                "test",
-                "--select",
-                "test_type:unit",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target-path",
-                target,
-            ],
+            dbt_command("test", "--select", "test_type:unit", target=target),
             capture_output=True,
             text=True,
         )

@@ -23,6 +23,16 @@ from energy_assets.warehouse.database import RELATIONS_LOCK, connect
 
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+def dbt_command(*args: str, target: str | Path | None = None) -> list[str]:
+    """A dbt command line on the platform's project and profile; `target` gives it a target
+    folder of its own, so the shared manifest is never rewritten under processes reading it."""
+    where = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    own = ["--target-path", str(target)] if target is not None else []
+    return [DBT_EXECUTABLE, *args, *where, *own]
+
+
 VIEWS_SCHEMA = "marts"
 VIEWS_BUILT = "views built from models "  # + models_version(): the marts schema's comment
 
@@ -50,15 +60,7 @@ def ensure_manifest() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one parser at a time; the others reuse its manifest
         if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime():
             subprocess.run(
-                [
-                    DBT_EXECUTABLE,
-                    "parse",
-                    "--quiet",
-                    "--project-dir",
-                    str(DBT_PROJECT_DIR),
-                    "--profiles-dir",
-                    str(DBT_PROJECT_DIR),
-                ],
+                dbt_command("parse", "--quiet"),
                 check=True,
             )
     return manifest
@@ -138,26 +140,10 @@ def _views_version(cur) -> str | None:
 
 def _dbt_run(monthly: bool) -> None:
     """`dbt run` of the month-partitioned models (empty) or of the views."""
-    # Its own target folder: the shared manifest must not be rewritten under processes
-    # reading it.
+    selection = ["--select", "tag:monthly", "--empty"] if monthly else ["--exclude", "tag:monthly"]
     with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
         subprocess.run(
-            [
-                DBT_EXECUTABLE,
-                "run",
-                "--quiet",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target-path",
-                target,
-                *(
-                    ["--select", "tag:monthly", "--empty"]
-                    if monthly
-                    else ["--exclude", "tag:monthly"]
-                ),
-            ],
+            dbt_command("run", "--quiet", *selection, target=target),
             check=True,
         )
 
