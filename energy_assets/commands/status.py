@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import psutil
 from dagster import (
     AssetCheckKey,
     AssetKey,
@@ -29,6 +28,7 @@ from psycopg2.extensions import connection
 
 from energy_assets.automation import RUN_HOST_TAG, WAITING, months_to_build, this_host
 from energy_assets.ingest.dropbox import RETRY_AFTER_SECONDS, waiting_files
+from energy_assets.launcher import process_alive
 from energy_assets.months import month_ranges
 from energy_assets.partitions import partition_key, run_months
 
@@ -279,16 +279,6 @@ def presumed_dead(pid: int | None, alive: bool | None, silent_for: float) -> str
     if alive is None and silent_for > SILENT_RUN_SECONDS:
         return f"nothing heard of it for {duration(silent_for)}"
     return None
-
-
-def process_alive(pid: int, started: float) -> bool:
-    """Whether process `pid` runs and is the one that started at `started` (not a pid reused by
-    a later process)."""
-    try:
-        process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= started + 1
-    except psutil.NoSuchProcess:
-        return False
 
 
 def asset_name(key: AssetKey) -> str:
