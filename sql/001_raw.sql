@@ -1,4 +1,5 @@
--- Raw layer, owned by the Python ingest. Applied at every start; every statement is idempotent.
+-- Raw layer, owned by the Python ingest. Applied at the first start after a file here changed
+-- (the raw schema's comment records which files were applied); every statement is idempotent.
 create schema if not exists raw;
 
 -- One row per file ever seen in the dropbox.

@@ -1,6 +1,7 @@
--- Roles for the people and tools around the platform. Applied at every start, like every file
--- here: each statement is idempotent. Roles belong to the whole server, so several warehouses on
--- one server may run this at the same moment; creating a role tolerates losing that race.
+-- Roles for the people and tools around the platform. Applied, like every file here, at the
+-- first start after one of them changed: each statement is idempotent. Roles belong to the
+-- whole server, so several warehouses on one server may run this at the same moment; creating
+-- a role tolerates losing that race.
 --
 --   energy_analyst  LOGIN, read-only: marts and ml (tables and views created later included),
 --                   plus raw.files. No password is set here: the embedded server trusts

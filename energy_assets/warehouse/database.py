@@ -7,6 +7,7 @@ computation after a read holds no lock that would block a rebuild.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Mapping, Sequence
 
@@ -34,16 +35,59 @@ def connect(url: str) -> connection:
     return psycopg2.connect(url, application_name="energy_assets")
 
 
+SCHEMA_APPLIED = "applied from sql files "  # + their digest: the raw schema's comment
+SCHEMA_LOCK_TIMEOUT = "30s"
+"""How long an upgrade of the schema waits for a lock before it fails, naming who holds it."""
+
+
+class SchemaLocked(RuntimeError):
+    """The platform's DDL changed, and other sessions hold the tables it has to alter."""
+
+
 def apply_schema(url: str) -> None:
-    """Run every `sql/*.sql` file in name order; each is idempotent."""
+    """Run every `sql/*.sql` file in name order (each is idempotent) when they changed since
+    they were last applied here.
+
+    Unchanged files are not run again: `alter table ... add column if not exists` takes an
+    exclusive lock even when the column exists, and would wait behind any analyst's open
+    transaction on the raw tables, forever, at every start. Changed files wait at most
+    SCHEMA_LOCK_TIMEOUT, then fail naming the sessions in the way.
+    """
+    files = sorted(SQL_DIR.glob("*.sql"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            for path in sorted(SQL_DIR.glob("*.sql")):
+            cur.execute("select obj_description(to_regnamespace('raw'), 'pg_namespace')")
+            if cur.fetchone()[0] == SCHEMA_APPLIED + digest:
+                return
+            cur.execute("select set_config('lock_timeout', %s, true)", (SCHEMA_LOCK_TIMEOUT,))
+            for path in files:
                 cur.execute(path.read_text(encoding="utf-8"))
+            cur.execute(
+                sql.SQL("comment on schema raw is {}").format(sql.Literal(SCHEMA_APPLIED + digest))
+            )
+    except psycopg2.errors.LockNotAvailable as exc:
+        raise SchemaLocked(
+            f"the platform's tables could not be upgraded within {SCHEMA_LOCK_TIMEOUT}: other"
+            f" sessions hold them ({_lock_holders(conn)}); end those transactions and start"
+            " again"
+        ) from exc
     finally:
         conn.close()
+
+
+def _lock_holders(conn: connection) -> str:
+    """The sessions that hold locks on tables of the platform's own schemas."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            """select string_agg(distinct format('pid %s, %s, %s', a.pid, a.usename, a.state), '; ')
+            from pg_locks l join pg_stat_activity a on a.pid = l.pid
+            join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace
+            where l.granted and l.pid <> pg_backend_pid() and n.nspname in ('raw', 'ml')"""
+        )
+        return cur.fetchone()[0] or "none left"
 
 
 def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFrame:
