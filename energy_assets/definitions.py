@@ -15,7 +15,6 @@ from dagster import (
     in_process_executor,
     multiprocess_executor,
 )
-from dagster_dbt import DbtCliResource
 
 from energy_assets.anomalies.assets import anomalies
 from energy_assets.anomalies.checks import anomaly_rate_usual
@@ -29,7 +28,7 @@ from energy_assets.forecasts.assets import day_ahead_forecast, forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job, day_ahead_schedule
 from energy_assets.ingest.assets import ingest_dropbox, raw_specs
 from energy_assets.ingest.sensors import dropbox_sensor
-from energy_assets.marts.assets import dbt_project, monthly_marts, unpartitioned_marts
+from energy_assets.marts.assets import PlatformDbt, dbt_project, monthly_marts, unpartitioned_marts
 from energy_assets.marts.dbt_project import DBT_EXECUTABLE
 from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
@@ -71,7 +70,7 @@ defs = Definitions(
         "platform": Platform(
             home=EnvVar("ENERGY_HOME"), warehouse_url=EnvVar("ENERGY_WAREHOUSE_URL")
         ),
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "dbt": PlatformDbt(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     },
     executor=run_executor(settings.max_concurrent),
 )
