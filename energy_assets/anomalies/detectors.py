@@ -76,7 +76,7 @@ def baseline_mask(frame: pd.DataFrame, history_end: pd.Timestamp | None, days: i
     known = before & frame["value"].notna()
     times = frame.loc[known].groupby("target_id")["interval_start"]
     enough = (times.max() - times.min()) >= pd.Timedelta(days=days)
-    use_history = frame["target_id"].map(enough).fillna(False).astype(bool)
+    use_history = frame["target_id"].isin(enough.index[enough])
     return before | ~use_history
 
 
