@@ -20,9 +20,6 @@ from energy_assets.partitions import MONTH_RUN_TAG
 from energy_assets.settings import REPO_ROOT
 from energy_assets.warehouse.postgres import SERVER_OPTIONS
 
-# One worker runs the file: its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("deployment")
-
 DOCKER = REPO_ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"

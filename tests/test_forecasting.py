@@ -24,9 +24,6 @@ from energy_assets.forecasts.model import (
 )
 from energy_assets.settings import Settings
 
-# One worker runs the file: its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("forecasting")
-
 TZ = "Europe/Amsterdam"  # the test week contains the spring DST change (2025-03-30)
 HOLIDAY = date(2025, 3, 5)
 WEEK = pd.Timedelta(days=7)

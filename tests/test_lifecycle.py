@@ -36,8 +36,7 @@ from energy_assets.ingest.sample import write_sample
 from energy_assets.settings import Settings
 from energy_assets.warehouse.postgres import platform_database
 
-# Embedded servers of their own; one worker runs the file (its module fixtures once).
-pytestmark = [pytest.mark.db, pytest.mark.xdist_group("lifecycle")]
+pytestmark = pytest.mark.db  # embedded servers of their own
 IN_PROGRESS = {"STARTING", "STARTED", "CANCELING"}
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 HOLD_THE_SERVER = """

@@ -30,9 +30,6 @@ from conftest import PLATFORM_ENV, PlatformUnderTest, configured_platform, copie
 
 from energy_assets.commands.run import run_once
 
-# One worker runs the file: its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("marts")
-
 MINUTES_15 = pd.Timedelta(minutes=15)
 MINUTES_5 = pd.Timedelta(minutes=5)
 MINUTES_30 = pd.Timedelta(minutes=30)

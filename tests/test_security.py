@@ -33,8 +33,7 @@ from energy_assets.warehouse.roles import ANALYST_ROLE as ANALYST
 SUPERUSER = "postgres"
 OS_USER = "pgserver"  # the unprivileged user the server runs as when started by root
 
-# Embedded servers of their own; one worker runs the file (its module fixtures once).
-pytestmark = [pytest.mark.db, pytest.mark.xdist_group("security")]
+pytestmark = pytest.mark.db  # embedded servers of their own
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="another OS user and pgserver need root")
 

@@ -17,9 +17,6 @@ from energy_assets.segments.segmentation import (
     segment_customers,
 )
 
-# One worker runs the file: its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("segmentation")
-
 START = pd.Timestamp("2024-01-01", tz="UTC")
 
 

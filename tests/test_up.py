@@ -35,9 +35,6 @@ from energy_assets.ingest.sample import write_sample
 from energy_assets.settings import REPO_ROOT, Settings
 from energy_assets.warehouse.postgres import platform_database
 
-# One worker runs the file: its module fixtures are built once.
-pytestmark = pytest.mark.xdist_group("up")
-
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 GROUPS = {  # asset graph group -> assets that must be in it

@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 from psycopg2.extensions import connection
 
-from energy_assets.settings import SQL_DIR
+from energy_assets.settings import SQL_DIR, PlatformError
 
 # Advisory lock keys (one server may hold several platforms' databases; the keys are per database).
 SCHEMA_LOCK = 7_310_001
@@ -40,7 +40,7 @@ SCHEMA_LOCK_TIMEOUT = "30s"
 """How long an upgrade of the schema waits for a lock before it fails, naming who holds it."""
 
 
-class SchemaLocked(RuntimeError):
+class SchemaLocked(PlatformError):
     """The platform's DDL changed, and other sessions hold the tables it has to alter."""
 
 
