@@ -404,9 +404,12 @@ def test_kill_between_commit_and_move_is_completed_not_a_duplicate(platform):
             ),
             "the first ingest committed (or moved) the file",
         )
-        fifo.unlink()  # the first still waits on the pipe it opened; the second must not
         second = start_ingest(platform)  # meanwhile, another process on the same dropbox
         wait_for(lambda: waiting_on_lock(platform), "the second ingest waiting for the file")
+        # Only now: until the pipe is gone the first cannot get past the reason file (unlinked
+        # earlier, a first slow to reach it would write a plain file and move, killed too late).
+        # The first still waits on the pipe it opened; the second, once it has the claim, must not.
+        fifo.unlink()
     finally:
         kill(first)
     try:
