@@ -53,8 +53,8 @@ def apply_schema(url: str) -> None:
     transaction on the raw tables, forever, at every start. Changed files wait at most
     SCHEMA_LOCK_TIMEOUT, then fail naming the sessions in the way.
     """
-    files = sorted(SQL_DIR.glob("*.sql"))
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
+    scripts = [p.read_text(encoding="utf-8") for p in sorted(SQL_DIR.glob("*.sql"))]
+    digest = hashlib.sha256("".join(scripts).encode()).hexdigest()[:16]
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
@@ -63,8 +63,8 @@ def apply_schema(url: str) -> None:
             if cur.fetchone()[0] == SCHEMA_APPLIED + digest:
                 return
             cur.execute("select set_config('lock_timeout', %s, true)", (SCHEMA_LOCK_TIMEOUT,))
-            for path in files:
-                cur.execute(path.read_text(encoding="utf-8"))
+            for script in scripts:
+                cur.execute(script)
             cur.execute(
                 sql.SQL("comment on schema raw is {}").format(sql.Literal(SCHEMA_APPLIED + digest))
             )
