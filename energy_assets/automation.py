@@ -57,6 +57,8 @@ PENDING_FILE_SECONDS = 24 * 3600
 within it, one rolled back never does."""
 RUN_HOST_TAG = "energy/host"
 """Where a run executes (see `this_host`): there, a run whose process is gone can be told."""
+MODELS_TAG = "energy/models"
+"""The version of the dbt models a views run built (`models_version`)."""
 
 
 def this_host() -> str:
@@ -122,6 +124,18 @@ def stale_months(loaded: Mapping[date, datetime], builds: list[dict[date, float]
 def months_to_build(instance: DagsterInstance, conn: connection) -> list[date]:
     """Months holding loaded data that their month assets do not reflect yet."""
     return stale_months(month_load_times(conn), latest_builds(instance))
+
+
+def views_built(instance: DagsterInstance, version: str) -> bool:
+    """Whether a views run of these models has succeeded. Views are always current, so one run
+    per version of the models materializes them; running them after every month run would
+    only retest the whole history."""
+    done = RunsFilter(
+        job_name=unpartitioned_marts_job.name,
+        statuses=[DagsterRunStatus.SUCCESS],
+        tags={MODELS_TAG: version},
+    )
+    return instance.get_runs_count(done) > 0
 
 
 def waiting_months(instance: DagsterInstance) -> set[date]:
@@ -192,7 +206,7 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
             RunRequest(
                 job_name=unpartitioned_marts_job.name,
                 run_key=f"views-{version}",
-                tags={MONTH_RUN_TAG: "true", **tags},
+                tags={MONTH_RUN_TAG: "true", MODELS_TAG: version, **tags},
             )
         )
     cursor = json.dumps({"after": after, "pending": pending})

@@ -133,10 +133,11 @@ def admin(server_url: str, statement: sql.Composable, params: tuple = ()) -> Non
 @pytest.fixture(scope="session")
 def templates(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Prefix of a warehouse and a Dagster database prepared once per session (raw schema, mart
-    relations, Dagster's tables); each test copies them with CREATE DATABASE ... TEMPLATE,
-    which takes a fraction of a second instead of a dbt build and Dagster's migrations."""
+    relations, Dagster's tables, the views run); each test copies them with CREATE DATABASE ...
+    TEMPLATE, which takes a fraction of a second instead of a dbt build and Dagster's migrations."""
     from dagster import DagsterInstance
 
+    from energy_assets.commands.run import build_views
     from energy_assets.commands.session import platform_session
 
     prefix = f"tmpl_{uuid.uuid4().hex[:8]}"
@@ -151,8 +152,11 @@ def templates(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 "ENERGY_DAGSTER_DATABASE_URL": with_database(pg_server, f"{prefix}_dagster"),
             }
         )
-        with platform_session(Settings.from_env()):
-            DagsterInstance.get().dispose()
+        settings = Settings.from_env()
+        with platform_session(settings), DagsterInstance.get() as instance:
+            # As on a platform that has built a month: the views materialized for these models
+            # (`energy run` builds them once per version of the models).
+            assert build_views(instance, settings, {})
     finally:
         os.environ.clear()
         os.environ.update(saved)

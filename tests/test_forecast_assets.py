@@ -90,7 +90,6 @@ def forecasted(platform, monkeypatch):
     assert report.ok, report.table()
     assert [name for name, _ in report.steps][1:] == [
         "marts 2024-01..2024-02",
-        "views",
         "day-ahead forecast",
     ]
     return platform

@@ -130,7 +130,6 @@ def test_energy_run_repairs_the_month_a_killed_run_left_half_built(platform):
     assert report.steps == [
         ("ingest 0 files", True),
         ("marts 2024-02..2024-02", True),
-        ("views", True),
     ]
     inputs = {m: pd.concat([january[m], february[m]], ignore_index=True) for m in METERS}
     counts = {

@@ -79,6 +79,15 @@ def range_tags(first: date, last: date) -> dict[str, str]:
     return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
 
 
+def build_views(instance, settings: Settings, tags: dict[str, str], **options) -> bool:
+    """Run the views job, tagged with the version of the models it builds (`views_built`)."""
+    from energy_assets.automation import MODELS_TAG
+    from energy_assets.marts.dbt_project import models_version
+
+    tags = {**tags, MODELS_TAG: models_version()}
+    return execute("unpartitioned_marts_job", instance, settings, tags=tags, **options)
+
+
 def run_once(settings: Settings) -> RunReport:
     """Ingest every (stable) file in the dropbox, then build every month that needs it.
 
@@ -87,8 +96,9 @@ def run_once(settings: Settings) -> RunReport:
     """
     from dagster import DagsterInstance
 
-    from energy_assets.automation import RUN_HOST_TAG, months_to_build, this_host
+    from energy_assets.automation import RUN_HOST_TAG, months_to_build, this_host, views_built
     from energy_assets.commands.session import platform_session
+    from energy_assets.marts.dbt_project import models_version
 
     report = RunReport()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -119,10 +129,8 @@ def run_once(settings: Settings) -> RunReport:
             tags = {**range_tags(first, last), **here}
             success = execute("monthly_marts_job", instance, settings, run_config=quiet, tags=tags)
             report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", success))
-        if months:
-            success = execute(
-                "unpartitioned_marts_job", instance, settings, run_config=quiet, tags=here
-            )
+        if months and not views_built(instance, models_version()):
+            success = build_views(instance, settings, here, run_config=quiet)
             report.steps.append(("views", success))
         if months and settings.forecasts:
             success = execute("day_ahead_job", instance, settings, run_config=quiet, tags=here)
