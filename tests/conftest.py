@@ -31,6 +31,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PLATFORM_ENV = VARIABLES  # cleared for every platform under test
 
 
+DISPOSABLE_SERVER = ("fsync", "synchronous_commit", "full_page_writes")
+"""Turned off on the tests' own server, whose data is thrown away at the end: no test needs it to
+survive a power cut, and every commit, database copy and drop waited on the disk for it."""
 DB_FIXTURES = {"pg_server", "up"}
 """Fixtures behind which a PostgreSQL server runs: a test using any of them is marked `db`."""
 
@@ -69,7 +72,11 @@ def pg_server() -> Iterator[str]:
         server = EmbeddedPostgres(home / "pgdata", free_port())
         port = server.start()
         try:
-            yield server_url(server, port)
+            url = server_url(server, port)
+            for name in DISPOSABLE_SERVER:
+                admin(url, sql.SQL("alter system set {} = off").format(sql.Identifier(name)))
+            admin(url, sql.SQL("select pg_reload_conf()"))
+            yield url
         finally:
             server.stop()
 
@@ -183,7 +190,7 @@ def copied_databases(pg_server: str, templates: str) -> Iterator[dict[str, str]]
     for role in ("warehouse", "dagster"):
         admin(
             pg_server,
-            sql.SQL("create database {} template {}").format(
+            sql.SQL("create database {} template {} strategy file_copy").format(
                 sql.Identifier(f"{name}_{role}"), sql.Identifier(f"{templates}_{role}")
             ),
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg2
 import pytest
+from ingest_runs import ingest_run
 from meter_files import expected_marts, three_meters_two_feeders, write_meter_data, write_meter_file
 
 from energy_assets.cli import main
@@ -108,16 +109,14 @@ def test_same_file_twice_loads_once_and_broken_sequence_is_quarantined(platform)
     broken.loc[50, "Start Time"] = "2024-01-01 12:37"  # off the 15-minute grid, file line 52
     broken.to_csv(dropbox / "M2_2024-01.csv", index=False)
 
-    first = run_once(platform.settings)
-    assert [(r["file"], r["status"]) for r in first.files] == [
+    first = ingest_run(platform)
+    assert [(r["file"], r["status"]) for r in first] == [
         ("M1_2024-01.csv", "loaded"),
         ("M2_2024-01.csv", "quarantined"),
     ]
     frame.to_csv(dropbox / "M1_2024-01 (copy).csv", index=False)  # same content, new name
-    second = run_once(platform.settings)
-    assert [(r["file"], r["status"]) for r in second.files] == [
-        ("M1_2024-01 (copy).csv", "duplicate")
-    ]
+    second = ingest_run(platform)
+    assert [(r["file"], r["status"]) for r in second] == [("M1_2024-01 (copy).csv", "duplicate")]
 
     assert platform.scalar("select count(*) from raw.readings") == len(frame) * 4
     assert platform.scalar("select count(distinct meter_id) from raw.readings") == 1
