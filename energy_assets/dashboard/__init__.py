@@ -1,0 +1,7 @@
+"""The dashboard for people who never open Dagster: a Streamlit app over the marts and `ml`,
+reading through the read-only analyst role.
+
+`app.py` is the entry point (`energy dashboard`), `pages/` holds one script per page,
+`queries.py` the reads (plain functions over a connection), `figures.py` the Plotly charts
+(plain functions over frames) and `reads.py` / `controls.py` what the pages share.
+"""
