@@ -425,12 +425,15 @@ LOCATION_VARIABLES = (
     "ENERGY_HOME",
     "ENERGY_DATABASE_URL",
     "ENERGY_DAGSTER_DATABASE_URL",
+    "ENERGY_ANALYST_URL",
     "ENERGY_PG_PORT",
+    "ENERGY_DASHBOARD_PORT",
     "ENERGY_SERVER_ROOT",
     *PROCESS_VARIABLES,
 )
 """Where a platform lives and how its processes reach it: a benchmark clears these for a
-platform of its own and keeps the caller's other settings."""
+platform of its own and keeps the caller's other settings; the dashboard gets none of them
+but the analyst's URL."""
 
 
 def export(values: Mapping[str, str]) -> None:

@@ -17,7 +17,7 @@ APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 
 def streamlit_command(host: str, port: int) -> list[str]:
     """`streamlit run` of the app on host:port, headless, for viewers: no usage statistics, no
-    developer menu, no file watching."""
+    developer menu, no file watching, no "magic" (a bare string in a page is not shown)."""
     return [
         sys.executable,
         "-m",
@@ -37,6 +37,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "--client.toolbarMode",
         "viewer",
         "--global.developmentMode",
+        "false",
+        "--runner.magicEnabled",
         "false",
     ]
 

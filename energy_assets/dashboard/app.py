@@ -8,6 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 PAGES = Path(__file__).parent / "pages"
+# Page script (also its URL path) -> title, in the order of the navigation. (Comments, not
+# docstrings, in the scripts Streamlit runs: it would show a bare string on the page.)
 TITLES = {
     "network": "Network status",
     "feeders": "Feeders",
@@ -17,7 +19,6 @@ TITLES = {
     "segments": "Segments",
     "quality": "Tariffs and data quality",
 }
-"""Page script (also its URL path) -> title, in the order of the navigation."""
 
 st.set_page_config(page_title="Energy assets", layout="wide")
 st.navigation([st.Page(PAGES / f"{name}.py", title=title) for name, title in TITLES.items()]).run()

@@ -186,6 +186,7 @@ def scores_chart(scores: pd.DataFrame) -> go.Figure:
     fig.add_bar(x=months, y=scores["baseline_wape"], name="Seasonal naive", marker_color="#7f7f7f")
     fig = _layout(fig, "Backtest error per month (WAPE, lower is better)", "WAPE", "Month")
     fig.update_layout(height=300, bargap=0.3, hovermode="x")
+    fig.update_xaxes(type="category", autorange="reversed")
     fig.update_yaxes(tickformat=".0%")
     return fig
 
@@ -240,9 +241,22 @@ def hourly_chart(profile: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
+SEGMENT_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+NIGHT_HOURS = 6  # the share of energy before 06:00, as customer_behavior's night_share
+
+
+def segment_colour(segment: int) -> str:
+    """The same colour for a segment in every chart; grey for the near-empty (-1)."""
+    return "#7f7f7f" if segment < 0 else SEGMENT_COLOURS[segment % len(SEGMENT_COLOURS)]
+
+
 def segment_label(segment: int, shape: pd.Series, customers: int) -> str:
-    """'Segment 0: peak 18:00, 23 customers' (shape: share by hour)."""
-    return f"Segment {segment}: peak {int(shape.idxmax()):02d}:00, {customers} customers"
+    """'Segment 0: peak 18:00, 12% at night, 23 customers' (shape: share by hour)."""
+    night = shape[shape.index < NIGHT_HOURS].sum()
+    return (
+        f"Segment {segment}: peak {int(shape.idxmax()):02d}:00, {night:.0%} at night,"
+        f" {customers} customers"
+    )
 
 
 def centroids_chart(centroids: pd.DataFrame, title: str) -> go.Figure:
@@ -255,15 +269,12 @@ def centroids_chart(centroids: pd.DataFrame, title: str) -> go.Figure:
             y=shape.to_numpy(),
             name=segment_label(int(segment), shape, int(rows["customers"].iat[0])),
             mode="lines",
-            line={"shape": "hv", "width": 2.5},
+            line={"shape": "hv", "width": 2.5, "color": segment_colour(int(segment))},
         )
     fig = _layout(fig, title, "Share of daily energy", "Hour of day (local)")
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_xaxes(dtick=3, range=[0, 23])
-    fig.update_layout(
-        height=400,
-        legend={"orientation": "v", "y": 1, "x": 1.01, "xanchor": "left", "yanchor": "top"},
-    )
+    fig.update_layout(height=420, legend={"orientation": "h", "y": -0.25, "yanchor": "top"})
     return fig
 
 
@@ -276,9 +287,11 @@ def sizes_chart(sizes: pd.DataFrame, names: dict[int, str]) -> go.Figure:
             x=months[rows.index],
             y=rows["customers"],
             name=names.get(int(segment), f"Segment {segment}"),
+            marker_color=segment_colour(int(segment)),
         )
     fig = _layout(fig, "Customers per segment and month", "Customers", "Month")
     fig.update_layout(barmode="stack", bargap=0.3, height=320, hovermode="x")
+    fig.update_xaxes(type="category")
     return fig
 
 
@@ -309,6 +322,7 @@ def completeness_chart(frame: pd.DataFrame, title: str) -> go.Figure:
             zmax=1,
             colorscale="RdYlGn",
             colorbar={"title": "complete", "tickformat": ".0%"},
+            texttemplate="%{z:.1%}",
             hovertemplate="%{y} %{x}: %{z:.1%}<extra></extra>",
         )
     )

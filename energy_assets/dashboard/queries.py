@@ -32,6 +32,8 @@ SEVERITIES = ("high", "medium", "low")
 WORK_LIST_ROWS = 500
 """Findings listed at most on the anomalies page (the strongest first); the rest are counted."""
 
+FOUND = 50
+"""Ids a search offers at most."""
 UNITS = {"system": "MW", "feeder": "MW", "meters_total": "kW", "meter": "kW"}
 METERS_TOTAL = "meters without feeder"
 """The one target of kind meters_total: the meters on no feeder (households), added up."""
@@ -301,7 +303,7 @@ def models(conn: connection, limit: int = 50) -> pd.DataFrame:
     )
 
 
-def find(conn: connection, table: str, text: str, limit: int = 50) -> list[str]:
+def find(conn: connection, table: str, text: str, limit: int = FOUND) -> list[str]:
     """Customer ids (`customer`) or meter ids (`meter`) containing `text`, in order."""
     relation, column = {
         "customer": ("marts.dim_customer", "customer_id"),

@@ -12,8 +12,7 @@ from energy_assets.dashboard import figures, queries
 from energy_assets.dashboard.controls import heading, month_picker, nothing_yet
 from energy_assets.dashboard.reads import cached
 
-AROUND = timedelta(days=2)
-"""Load shown before and after a finding."""
+AROUND = timedelta(days=2)  # load shown before and after a finding
 
 heading(
     "Anomalies",
@@ -52,7 +51,21 @@ def label(index: int) -> str:
     return f"{row['kind']} on {row['target_id']} at {start:%d %b %H:%M} (score {row['score']:.1f})"
 
 
-st.dataframe(findings, hide_index=True, key="findings")
+columns = ["kind", *(["severity"] if queries.SEVERITY_COLUMN else []), "target_kind", "target_id"]
+st.dataframe(
+    findings[[*columns, "interval_start", "interval_end", "day", "score", "reason"]],
+    hide_index=True,
+    key="findings",
+    column_config={
+        "target_kind": "target kind",
+        "target_id": "target",
+        "interval_start": st.column_config.DatetimeColumn("from (UTC)", format="YYYY-MM-DD HH:mm"),
+        "interval_end": st.column_config.DatetimeColumn("to (UTC)", format="YYYY-MM-DD HH:mm"),
+        "day": st.column_config.DateColumn("day"),
+        "score": st.column_config.NumberColumn("score", format="%.1f"),
+        "reason": st.column_config.TextColumn("reason", width="large"),
+    },
+)
 chosen = st.selectbox("Open a finding", range(len(findings)), format_func=label, key="finding")
 row = findings.iloc[chosen]
 start, end = span(row)

@@ -26,7 +26,10 @@ if not matches:
         )
     nothing_yet(f"No customer id contains {text.strip()!r}.")
 left, middle, right = st.columns(3)
-customer = left.selectbox(f"Customer ({len(matches)} shown)", matches, key="customer")
+found = (
+    f"first {len(matches)} matches" if len(matches) == queries.FOUND else f"{len(matches)} found"
+)
+customer = left.selectbox(f"Customer ({found})", matches, key="customer")
 with middle:
     month = month_picker(
         cached(queries.months_with, "customer", customer),

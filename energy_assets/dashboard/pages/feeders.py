@@ -18,7 +18,9 @@ heading(
     "How did a feeder's load run over the month, which way did power flow, where is data"
     " missing, and how good was its power factor?",
 )
-month = month_picker()
+left, right = st.columns(2)
+with left:
+    month = month_picker()
 feeders = cached(queries.feeders)
 choices = ([SYSTEM] if feeders else []) + feeders
 if cached(queries.latest_reading, "meters_total") is not None:
@@ -27,7 +29,7 @@ if not feeders:
     st.info("No feeders in this data (meter metadata names none): the meters' total is shown.")
 if not choices:
     nothing_yet("No meter data is loaded yet.")
-choice = st.selectbox("Feeder", choices, key="feeder")
+choice = right.selectbox("Feeder", choices, key="feeder")
 kind = {SYSTEM: "system", METERS_TOTAL: "meters_total"}.get(choice, "feeder")
 unit = queries.UNITS[kind]
 frame = cached(queries.load, kind, month, next_month(month), choice)

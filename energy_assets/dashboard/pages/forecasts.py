@@ -3,12 +3,15 @@ backtest's scores per month against the seasonal-naive forecast, and the model r
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import streamlit as st
 
 from energy_assets.dashboard import figures, queries
 from energy_assets.dashboard.controls import heading, month_picker, nothing_yet
 from energy_assets.dashboard.reads import cached
 
+DAYS_SHOWN = 7  # days the chart opens on: a month of 15-minute intervals is a blur
 KINDS = {
     "system": "System",
     "feeder": "Feeder",
@@ -44,6 +47,18 @@ month = month_picker(
 unit = queries.UNITS[kind]
 
 frame = cached(queries.forecast_vs_actual, kind, target, month)
+if not frame.empty:
+    days = frame["interval_start"].dt.date
+    first, last = days.min(), days.max()
+    shown = st.slider(
+        "Days",
+        first,
+        last,
+        (max(first, last - timedelta(days=DAYS_SHOWN - 1)), last),
+        format="D MMM",
+        key="days",
+    )
+    frame = frame[days.between(*shown)]
 scores = cached(queries.backtest_scores, kind, target)
 this_month = scores[scores["month_start"] == month]
 if not this_month.empty:
@@ -66,4 +81,12 @@ if not scores.empty:
     st.plotly_chart(figures.scores_chart(scores), key="scores")
     st.dataframe(scores, hide_index=True, key="score-table")
 st.subheader("Model registry")
-st.dataframe(cached(queries.models), hide_index=True, key="models")
+st.dataframe(
+    cached(queries.models),
+    hide_index=True,
+    key="models",
+    column_config={
+        column: st.column_config.DatetimeColumn(column.replace("_", " "), format="YYYY-MM-DD HH:mm")
+        for column in ("trained_at", "train_start", "train_end")
+    },
+)

@@ -14,6 +14,7 @@ from energy_assets.dashboard.reads import cached
 from energy_assets.settings import Settings
 
 LAST_DAYS = 7
+MINUTE = "YYYY-MM-DD HH:mm"  # times in the tables, UTC
 TOTALS = {  # target kind -> (target id, what it is)
     "system": ("system", "System load: every feeder added up"),
     "meters_total": (queries.METERS_TOTAL, "Meters on no feeder (households), added up"),
@@ -46,12 +47,15 @@ for kind, (target, title) in TOTALS.items():
         next_peak.metric("Forecast peak, next day", "no live forecast")
     else:
         next_peak.metric("Forecast peak (P50), next day", f"{forecast['p50'].max():,.3f} {unit}")
-    st.plotly_chart(
-        figures.load_chart(
-            frame, f"Last {LAST_DAYS} days and the next day's forecast", unit, forecast
-        ),
-        key=f"load-{kind}",
-    )
+    chart_title = f"Last {LAST_DAYS} days and the next day's forecast"
+    st.plotly_chart(figures.load_chart(frame, chart_title, unit, forecast), key=f"load-{kind}")
+    if not forecast.empty:
+        issued = pd.Timestamp(forecast["issued_at"].iat[0]).tz_convert("UTC")
+        st.caption(
+            f"The live forecast was issued {issued:%d %b %H:%M} UTC, the day before the day it"
+            " covers, from the readings before then; the daily schedule and every month run"
+            " renew it."
+        )
 
 month = months[0]
 st.subheader(f"Findings in {month:%B %Y}")
@@ -89,8 +93,8 @@ st.dataframe(
     key="freshness",
     column_config={
         "month_start": st.column_config.DateColumn("month", format="YYYY-MM"),
-        "last_loaded": st.column_config.DatetimeColumn("last file loaded"),
-        "latest_reading": st.column_config.DatetimeColumn("latest reading"),
-        "rebuilt_at": st.column_config.DatetimeColumn("month last rebuilt"),
+        "last_loaded": st.column_config.DatetimeColumn("last file loaded", format=MINUTE),
+        "latest_reading": st.column_config.DatetimeColumn("readings up to", format=MINUTE),
+        "rebuilt_at": st.column_config.DatetimeColumn("month last rebuilt", format=MINUTE),
     },
 )

@@ -10,8 +10,7 @@ from energy_assets.dashboard import figures, queries
 from energy_assets.dashboard.controls import heading, month_picker
 from energy_assets.dashboard.reads import cached
 
-WORST_METERS = 30
-"""Meters drawn in the completeness chart, the least complete first (all are in the table)."""
+WORST_METERS = 30  # meters in the completeness chart, least complete first (all in the table)
 
 heading(
     "Tariffs and data quality",
