@@ -4,7 +4,8 @@ Runs the segmentation the `ml/customer_segments` asset runs (`energy_assets.segm
 60 LCL households, month by month over 2013, twice: as it was before (every household, k by
 silhouette alone) and as it is now (near-empty meters set apart, k the best by silhouette among
 the k whose segments agree between the month's odd and even days and have two customers or
-more). Prints per month the k chosen, the segment sizes and the near-empty households, and for
+more). Prints per month the k chosen, the segment sizes (and now their share of energy before
+06:00) and the near-empty households, and for
 each way the share of households (segmented in both months) that stay in the matching segment
 from one month to the next; writes benchmarks/results/segments.json.
 Usage: .venv/bin/python benchmarks/segments.py
@@ -77,7 +78,12 @@ def main() -> None:
             if now in previous:
                 stays[now].append(stayed(previous[now], segmentation))
             previous[now] = segmentation
-            entry["now" if now else "before"] = {"k": segmentation.k, "sizes": sizes}
+            night = segmentation.centroids.loc[:, :5].sum(axis=1).round(2).tolist()
+            entry["now" if now else "before"] = {
+                "k": segmentation.k,
+                "sizes": sizes,
+                "night": night,
+            }
             if now:
                 entry["near_empty"] = empty
         result["months"][f"2013-{m:02d}"] = entry
@@ -88,10 +94,11 @@ def main() -> None:
                 "/".join(map(str, entry["before"]["sizes"])),
                 entry["now"]["k"],
                 "/".join(map(str, entry["now"]["sizes"])),
+                "/".join(f"{n:.0%}" for n in entry["now"]["night"]),
                 ", ".join(entry["near_empty"]) or "-",
             )
         )
-    headers = ("month", "k before", "sizes before", "k now", "sizes now", "near-empty")
+    headers = ("month", "k before", "sizes before", "k now", "sizes now", "night now", "near-empty")
     print(table(headers, rows))
     for now, label in ((False, "before"), (True, "now")):
         share = float(np.mean(stays[now]))
