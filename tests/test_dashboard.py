@@ -19,6 +19,8 @@ from conftest import SHARED_DATA, configured_platform, copied_databases
 from streamlit.testing.v1 import AppTest
 from test_roles import ANALYST_PASSWORD
 
+from energy_assets.cli import main
+from energy_assets.commands.dashboard import dashboard_env, streamlit_command
 from energy_assets.commands.run import run_once
 from energy_assets.dashboard import figures, queries
 from energy_assets.dashboard.app import PAGES
@@ -37,10 +39,6 @@ HOUSEHOLDS = (
     "MAC000037",  # vacant: 2-6 W all year
 )
 JANUARY_2024, JANUARY_2013, FEBRUARY_2013 = date(2024, 1, 1), date(2013, 1, 1), date(2013, 2, 1)
-
-pytestmark = pytest.mark.skipif(
-    not LCL.exists(), reason="needs ../shared/data/lcl_london_2013_60hh (real LCL households)"
-)
 
 
 def write_households(dropbox) -> None:
@@ -80,6 +78,8 @@ def backtest(platform, month: str) -> None:
 def seeded(pg_server, templates, tmp_path_factory):
     """One platform for the module, loaded by a real `energy run` (forecasts off), the
     households' February backtested, the analyst's URL set."""
+    if not LCL.exists():
+        pytest.skip("needs ../shared/data/lcl_london_2013_60hh (real London households)")
     with pytest.MonkeyPatch.context() as patch, copied_databases(pg_server, templates) as urls:
         platform = configured_platform(patch, tmp_path_factory.mktemp("dashboard") / "home", urls)
         write_sample(platform.settings.dropbox, months=("2024-01",))
@@ -318,3 +318,37 @@ def test_shading_marks_missing_and_estimated_intervals():
     assert list(pd.to_datetime(estimated.x, utc=True)) == [times[3] + half, times[4] + half]
     assert missing.base == 0.0 and list(missing.y) == [3.0]
     assert queries.ESTIMATED == "estimated"
+
+
+def test_the_dashboard_is_served_headless_for_viewers_with_the_analysts_url_alone(
+    monkeypatch, capsys
+):
+    command = streamlit_command("127.0.0.1", 8601)
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert dict(zip(command[5::2], command[6::2], strict=True)) == {
+        "--server.address": "127.0.0.1",
+        "--server.port": "8601",
+        "--server.headless": "true",
+        "--server.fileWatcherType": "none",
+        "--browser.gatherUsageStats": "false",
+        "--client.toolbarMode": "viewer",
+        "--global.developmentMode": "false",
+        "--runner.magicEnabled": "false",
+    }
+    analyst = "postgresql://energy_analyst@127.0.0.1:5432/energy"
+    platform = {
+        "PATH": "/usr/bin",
+        "ENERGY_TIMEZONE": "Europe/London",
+        "ENERGY_DATABASE_URL": "postgresql://owner:secret@127.0.0.1:5432/energy",
+        "ENERGY_WAREHOUSE_URL": "postgresql://owner:secret@127.0.0.1:5432/energy",
+        "ENERGY_PGPASSWORD": "secret",
+        "ENERGY_DAGSTER_PGPASSWORD": "secret",
+    }
+    assert dashboard_env(platform, analyst) == {
+        "PATH": "/usr/bin",
+        "ENERGY_TIMEZONE": "Europe/London",
+        "ENERGY_ANALYST_URL": analyst,
+    }
+    monkeypatch.delenv("ENERGY_ANALYST_URL", raising=False)
+    assert main(["dashboard"]) == 1
+    assert "ENERGY_ANALYST_URL is not set" in capsys.readouterr().err

@@ -9,6 +9,7 @@ Screenshots go to `test-artifacts/browser/`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -158,6 +159,16 @@ def test_ui_shows_raw_dbt_and_ml_assets_and_materialized_months(up):
             browser.close()
 
 
+def streamlit_pids(processes: list[psutil.Process]) -> set[int]:
+    """The live processes among `processes` that run Streamlit."""
+    found = set()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.cmdline()[1:3] == ["-m", "streamlit"]:
+                found.add(process.pid)
+    return found
+
+
 def chromium_page(playwright, viewport: dict) -> Page:
     browser = playwright.chromium.launch(
         executable_path=str(debian_chromium()),
@@ -172,7 +183,7 @@ def test_dashboard_serves_every_page_as_the_analyst(up):
     the marts' numbers (the sample: feeders only, two months, forecasts off)."""
     url = f"http://127.0.0.1:{up.dashboard_port}"
     assert f"Dashboard     {url}\n" in up.log.read_text()
-    [dashboard] = [c for c in up.children if "streamlit" in " ".join(c.cmdline())]
+    dashboard = next(c for c in up.children if c.pid in streamlit_pids(up.children))
     command = " ".join(dashboard.cmdline())
     for option in (
         "--server.address 127.0.0.1",
@@ -195,7 +206,7 @@ def test_dashboard_serves_every_page_as_the_analyst(up):
         "network": [f"{latest:,.3f} MW", "Files today", "Freshness per month"],
         "feeders": ["System (all feeders)", "Intervals missing data", "load by day and time"],
         "forecasts": ["No forecasts yet"],
-        "anomalies": ["gap on M1002", "no reading for 8 intervals"],
+        "anomalies": ["Open a finding", "no reading for 8 intervals"],
         "customers": ["No customers in this data"],
         "segments": ["No segments yet"],
         "quality": ["Completeness by meter and month", "M1002"],
@@ -214,7 +225,8 @@ def test_dashboard_serves_every_page_as_the_analyst(up):
                     files = page.locator('[data-testid="stMetric"]', has_text="Loaded")
                     expect(files).to_contain_text(str(loaded))
                 if name in charted:  # Plotly drew its SVG
-                    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+                    plot = page.locator(".js-plotly-plot .main-svg").first
+                    expect(plot).to_be_visible(timeout=30_000)
                 page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png")
         finally:
             page.context.browser.close()
