@@ -44,10 +44,14 @@ for kind, (target, title) in TOTALS.items():
     now.metric(f"Latest ({latest:%d %b %H:%M} UTC)", f"{frame['value'].iat[-1]:,.3f} {unit}")
     peak.metric(f"Peak, last {LAST_DAYS} days", f"{frame['value'].max():,.3f} {unit}")
     if forecast.empty:
-        next_peak.metric("Forecast peak, next day", "no live forecast")
+        next_peak.metric(
+            "Forecast peak, next day",
+            "no live forecast",
+            help="ENERGY_FORECASTS is off, or the target has too little history yet",
+        )
     else:
         next_peak.metric("Forecast peak (P50), next day", f"{forecast['p50'].max():,.3f} {unit}")
-    chart_title = f"Last {LAST_DAYS} days and the next day's forecast"
+    chart_title = f"Last {LAST_DAYS} days" + ("" if forecast.empty else " and the live forecast")
     st.plotly_chart(figures.load_chart(frame, chart_title, unit, forecast), key=f"load-{kind}")
     if not forecast.empty:
         issued = pd.Timestamp(forecast["issued_at"].iat[0]).tz_convert("UTC")

@@ -45,4 +45,14 @@ else:
     title = f"The {len(worst)} least complete meters (share of intervals with a reading)"
     chart = figures.completeness_chart(complete[complete["meter_id"].isin(worst)], title)
     st.plotly_chart(chart, key="completeness")
-    st.dataframe(complete, hide_index=True, key="completeness-table")
+    st.dataframe(
+        complete,
+        hide_index=True,
+        key="completeness-table",
+        column_config={
+            "month": st.column_config.DateColumn("month", format="YYYY-MM"),
+            "completeness": st.column_config.ProgressColumn(
+                "intervals with a reading", format="percent", min_value=0, max_value=1
+            ),
+        },
+    )
