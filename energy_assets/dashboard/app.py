@@ -1,5 +1,5 @@
 """The dashboard's entry point, for `streamlit run` (`energy dashboard` runs it, and `energy up`
-beside the Dagster UI): the page list and the navigation. Each page is a script in `pages/`."""
+beside the Dagster UI): the page list and the navigation. Each page is a script in `screens/`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "screens"
 # Page script (also its URL path) -> title, in the order of the navigation. (Comments, not
 # docstrings, in the scripts Streamlit runs: it would show a bare string on the page.)
 TITLES = {

@@ -79,7 +79,11 @@ else:
     )
 if not scores.empty:
     st.plotly_chart(figures.scores_chart(scores), key="scores")
-    st.dataframe(scores, hide_index=True, key="score-table")
+    percent = {
+        column: st.column_config.NumberColumn(column.replace("_", " "), format="percent")
+        for column in ("wape", "baseline_wape", "coverage_p10_p90")
+    }
+    st.dataframe(scores, hide_index=True, key="score-table", column_config=percent)
 st.subheader("Model registry")
 st.dataframe(
     cached(queries.models),
