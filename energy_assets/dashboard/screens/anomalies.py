@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pandas as pd
 import streamlit as st
 
 from energy_assets.dashboard import figures, queries
 from energy_assets.dashboard.controls import heading, month_picker, nothing_yet
 from energy_assets.dashboard.reads import cached
+from energy_assets.plots.charts import finding_spans
+from energy_assets.settings import Settings
 
 AROUND = timedelta(days=2)  # load shown before and after a finding
 
@@ -37,21 +38,18 @@ st.metric("Findings", matching, help="score: how far past its threshold (1 = jus
 st.caption(f"{matching} findings in {month:%B %Y}{shown}, strongest first.")
 
 
-def span(row: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """A finding's flagged span; a day finding covers its day."""
-    if pd.notna(row["interval_start"]):
-        return row["interval_start"], row["interval_end"]
-    day = pd.Timestamp(row["day"], tz="UTC")
-    return day, day + timedelta(days=1)
+TIMEZONE = Settings.from_env().default_timezone  # a day finding covers its local day
+spans = [(start, end) for start, end, _ in finding_spans(findings, TIMEZONE)]
 
 
 def label(index: int) -> str:
     row = findings.iloc[index]
-    start, _ = span(row)
+    start, _ = spans[index]
     return f"{row['kind']} on {row['target_id']} at {start:%d %b %H:%M} (score {row['score']:.1f})"
 
 
-columns = ["kind", *(["severity"] if queries.SEVERITY_COLUMN else []), "target_kind", "target_id"]
+severity = [queries.SEVERITY_COLUMN] if queries.SEVERITY_COLUMN else []
+columns = ["kind", *severity, "target_kind", "target_id"]
 st.dataframe(
     findings[[*columns, "interval_start", "interval_end", "day", "score", "reason"]],
     hide_index=True,
@@ -68,7 +66,7 @@ st.dataframe(
 )
 chosen = st.selectbox("Open a finding", range(len(findings)), format_func=label, key="finding")
 row = findings.iloc[chosen]
-start, end = span(row)
+start, end = spans[chosen]
 st.warning(f"**{row['kind']}** on {row['target_kind']} **{row['target_id']}**: {row['reason']}")
 kind = row["target_kind"]
 frame = cached(queries.load, kind, start - AROUND, end + AROUND, row["target_id"])
