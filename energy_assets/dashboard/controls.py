@@ -9,6 +9,9 @@ import streamlit as st
 from energy_assets.dashboard import queries
 from energy_assets.dashboard.reads import cached
 
+MONTH_COLUMN = st.column_config.DateColumn("month", format="YYYY-MM")
+"""How a table shows a month (a date on its first day)."""
+
 
 def heading(title: str, question: str) -> None:
     """The page's title and, under it, the question it answers."""

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from energy_assets.dashboard import figures, queries
-from energy_assets.dashboard.controls import heading, nothing_yet
+from energy_assets.dashboard.controls import MONTH_COLUMN, heading, nothing_yet
 from energy_assets.dashboard.reads import cached
 from energy_assets.settings import Settings
 
@@ -96,7 +96,7 @@ st.dataframe(
     hide_index=True,
     key="freshness",
     column_config={
-        "month_start": st.column_config.DateColumn("month", format="YYYY-MM"),
+        "month_start": MONTH_COLUMN,
         "last_loaded": st.column_config.DatetimeColumn("last file loaded", format=MINUTE),
         "latest_reading": st.column_config.DatetimeColumn("readings up to", format=MINUTE),
         "rebuilt_at": st.column_config.DatetimeColumn("month last rebuilt", format=MINUTE),

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from energy_assets.dashboard import figures, queries
-from energy_assets.dashboard.controls import heading, month_picker
+from energy_assets.dashboard.controls import MONTH_COLUMN, heading, month_picker
 from energy_assets.dashboard.reads import cached
 
 WORST_METERS = 30  # meters in the completeness chart, least complete first (all in the table)
@@ -50,7 +50,7 @@ else:
         hide_index=True,
         key="completeness-table",
         column_config={
-            "month": st.column_config.DateColumn("month", format="YYYY-MM"),
+            "month": MONTH_COLUMN,
             "completeness": st.column_config.ProgressColumn(
                 "intervals with a reading", format="percent", min_value=0, max_value=1
             ),
