@@ -85,6 +85,7 @@ def platform_environ(home: Path, **extra: str) -> dict[str, str]:
         {
             "ENERGY_HOME": str(home),
             "ENERGY_PG_PORT": str(free_port()),
+            "ENERGY_DASHBOARD_PORT": str(free_port()),
             "ENERGY_FILE_STABLE_SECONDS": "0",
             "OMP_WAIT_POLICY": "PASSIVE",
             **extra,

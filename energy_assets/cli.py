@@ -27,6 +27,7 @@ def _forward_to_sigint(*_) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     """Database, Dagster webserver and daemon (with the sensors) until Ctrl-C, SIGTERM or SIGHUP,
     or until a platform process or the embedded database is lost."""
+    from energy_assets.commands.dashboard import dashboard_env, dashboard_url, streamlit_command
     from energy_assets.commands.processes import (
         ProcessGroup,
         on_stop_signals,
@@ -53,8 +54,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         with reaped(group, db.server.locks.users if db.server else None):
             try:
                 group.start([str(BIN / "dagster-daemon"), "run", "-w", workspace])
+                group.start(
+                    streamlit_command(args.host, args.dashboard_port),
+                    env=dashboard_env(group.env, dashboard_url(settings, db)),
+                )
                 print(
                     f"Dagster UI    http://{args.host}:{args.port}\n"
+                    f"Dashboard     http://{args.host}:{args.dashboard_port}\n"
                     f"Home          {settings.home}\n"
                     f"Dropbox       {settings.dropbox}\n"
                     f"Warehouse     {redact(db.warehouse_url)}\n"
@@ -76,8 +82,10 @@ def _watch(group, db, stop: list) -> int:
     while not stop:
         exited = group.exited()
         if exited is not None:
+            module = exited.args[2] if exited.args[1:2] == ["-m"] else None
             print(
-                f"energy up: {Path(exited.args[0]).name} exited ({exited.returncode}); stopping",
+                f"energy up: {module or Path(exited.args[0]).name} exited ({exited.returncode});"
+                " stopping",
                 file=sys.stderr,
             )
             return 1
@@ -93,6 +101,19 @@ def _watch(group, db, stop: list) -> int:
                 return 1
         time.sleep(0.5)
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """The dashboard alone, reading as the analyst (`energy up` starts it beside the UI)."""
+    from energy_assets.commands.dashboard import streamlit_command
+
+    if not Settings.from_env().analyst_url:
+        raise PlatformError(
+            "ENERGY_ANALYST_URL is not set: the dashboard reads only as the analyst role"
+            " (`energy db-url --analyst` prints its URL on the embedded server)"
+        )
+    command = streamlit_command(args.host, args.port)
+    os.execv(command[0], command)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -363,7 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="run the platform: database, Dagster UI, daemon and sensors")
     up.add_argument("--host", default=defaults.ui_host)
     up.add_argument("--port", type=int, default=defaults.ui_port)
+    up.add_argument("--dashboard-port", type=int, default=defaults.dashboard_port)
     up.set_defaults(func=cmd_up)
+    dashboard = sub.add_parser(
+        "dashboard", help="serve the dashboard alone (ENERGY_ANALYST_URL: where it reads)"
+    )
+    dashboard.add_argument("--host", default=defaults.ui_host)
+    dashboard.add_argument("--port", type=int, default=defaults.dashboard_port)
+    dashboard.set_defaults(func=cmd_dashboard)
     run = sub.add_parser("run", help="load everything in the dropbox now and build its months")
     run.set_defaults(func=cmd_run)
     db_url = sub.add_parser("db-url", help="print the warehouse connection string")

@@ -252,6 +252,19 @@ class Settings:
     )
     ui_host: str = _var("ENERGY_UI_HOST", "127.0.0.1", str, "where `energy up` serves the UI")
     ui_port: int = _var("ENERGY_UI_PORT", 3000, int, "port of the UI of `energy up`")
+    dashboard_port: int = _var(
+        "ENERGY_DASHBOARD_PORT",
+        8501,
+        int,
+        "port of the dashboard `energy up` serves beside the UI (on ENERGY_UI_HOST)",
+    )
+    analyst_url: str | None = _var(
+        "ENERGY_ANALYST_URL",
+        None,
+        str,
+        "the warehouse as the read-only analyst role, the only way the dashboard reads it"
+        " (unset: `energy up` derives it, with the analyst's passfile on the embedded server)",
+    )
     month_run_concurrency: int = _var(
         "ENERGY_MONTH_RUN_CONCURRENCY", 1, int, "month runs the sensor lets run at once"
     )
@@ -412,12 +425,15 @@ LOCATION_VARIABLES = (
     "ENERGY_HOME",
     "ENERGY_DATABASE_URL",
     "ENERGY_DAGSTER_DATABASE_URL",
+    "ENERGY_ANALYST_URL",
     "ENERGY_PG_PORT",
+    "ENERGY_DASHBOARD_PORT",
     "ENERGY_SERVER_ROOT",
     *PROCESS_VARIABLES,
 )
 """Where a platform lives and how its processes reach it: a benchmark clears these for a
-platform of its own and keeps the caller's other settings."""
+platform of its own and keeps the caller's other settings; the dashboard gets none of them
+but the analyst's URL."""
 
 
 def export(values: Mapping[str, str]) -> None:

@@ -47,7 +47,7 @@ def test_compose_file_follows_the_compose_specification(compose):
         for e in jsonschema.Draft7Validator(schema).iter_errors(compose)
     ]
     assert errors == []
-    assert set(compose["services"]) >= {"postgres", "code", "webserver", "daemon"}
+    assert set(compose["services"]) >= {"postgres", "code", "webserver", "daemon", "dashboard"}
     postgres = compose["services"]["postgres"]["image"]
     assert re.fullmatch(r"postgres:\d+\.\d+(-\w+)?", postgres), "pin the official image's version"
 
@@ -87,6 +87,7 @@ def test_published_ports_bind_to_loopback_by_default(compose):
         for port in service.get("ports", [])
     ]
     assert ("webserver", "${DAGSTER_BIND:-127.0.0.1}:${DAGSTER_PORT:-3000}:3000") in published
+    assert ("dashboard", "${DASHBOARD_BIND:-127.0.0.1}:${DASHBOARD_PORT:-8501}:8501") in published
     for name, port in published:
         assert isinstance(port, str), f"{name}: use HOST:PUBLISHED:TARGET strings"
         host, _, _ = with_defaults(port).rpartition(":")[0].rpartition(":")
@@ -189,6 +190,11 @@ def test_each_service_sees_only_the_credentials_of_its_role(compose):
     for name in ("webserver", "daemon"):
         assert secrets_in(environments[name]) == {"DAGSTER_POSTGRES_PASSWORD"}, name
         assert not any(key.startswith("ENERGY_") for key in environments[name]), name
+    dashboard = environments["dashboard"]
+    assert secrets_in(dashboard) == {"ENERGY_ANALYST_PASSWORD"}
+    assert urlsplit(with_defaults(dashboard["ENERGY_ANALYST_URL"])).username == "energy_analyst"
+    assert services["dashboard"]["volumes"] == []  # no home, no Dagster storage
+    assert services["dashboard"]["command"][:2] == ["energy", "dashboard"]
     code = environments["code"]
     assert urlsplit(with_defaults(code["ENERGY_WAREHOUSE_URL"])).username == "energy_platform"
     assert code["ENERGY_PGUSER"] == "energy_platform"

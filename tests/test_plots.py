@@ -81,6 +81,14 @@ def test_each_plot_kind_is_rendered_and_attached(platform, monkeypatch, capsys, 
     plots = platform.settings.home / "plots"
     for name in ("North.png", "South.png", "all.png", "heatmap.png"):
         assert_png(plots / "load" / "2020-12" / name)
+    assert sorted(p.name for p in (plots / "load" / "2020-12").iterdir()) == [
+        "North.png",
+        "South.png",
+        "all.png",
+        "heatmap.png",
+    ]  # no meter on no feeder that month
+    for name in ("meters-total.png", "meters-total-heatmap.png"):
+        assert_png(plots / "load" / "2013-01" / name)
     folder = plots / "customers" / "2013-01"
     assert_png(folder / "overview.png")
     largest = largest_households(lcl, 5)
@@ -107,8 +115,14 @@ def test_each_plot_kind_is_rendered_and_attached(platform, monkeypatch, capsys, 
         assert patterns["overview"].value.startswith("![customers' hourly patterns](data:")
         segments = metadata(["ml", "customer_segments"], "2013-01")
         assert segments["plot_path"].value == str(plots / "segments" / "2013-01.png")
-        # A month without feeder data says so instead of drawing an empty plot.
-        assert "no feeder data" in metadata(["plots", "load_profiles"], "2013-01")["2013-01"].value
+        # Households without feeders get the meter total's profile and heat map instead.
+        households = metadata(["plots", "load_profiles"], "2013-01")
+        assert households["2013-01"].value == [
+            str(plots / "load" / "2013-01" / name)
+            for name in ("meters-total.png", "meters-total-heatmap.png")
+        ]
+        assert households["meters_total_heatmap"].value.startswith("![meters on no feeder")
+        assert "system_heatmap" not in households
 
     # Any other customer is drawn on demand, beside the asset's pictures.
     others = sorted(set(pd.read_csv(lcl)["LCLid"]) - set(largest))

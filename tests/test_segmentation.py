@@ -12,9 +12,14 @@ from sklearn.metrics import adjusted_rand_score
 
 from energy_assets.plots.charts import plot_centroids
 from energy_assets.segments.segmentation import (
+    STABLE_AGREEMENT,
+    agreement,
     choose_k,
     daily_shapes,
+    match_segments,
+    near_empty,
     segment_customers,
+    split_halves,
 )
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -164,3 +169,47 @@ def test_plot_centroids_writes_png(segmentation, tmp_path: Path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = imread(path)
     assert image.shape == (600, 1080, 4)  # 9 x 5 inches at 120 dpi, RGBA
+
+
+def test_near_empty_meters_are_those_below_ten_watts_with_a_week_of_data():
+    frame = pd.concat(
+        [
+            readings("vacant", 7, lambda ts: np.full(len(ts), 0.004)),
+            readings("home", 7, lambda ts: np.full(len(ts), 0.5)),
+            readings("new", 3, lambda ts: np.full(len(ts), 0.004)),  # too few days to judge
+            readings("zero", 8, lambda ts: np.zeros(len(ts))),
+        ]
+    )
+    assert near_empty(frame) == ["vacant", "zero"]
+    assert near_empty(frame, threshold_kw=0.001) == ["zero"]
+
+
+def test_the_known_segments_are_stable_between_odd_and_even_days(population):
+    intervals, truth = population
+    shapes = daily_shapes(intervals)
+    halves = split_halves(intervals, shapes.index)
+    assert len(halves[0]) == len(halves[1]) == 60
+    assert agreement(halves, 3) >= STABLE_AGREEMENT
+    segmentation = segment_customers(shapes, halves=halves)
+    assert segmentation.k == 3
+    assert adjusted_rand_score(truth, segmentation.labels.reindex(truth.index)) >= 0.9
+
+
+def test_a_segment_of_one_customer_does_not_qualify():
+    # Two groups of six customers, and one far from both: silhouette alone sets it apart.
+    rng = np.random.default_rng(0)
+    day, evening, night = (
+        np.roll(np.r_[np.full(6, 4.0), np.ones(18)], shift) for shift in (9, 17, 0)
+    )
+    rows = [shape * rng.uniform(0.95, 1.05, 24) for shape in [day] * 6 + [evening] * 6 + [night]]
+    shapes = pd.DataFrame(rows)
+    shapes = shapes.div(shapes.sum(axis=1), axis=0)
+    k, scores = choose_k(shapes, k_range=(2, 4))
+    assert max(scores, key=scores.get) == 3  # the two groups and the one customer
+    assert k == 2
+
+
+def test_segments_are_paired_with_last_months_by_shape():
+    before = pd.DataFrame([[0.8, 0.2], [0.1, 0.9]], index=[0, 1])
+    now = pd.DataFrame([[0.15, 0.85], [0.75, 0.25], [0.5, 0.5]], index=[0, 1, 2])
+    assert match_segments(before, now) == {0: 1, 1: 0}

@@ -1,7 +1,7 @@
 """`energy up` as a user runs it, on the embedded PostgreSQL, watched from outside: the sensor
-loads dropped files into the marts, the Dagster UI shows them in a real browser, Ctrl-C stops
-every process and the data survives for the next start. One platform serves the module's
-tests, in file order; the last one stops it.
+loads dropped files into the marts, the Dagster UI and the dashboard show them in a real
+browser, Ctrl-C stops every process and the data survives for the next start. One platform
+serves the module's tests, in file order; the last one stops it.
 
 Chromium comes from Debian (`apt-get install chromium`), never from Playwright's own download.
 Screenshots go to `test-artifacts/browser/`.
@@ -9,6 +9,7 @@ Screenshots go to `test-artifacts/browser/`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from conftest import PLATFORM_ENV, free_port, server_home
 from playwright.sync_api import Page, expect, sync_playwright
 from up_process import (
     SAMPLE_SYSTEM_INTERVALS,
+    embedded_url,
     energy_up,
     graphql,
     partition_stats,
@@ -31,6 +33,7 @@ from up_process import (
     wait_for,
 )
 
+from energy_assets.dashboard.app import TITLES
 from energy_assets.ingest.sample import write_sample
 from energy_assets.settings import REPO_ROOT, Settings
 from energy_assets.warehouse.postgres import platform_database
@@ -90,6 +93,8 @@ class RunningPlatform:
     env: dict[str, str]
     ui_port: int
     db_port: int
+    dashboard_port: int
+    log: Path
     children: list[psutil.Process]
 
 
@@ -97,11 +102,12 @@ class RunningPlatform:
 def up(tmp_path_factory) -> RunningPlatform:
     """`energy up` in a home of its own, with the sample dropped and loaded into the marts."""
     env = {k: v for k, v in os.environ.items() if k not in PLATFORM_ENV}
-    ui_port, db_port = free_port(), free_port()
+    ui_port, db_port, dashboard_port = free_port(), free_port(), free_port()
     with server_home() as home:
         env.update(
             ENERGY_HOME=str(home),
             ENERGY_PG_PORT=str(db_port),
+            ENERGY_DASHBOARD_PORT=str(dashboard_port),
             ENERGY_FILE_STABLE_SECONDS="1",
             ENERGY_FORECASTS="off",
         )  # covered by test_forecast_assets
@@ -114,7 +120,9 @@ def up(tmp_path_factory) -> RunningPlatform:
                 600,
                 "the sensor to load the sample and build the marts",
             )
-            yield RunningPlatform(process, home, env, ui_port, db_port, children)
+            yield RunningPlatform(
+                process, home, env, ui_port, db_port, dashboard_port, log, children
+            )
 
 
 def test_sensor_loads_dropped_files_into_the_marts(up):
@@ -149,6 +157,79 @@ def test_ui_shows_raw_dbt_and_ml_assets_and_materialized_months(up):
             check_pages(page, f"http://127.0.0.1:{up.ui_port}")
         finally:
             browser.close()
+
+
+def streamlit_pids(processes: list[psutil.Process]) -> set[int]:
+    """The live processes among `processes` that run Streamlit."""
+    found = set()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.cmdline()[1:3] == ["-m", "streamlit"]:
+                found.add(process.pid)
+    return found
+
+
+def chromium_page(playwright, viewport: dict) -> Page:
+    browser = playwright.chromium.launch(
+        executable_path=str(debian_chromium()),
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    return browser.new_page(viewport=viewport)
+
+
+def test_dashboard_serves_every_page_as_the_analyst(up):
+    """Beside the UI, on loopback, as the analyst only: every page renders its charts and shows
+    the marts' numbers (the sample: feeders only, two months, forecasts off)."""
+    url = f"http://127.0.0.1:{up.dashboard_port}"
+    assert f"Dashboard     {url}\n" in up.log.read_text()
+    dashboard = next(c for c in up.children if c.pid in streamlit_pids(up.children))
+    command = " ".join(dashboard.cmdline())
+    for option in (
+        "--server.address 127.0.0.1",
+        "--browser.gatherUsageStats false",
+        "--client.toolbarMode viewer",
+    ):
+        assert option in command
+    environment = dashboard.environ()
+    assert environment["ENERGY_ANALYST_URL"].startswith("postgresql://energy_analyst@127.0.0.1:")
+    assert not {"ENERGY_WAREHOUSE_URL", "ENERGY_PGPASSWORD"} & set(environment)
+
+    conn = psycopg2.connect(embedded_url(up.home, up.db_port))
+    with conn.cursor() as cur:
+        cur.execute("select mw_total from marts.fct_system_intervals order by interval_start")
+        latest = cur.fetchall()[-1][0]
+        cur.execute("select count(*) from raw.files where status = 'loaded'")
+        loaded = cur.fetchone()[0]
+    conn.close()
+    expected = {  # page -> texts it must show, from the marts
+        "network": [f"{latest:,.3f} MW", "Files today", "Freshness per month"],
+        "feeders": ["System (all feeders)", "Intervals missing data", "load by day and time"],
+        "forecasts": ["No forecasts yet"],
+        "anomalies": ["Open a finding", "no reading for 8 intervals"],
+        "customers": ["No customers in this data"],
+        "segments": ["No segments yet"],
+        "quality": ["Completeness by meter and month", "M1002"],
+    }
+    charted = {"network", "feeders", "anomalies", "quality"}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        page = chromium_page(playwright, {"width": 1400, "height": 2600})
+        try:
+            for name, title in TITLES.items():
+                page.goto(f"{url}/{'' if name == 'network' else name}")
+                expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=60_000)
+                for text in expected[name]:
+                    expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+                if name == "network":
+                    files = page.locator('[data-testid="stMetric"]', has_text="Loaded")
+                    expect(files).to_contain_text(str(loaded))
+                if name in charted:  # Plotly drew its SVG
+                    plot = page.locator(".js-plotly-plot .main-svg").first
+                    expect(plot).to_be_visible(timeout=30_000)
+                page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png")
+        finally:
+            page.context.browser.close()
 
 
 def test_ctrl_c_stops_every_process_and_the_data_survives(up, monkeypatch):

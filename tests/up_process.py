@@ -110,6 +110,7 @@ def platform_environ(home: Path, **values: str) -> dict[str, str]:
     env.update(
         ENERGY_HOME=str(home),
         ENERGY_PG_PORT=str(free_port()),
+        ENERGY_DASHBOARD_PORT=str(free_port()),
         ENERGY_FILE_STABLE_SECONDS="1",
         ENERGY_FORECASTS="off",
     )

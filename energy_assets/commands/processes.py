@@ -78,14 +78,15 @@ class ProcessGroup:
     def pgid(self) -> int:
         return self.procs[0].pid
 
-    def start(self, args: list[str]) -> subprocess.Popen:
-        """Start `args` in the group, its output (and its children's) appended to the log."""
+    def start(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start `args` in the group (with the group's environment unless `env` is given), its
+        output (and its children's) appended to the log."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             proc = subprocess.Popen(
                 args,
                 cwd=REPO_ROOT,
-                env=self.env,
+                env=self.env if env is None else env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""Monthly plot assets: feeder and system load profiles, the system heat map, customer patterns.
+"""Monthly plot assets: feeder, system and meter-total load profiles and heat maps, customer
+patterns.
 
 PNGs land under `$ENERGY_HOME/plots/<kind>/<YYYY-MM>/` and are attached to the materialization
 (paths, and the main picture inline) so they show in the UI's metadata panel.
@@ -14,16 +15,22 @@ from energy_assets.plots.charts import (
     inline_png,
     largest_customers,
     render_load_profiles,
+    render_meters_total,
 )
-from energy_assets.plots.store import month_feeders, month_profiles
+from energy_assets.plots.store import month_feeders, month_meters_total, month_profiles
 from energy_assets.resources import Platform
 
 
 @monthly_asset(
     ["plots", "load_profiles"],
-    deps=[["marts", "fct_feeder_intervals"], ["marts", "fct_system_intervals"]],
+    deps=[
+        ["marts", "fct_feeder_intervals"],
+        ["marts", "fct_system_intervals"],
+        ["marts", "fct_intervals_clean"],
+    ],
     description="Per feeder and for the system: the month's net load with missing data shaded, "
-    "and a day x time-of-day heat map of the system load.",
+    "and a day x time-of-day heat map of the system load; the same two for the meters on no "
+    "feeder (households) added up.",
 )
 def load_profiles(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
@@ -31,14 +38,25 @@ def load_profiles(context: AssetExecutionContext, platform: Platform) -> Materia
     for month, following in months_in(context.partition_time_window):
         with platform.connection() as conn:
             feeders = month_feeders(conn, month, following)
+            total = month_meters_total(conn, month, following)
         key = f"{month:%Y-%m}"
-        if feeders.empty:
-            metadata[key] = "no feeder data this month: no plots"
-            continue
-        paths = render_load_profiles(feeders, month, settings.home / "plots" / "load" / key)
-        metadata[key] = MetadataValue.json([str(p) for p in paths])
-        metadata["system_profile"] = MetadataValue.md(inline_png(paths[-2], "system load profile"))
-        metadata["system_heatmap"] = MetadataValue.md(inline_png(paths[-1], "system heat map"))
+        folder = settings.home / "plots" / "load" / key
+        paths = []
+        if not feeders.empty:
+            paths += render_load_profiles(feeders, month, folder)
+            metadata["system_profile"] = MetadataValue.md(inline_png(paths[-2], "system profile"))
+            metadata["system_heatmap"] = MetadataValue.md(inline_png(paths[-1], "system heat map"))
+        if not total.empty:
+            paths += render_meters_total(total, month, folder)
+            metadata["meters_total_profile"] = MetadataValue.md(
+                inline_png(paths[-2], "meters on no feeder, profile")
+            )
+            metadata["meters_total_heatmap"] = MetadataValue.md(
+                inline_png(paths[-1], "meters on no feeder, heat map")
+            )
+        metadata[key] = (
+            MetadataValue.json([str(p) for p in paths]) if paths else "no meter data this month"
+        )
     return MaterializeResult(metadata=metadata)
 
 

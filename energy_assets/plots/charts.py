@@ -357,6 +357,24 @@ def render_load_profiles(feeders: pd.DataFrame, month: date, folder: Path) -> li
     return paths
 
 
+def render_meters_total(total: pd.DataFrame, month: date, folder: Path) -> list[Path]:
+    """The load profile and heat map of the meters on no feeder added up (columns
+    interval_start, kw, incomplete): households get the pictures feeders get."""
+    times = total["interval_start"].reset_index(drop=True)
+    load = pd.Series(total["kw"].to_numpy(), index=times)
+    title = f"Meters on no feeder, added up, {month:%B %Y}"
+    return [
+        load_profile(
+            load,
+            incomplete_runs(times, total["incomplete"]),
+            title,
+            folder / "meters-total.png",
+            unit="kW",
+        ),
+        load_heatmap(load, title, folder / "meters-total-heatmap.png", unit="kW"),
+    ]
+
+
 def customer_folder(home: Path, month: date) -> Path:
     return home / "plots" / "customers" / f"{month:%Y-%m}"
 

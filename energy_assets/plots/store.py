@@ -16,6 +16,13 @@ from marts.fct_feeder_intervals
 where interval_start >= %s and interval_start < %s
 order by feeder, interval_start
 """
+METERS_TOTAL = """
+select interval_start, sum(coalesce(kw_net, demand_kw)) as kw,
+       bool_or(quality = 'gap') as incomplete
+from marts.fct_intervals_clean
+where feeder is null and interval_start >= %s and interval_start < %s
+group by interval_start order by interval_start
+"""
 PROFILES = """
 select customer_id, day_type, hour, mean_kw
 from marts.customer_hourly_profile where month_start = %s
@@ -28,6 +35,15 @@ def month_feeders(conn: connection, month: date, following: date) -> pd.DataFram
     feeders["interval_start"] = pd.to_datetime(feeders["interval_start"], utc=True)
     feeders["mw_net"] = feeders["mw_net"].astype(float)
     return feeders
+
+
+def month_meters_total(conn: connection, month: date, following: date) -> pd.DataFrame:
+    """The month's meters on no feeder (households) added up per interval, in kW, and whether
+    one of them missed its reading."""
+    total = read_frame(conn, METERS_TOTAL, (month, following))
+    total["interval_start"] = pd.to_datetime(total["interval_start"], utc=True)
+    total["kw"] = total["kw"].astype(float)
+    return total
 
 
 def month_profiles(conn: connection, month: date, customer: str | None = None) -> pd.DataFrame:

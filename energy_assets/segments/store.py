@@ -7,10 +7,12 @@ from datetime import date
 
 import pandas as pd
 from psycopg2.extensions import connection
-from psycopg2.extras import execute_values
 
 from energy_assets.segments.segmentation import Segmentation
-from energy_assets.warehouse.database import read_frame
+from energy_assets.warehouse.database import copy_frame, read_frame
+
+NEAR_EMPTY_SEGMENT = -1
+"""The `segment` of a customer set apart as near-empty (not clustered) in ml.customer_segments."""
 
 CUSTOMER_INTERVALS = """
 select customers.customer_id, c.interval_start, c.demand_kw as kw
@@ -29,26 +31,33 @@ def customer_intervals(conn: connection, month: date, following: date) -> pd.Dat
     return intervals
 
 
-def store_segments(conn: connection, month: date, segmentation: Segmentation) -> None:
-    """Replace the month's segments and centroids in one transaction."""
-    members = segmentation.labels.value_counts()
+def store_segments(
+    conn: connection, month: date, segmentation: Segmentation, near_empty: list[str]
+) -> None:
+    """Replace the month's segments (near-empty customers as NEAR_EMPTY_SEGMENT) and centroids
+    in one transaction."""
+    labels = pd.concat(
+        [segmentation.labels, pd.Series(NEAR_EMPTY_SEGMENT, index=pd.Index(near_empty))]
+    )
+    members = pd.DataFrame(
+        {
+            "month_start": month,
+            "customer_id": labels.index.astype(str),
+            "segment": labels.to_numpy(dtype=int),
+            "k": segmentation.k,
+            "silhouette": float(segmentation.silhouette),
+        }
+    )
+    shares = segmentation.centroids.stack().rename("share").reset_index()
+    shares.columns = ["segment", "hour", "share"]
+    sizes = segmentation.labels.value_counts()
+    centroids = shares.assign(month_start=month, customers=shares["segment"].map(sizes))
     with conn, conn.cursor() as cur:
         cur.execute("delete from ml.customer_segments where month_start = %s", (month,))
         cur.execute("delete from ml.segment_centroids where month_start = %s", (month,))
-        execute_values(
+        copy_frame(cur, "ml.customer_segments", members)
+        copy_frame(
             cur,
-            "insert into ml.customer_segments values %s",
-            [
-                (month, str(c), int(s), segmentation.k, float(segmentation.silhouette))
-                for c, s in segmentation.labels.items()
-            ],
-        )
-        execute_values(
-            cur,
-            "insert into ml.segment_centroids values %s",
-            [
-                (month, int(seg), int(hour), float(share), int(members[seg]))
-                for seg, row in segmentation.centroids.iterrows()
-                for hour, share in row.items()
-            ],
+            "ml.segment_centroids",
+            centroids[["month_start", "segment", "hour", "share", "customers"]],
         )
