@@ -381,6 +381,26 @@ def accuracy(use_openstef: bool, series: list[str], issues: list[str]) -> tuple[
     return results, why
 
 
+def history_choice() -> list[dict]:
+    """How much history helps: the London sum over July and November 2013, issued D-1 10:00,
+    by models that learn from the last 28 or 91 days or from all of it (the default)."""
+    _, total, lcl_weather = lcl_data()
+    weather = observed_weather(lcl_weather, {c: v for c, (v, _) in LCL_WEATHER.items()})
+    days = month_days(["2013-07", "2013-11"])
+    out = []
+    for train_days in (28, 91, None):
+        config = ForecastConfig(
+            tz="Europe/London", holiday_country="GB", holiday_subdiv="ENG", train_days=train_days
+        )
+        rows, cpu = platform_rows(total, "meters_total", days, config, weather)
+        label = f"last {train_days} days" if train_days else "all (default)"
+        out.append(
+            {**compare(f"LCL sum, Jul + Nov, {label}", "D-1 10:00", rows, None), "cpu_s": cpu}
+        )
+        print(show(out[-1:]), flush=True)
+    return out
+
+
 def generated_meters(first: str, last: str, n: int = 100) -> pd.DataFrame:
     """`n` meters of 15-minute data (the sample generator's shape) over [first, last)."""
     frames = []
@@ -427,7 +447,10 @@ def timing() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--parts", nargs="+", default=["accuracy", "timing"], choices=["accuracy", "timing"]
+        "--parts",
+        nargs="+",
+        default=["accuracy", "history", "timing"],
+        choices=["accuracy", "history", "timing"],
     )
     parser.add_argument("--no-openstef", action="store_true", help="leave OpenSTEF out")
     parser.add_argument("--series", nargs="+", default=SERIES, choices=SERIES)
@@ -444,6 +467,10 @@ def main() -> None:
         if why:
             print(f"OpenSTEF {OPENSTEF_VERSION}: skipped ({why})")
         result["accuracy"] = rows
+    if "history" in args.parts and LCL.exists():
+        result["history"] = history_choice()
+        print("\nHow much history the model learns from")
+        print(show(result["history"]))
     if "timing" in args.parts:
         cost = timing()
         print("\nA month's backtest, 100 generated 15-minute meters")

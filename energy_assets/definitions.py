@@ -26,7 +26,12 @@ from energy_assets.automation import (
 )
 from energy_assets.forecasts.assets import day_ahead_forecast, forecast_backtest
 from energy_assets.forecasts.checks import forecast_data_sufficient
-from energy_assets.forecasts.schedules import day_ahead_job, day_ahead_schedule
+from energy_assets.forecasts.schedules import (
+    day_ahead_job,
+    day_ahead_schedule,
+    weather_job,
+    weather_schedule,
+)
 from energy_assets.ingest.assets import ingest_dropbox, raw_specs
 from energy_assets.ingest.sensors import dropbox_sensor
 from energy_assets.marts.assets import PlatformDbt, dbt_project, monthly_marts, unpartitioned_marts
@@ -36,7 +41,6 @@ from energy_assets.resources import Platform
 from energy_assets.segments.assets import customer_segments
 from energy_assets.settings import Settings
 from energy_assets.weather.assets import open_meteo_weather
-from energy_assets.weather.schedules import weather_job, weather_schedule
 
 
 def run_executor(max_concurrent: int | None) -> ExecutorDefinition:

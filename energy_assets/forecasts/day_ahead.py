@@ -511,7 +511,8 @@ def kind_summary(result: Forecasts) -> dict:
     m = forecast_metrics(
         rows["actual"], rows["p10"], rows["p50"], rows["p90"], rows["baseline"], 1.0
     )
-    verdicts = result.metrics["verdict"].value_counts().to_dict() if len(result.metrics) else {}
+    counts = result.metrics["verdict"].value_counts() if len(result.metrics) else pd.Series()
+    verdicts = {str(k): int(v) for k, v in counts.items()}
     return {
         "targets": int(rows["target_id"].nunique()),
         **{k: round(m[k], 4) for k in ("wape", "baseline_wape", "coverage_p10_p90")},
