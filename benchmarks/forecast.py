@@ -74,6 +74,7 @@ LCL_WEATHER = {
     "humidity": ("humidity", "relative_humidity"),
 }
 ISSUES = ("D-1 10:00", "D-1 23:00")
+LONDON = (51.5, -0.12)
 SERIES = ["openstef", "lcl-sum", "lcl-households"]
 OPENSTEF_HOUSEHOLDS = 10  # households OpenSTEF forecasts one by one (a fixed sample)
 
@@ -223,7 +224,8 @@ def run_openstef(python: Path, data: pd.DataFrame, spec: dict) -> pd.DataFrame:
     if cached.exists():
         return pd.read_parquet(cached)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    source, spec_path = WORK / "openstef-in.parquet", WORK / "openstef-spec.json"
+    source = cached.with_suffix(".in.parquet")
+    spec_path = cached.with_suffix(".spec.json")
     data.to_parquet(source)
     spec_path.write_text(text)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -290,7 +292,10 @@ def openstef_series(python, issues) -> list[dict]:
     results = []
     for issue in issues:
         config = ForecastConfig(
-            tz="Europe/Amsterdam", product=Product.parse(issue), holiday_country="NL"
+            tz="Europe/Amsterdam",
+            product=Product.parse(issue),
+            holiday_country="NL",
+            place=(place["latitude"], place["longitude"]),
         )
         rows, cpu = platform_rows(series, "feeder", days, config, weather)
         print(
@@ -320,7 +325,7 @@ def lcl_series(python, issues, households: bool) -> list[dict]:
     and their sum bottom-up beside the direct forecast of it."""
     meters, total, lcl_weather = lcl_data()
     weather = observed_weather(lcl_weather, {c: v for c, (v, _) in LCL_WEATHER.items()})
-    place = {"latitude": 51.5, "longitude": -0.12, "country": "GB"}
+    place = {"latitude": LONDON[0], "longitude": LONDON[1], "country": "GB"}
     results = []
     for issue in issues:
         config = ForecastConfig(
@@ -329,6 +334,7 @@ def lcl_series(python, issues, households: bool) -> list[dict]:
             holiday_country="GB",
             holiday_subdiv="ENG",
             backtest_meters=None,
+            place=(place["latitude"], place["longitude"]),
         )
         months = ["2013-03"] if households else ["2013-03", "2013-07", "2013-11"]
         days = month_days(months)
@@ -390,7 +396,11 @@ def history_choice() -> list[dict]:
     out = []
     for train_days in (28, 91, None):
         config = ForecastConfig(
-            tz="Europe/London", holiday_country="GB", holiday_subdiv="ENG", train_days=train_days
+            tz="Europe/London",
+            holiday_country="GB",
+            holiday_subdiv="ENG",
+            train_days=train_days,
+            place=LONDON,
         )
         rows, cpu = platform_rows(total, "meters_total", days, config, weather)
         label = f"last {train_days} days" if train_days else "all (default)"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from energy_assets.forecasts.product import Issue
 
-LAG_DAYS = {"lag_1d": 1, "lag_2d": 2, "lag_7d": 7, "lag_14d": 14, "lag_21d": 21, "lag_28d": 28}
+LAG_DAYS = {f"lag_{d}d": d for d in (1, 2, 3, 4, 5, 6, 7, 14, 21, 28)}
 SAME_SLOT_WEEKS = ["lag_7d", "lag_14d", "lag_21d", "lag_28d"]  # the 4-week same-slot mean
 BASE_FEATURES = [
     "target_code",
@@ -51,7 +51,11 @@ TEMPERATURE = "temperature"
 # cooling above 22 °C.
 HEATING_BASE, COOLING_BASE = 15.5, 22.0
 DAY_WEATHER = ["temp_day_min", "temp_day_mean", "temp_day_max", "heating_dd", "cooling_dd"]
+SUN = ["sun_elevation", "sun_incidence", "tilted_radiation"]  # with the weather's coordinates
+RADIATION = "radiation"
+PANEL_TILT = 35.0  # degrees, facing the equator: how most solar panels are mounted
 WEEK = pd.Timedelta(days=7)
+SCALE_WINDOW = pd.Timedelta(days=7)  # a target's level: its mean |value| over this window
 HISTORY = pd.Timedelta(days=29)  # the 28-day lag plus a day of slack
 
 
@@ -167,6 +171,59 @@ def _day_weather(cols: dict, times: pd.DatetimeIndex, hourly: pd.DataFrame, tz: 
     cols["cooling_dd"] = np.clip(cols["temp_day_mean"] - COOLING_BASE, 0, None)
 
 
+def sun_position(
+    times: pd.DatetimeIndex, latitude: float, longitude: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sun's elevation (degrees) and the cosine of its angle to a panel tilted PANEL_TILT
+    degrees towards the equator, at UTC `times` (NOAA's low-precision formulas, to ~0.5 deg).
+
+    >>> noon = pd.DatetimeIndex([pd.Timestamp("2024-06-21 11:40", tz="UTC")])
+    >>> round(float(sun_position(noon, 52.0, 5.0)[0][0]), 1)  # 90 - 52 + 23.44 = 61.44
+    61.5
+    """
+    hours = (times.hour + times.minute / 60).to_numpy()
+    gamma = 2 * np.pi / 365 * (times.dayofyear.to_numpy() - 1 + (hours - 12) / 24)
+    equation = 229.18 * (
+        0.000075
+        + 0.001868 * np.cos(gamma)
+        - 0.032077 * np.sin(gamma)
+        - 0.014615 * np.cos(2 * gamma)
+        - 0.040849 * np.sin(2 * gamma)
+    )
+    declination = (
+        0.006918
+        - 0.399912 * np.cos(gamma)
+        + 0.070257 * np.sin(gamma)
+        - 0.006758 * np.cos(2 * gamma)
+        + 0.000907 * np.sin(2 * gamma)
+        - 0.002697 * np.cos(3 * gamma)
+        + 0.00148 * np.sin(3 * gamma)
+    )
+    hour_angle = np.radians((hours * 60 + equation + 4 * longitude) / 4 - 180)
+    lat = np.radians(latitude)
+    zenith = np.sin(lat) * np.sin(declination) + np.cos(lat) * np.cos(declination) * np.cos(
+        hour_angle
+    )
+    tilted = lat - np.sign(latitude) * np.radians(PANEL_TILT)
+    incidence = np.sin(tilted) * np.sin(declination) + np.cos(tilted) * np.cos(
+        declination
+    ) * np.cos(hour_angle)
+    return np.degrees(np.arcsin(np.clip(zenith, -1, 1))), incidence
+
+
+def _sun(cols: dict, times: pd.DatetimeIndex, step: pd.Timedelta, place: tuple | None) -> None:
+    """Where the sun is at each interval's middle, and the radiation on a tilted panel: the
+    horizontal radiation times the beam's gain from tilting (capped: low sun, large ratios)."""
+    if place is None:
+        return
+    elevation, incidence = sun_position(times + step / 2, *place)
+    cols["sun_elevation"], cols["sun_incidence"] = elevation, incidence
+    radiation = cols.get(WEATHER_PREFIX + RADIATION)
+    if radiation is not None:
+        up = np.sin(np.radians(np.maximum(elevation, 5.0)))
+        cols["tilted_radiation"] = radiation * np.clip(incidence, 0, None) / up
+
+
 def _lags(
     cols: dict, targets: pd.Series, times: pd.DatetimeIndex, values: _Wide, issue: Issue, tz: str
 ) -> None:
@@ -202,6 +259,7 @@ def build_features(
     holiday_dates: set[date] | None = None,
     resolution: pd.Timedelta | None = None,
     weather: pd.DataFrame | None = None,
+    place: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """Feature rows for the issue's window, one per target x interval.
 
@@ -210,7 +268,8 @@ def build_features(
     is known (NaN otherwise, e.g. for a live forecast). Public holidays come as `holiday_dates`
     (see `public_holidays`). A `tariff_flag` column (1 for a time-of-use tariff) enters as a
     per-target feature when present. `forecast_weather_share` says how much of the window's
-    weather was a forecast.
+    weather was a forecast. With the weather's `place` (latitude, longitude), the sun's position
+    and the radiation on a tilted panel are features too.
     """
     step = resolution if resolution is not None else _resolution(series)
     grid = _target_grid(series, issue, step)
@@ -219,7 +278,8 @@ def build_features(
     week = past[past["interval_start"] >= issue.issued_at - WEEK].groupby("target_id")["value"]
     day = past[past["interval_start"] >= issue.issued_at - pd.Timedelta(days=1)]
     day = day.groupby("target_id")["value"]
-    scale = _per_target(week.apply(lambda v: v.abs().mean()), targets)
+    level = past[past["interval_start"] >= issue.issued_at - SCALE_WINDOW].groupby("target_id")
+    scale = _per_target(level["value"].apply(lambda v: v.abs().mean()), targets)
     scale = np.where(scale > 0, scale, np.nan)  # a dead meter has no level to normalise by
     values = _Wide(series)
 
@@ -252,6 +312,7 @@ def build_features(
     for variable in hourly.columns:
         cols[WEATHER_PREFIX + variable] = hourly[variable].reindex(hours).to_numpy()
     _day_weather(cols, times, hourly, tz)
+    _sun(cols, times, step, place)
     cols["forecast_weather_share"] = np.full(len(grid), np.nan if share is None else share)
     cols["y"] = values.lookup(targets, times) / scale
     return pd.concat([grid, pd.DataFrame(cols)], axis=1)

@@ -17,6 +17,7 @@ import xgboost as xgb
 from energy_assets.forecasts.features import (
     BASE_FEATURES,
     DAY_WEATHER,
+    SUN,
     WEEK,
     indexed_values,
     weather_columns,
@@ -52,42 +53,38 @@ class QuantileModel:
         return targets.map(self.target_offsets).fillna(self.band_offset).to_numpy(dtype=float)
 
 
-def _anchor(features: pd.DataFrame) -> np.ndarray:
-    """A seasonal profile (mean of the 7- and 14-day lags, else the last observed day, else the
-    level): trees fit the residual around it, since step functions approximate identity badly."""
-    weekly = features[["lag_7d", "lag_14d"]].mean(axis=1, skipna=True)
-    return weekly.fillna(features["lag_last"]).fillna(1.0).to_numpy(dtype=float)
-
-
 def model_features(train: pd.DataFrame) -> list[str]:
     """The features a model learns from: the base set, and the tariff flag and weather where
     the training rows carry them."""
-    optional = [c for c in ("tariff_flag", *DAY_WEATHER) if c in train.columns]
+    optional = [c for c in ("tariff_flag", *DAY_WEATHER, *SUN) if c in train.columns]
     return BASE_FEATURES + optional + weather_columns(train)
 
 
 def fit_quantile_model(
-    train: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES, rounds: int = 300, seed: int = 0
+    train: pd.DataFrame,
+    quantiles: tuple[float, ...] = QUANTILES,
+    rounds: int = 300,
+    seed: int = 0,
+    start: QuantileModel | None = None,
 ) -> QuantileModel:
-    """One global multi-quantile XGBoost model on the normalised target `y`.
+    """One global multi-quantile XGBoost model on the normalised target `y`; from `start`
+    (its features and trees) when given, boosting `rounds` more on `train`.
 
     nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
     """
-    features = model_features(train)
+    features = start.features if start is not None else model_features(train)
     train = train[train["y"].notna()]
-    dtrain = xgb.DMatrix(
-        train[features].astype(float), label=train["y"].to_numpy() - _anchor(train)
-    )
+    dtrain = xgb.DMatrix(train[features].astype(float), label=train["y"].to_numpy())
     params = {**MODEL_PARAMS, "quantile_alpha": np.array(quantiles), "seed": seed}
-    booster = xgb.train(params, dtrain, num_boost_round=rounds)
+    booster = start.booster.copy() if start is not None else None
+    booster = xgb.train(params, dtrain, num_boost_round=rounds, xgb_model=booster)
     return QuantileModel(booster, features, tuple(quantiles))
 
 
 def _normalised(model: QuantileModel, features: pd.DataFrame) -> np.ndarray:
     """Raw quantile predictions in units of the target's scale, before widening."""
     x = features.reindex(columns=model.features).astype(float)
-    raw = model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
-    return raw + _anchor(features)[:, None]
+    return model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
 
 
 def _conformal(scores: np.ndarray, coverage: float) -> float:
