@@ -310,6 +310,13 @@ class Settings:
         _count_or_all,
         "days of history a model may learn from (`all`: every day, older ones sampled)",
     )
+    forecast_rounds: int = _var(
+        "ENERGY_FORECAST_ROUNDS",
+        300,
+        int,
+        "boosting rounds of each forecast model (learning rate 0.05): fewer train faster and"
+        " forecast less well",
+    )
     forecast_min_history_days: int = _var(
         "ENERGY_FORECAST_MIN_HISTORY_DAYS",
         14,

@@ -85,6 +85,7 @@ def forecast_counts(platform) -> dict:
 def forecasted(platform, monkeypatch):
     monkeypatch.setenv("ENERGY_FORECASTS", "on")
     monkeypatch.setenv("ENERGY_BACKTEST_METERS", "4")
+    monkeypatch.setenv("ENERGY_FORECAST_ROUNDS", "60")  # this test checks storage, not accuracy
     settings = replace(platform.settings, forecasts=True)
     write_sample(settings.dropbox)
     write_households(settings.dropbox / "households.csv")

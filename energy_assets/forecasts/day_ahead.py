@@ -88,6 +88,7 @@ class ForecastConfig:
             tz=settings.default_timezone,
             product=Product.parse(settings.forecast_issue, settings.forecast_horizon_hours),
             train_days=settings.forecast_train_days,
+            rounds=settings.forecast_rounds,
             min_history_days=settings.forecast_min_history_days,
             backtest_meters=settings.backtest_meters,
             holiday_country=settings.holiday_country,
