@@ -73,10 +73,9 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
             else:
                 with platform.connection() as conn:
                     sample = None
-                    if kind == "meter" and config.backtest_meters is not None:
-                        sample = backtest_sample(
-                            meters_between(conn, start, end), config.backtest_meters
-                        )
+                    if kind == "meter":
+                        meters = meters_between(conn, start, end)
+                        sample = backtest_sample(meters, config.backtest_meters) or meters
                     series = read_series(conn, kind, start, end, sample)
                     zones = target_timezones(conn, kind)
                 result = backtest(series, kind, days, config, weather, zones)
