@@ -26,6 +26,9 @@ from energy_assets.forecasts.features import (
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_TARGET_ROWS = 48  # calibration rows a target needs for a band offset of its own
 SHRINK = 48  # the pooled offset's weight, in rows, in a target's own
+# A target's own offset stays within one level (its mean |value|) of the pooled one: a meter
+# near zero all week and then busy would otherwise get a band of thousands of its levels.
+MAX_OWN = 1.0
 MODEL_PARAMS = {
     "objective": "reg:quantileerror",
     "tree_method": "hist",
@@ -102,7 +105,7 @@ def conformal_offsets(
     `coverage` quantile, added to both ends, makes the band cover about `coverage` of new rows.
     Negative when the raw band is too wide. Targets differ (a steady feeder, a wind-driven
     one), so each target with a day of rows gets its own, drawn towards the pooled one by
-    SHRINK rows' weight.
+    SHRINK rows' weight and kept within MAX_OWN of it.
     """
     rows = calibration[calibration["y"].notna()]
     if rows.empty:
@@ -114,9 +117,10 @@ def conformal_offsets(
     own = {}
     for target, s in scores.groupby(rows["target_id"].to_numpy()):
         if len(s) >= MIN_TARGET_ROWS:
-            own[target] = (len(s) * _conformal(s.to_numpy(), coverage) + SHRINK * pooled) / (
+            shrunk = (len(s) * _conformal(s.to_numpy(), coverage) + SHRINK * pooled) / (
                 len(s) + SHRINK
             )
+            own[target] = float(np.clip(shrunk, pooled - MAX_OWN, pooled + MAX_OWN))
     return pooled, own
 
 
