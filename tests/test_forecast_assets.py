@@ -123,10 +123,10 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         )
         == 0
     )
-    # Weekly retraining: 1 model in January, 5 in February, 1 live, for each kind and
-    # resolution (feeder, system, meter total; meters at 15 and at 30 minutes), and the
-    # fallback's row.
-    assert platform.scalar("select count(*) from ml.models") == 5 * (1 + 5 + 1) + 1
+    # Weekly retraining: 2 models in January (the 22nd and the 29th), 5 in February, 1 live,
+    # for each kind and resolution (feeder, system, meter total; meters at 15 and at 30
+    # minutes), and the fallback's row.
+    assert platform.scalar("select count(*) from ml.models") == 5 * (2 + 5 + 1) + 1
     verdicts = platform.query(
         "select month_start, verdict, count(*) as n from ml.forecasts where run_kind = 'backtest'"
         " group by 1, 2 order by 1, 2"
