@@ -142,7 +142,7 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         "avg((f.actual - f.p50) ^ 2) as recomputed_mse, count(*) as n "
         "from ml.customer_model c join ml.forecasts f on f.model_version = c.model_version "
         "and f.target_id = c.meter_id and f.actual is not null "
-        "where c.customer_ref like 'MAC%' group by 1, 2, 3, 4"
+        "where c.customer_ref like 'MAC%%' group by 1, 2, 3, 4"
     )
     assert set(customers["customer_ref"]) == {"MAC000001", "MAC000002"}
     assert (customers["intervals"] == customers["n"]).all()

@@ -290,6 +290,10 @@ def build_features(
     last = past.groupby("target_id")["value"].last()
     cols["last_value"] = _per_target(last, targets) / scale
     cols["lead_hours"] = ((times - issue.issued_at) / pd.Timedelta(hours=1)).to_numpy()
+    cols["peak"] = (
+        _per_target(past.groupby("target_id")["value"].agg(lambda v: v.abs().max()), targets)
+        / scale
+    )
     cols["mean_1d"] = _per_target(day.mean(), targets) / scale
     cols["std_1d"] = _per_target(day.std(), targets) / scale
     cols["std_7d"] = _per_target(week.std(), targets) / scale

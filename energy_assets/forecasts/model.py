@@ -29,6 +29,7 @@ SHRINK = 48  # the pooled offset's weight, in rows, in a target's own
 # A target's own offset stays within one level (its mean |value|) of the pooled one: a meter
 # near zero all week and then busy would otherwise get a band of thousands of its levels.
 MAX_OWN = 1.0
+PEAK_MARGIN = 1.5
 MODEL_PARAMS = {
     "objective": "reg:quantileerror",
     "tree_method": "hist",
@@ -131,6 +132,10 @@ def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFr
     offsets = model.offsets(features["target_id"])
     raw[:, 0] -= offsets
     raw[:, -1] += offsets
+    # Never beyond PEAK_MARGIN times the largest |value| of the last four weeks: a meter near
+    # zero for a week and then busy has huge lags in units of its level, and trees extrapolate.
+    bound = PEAK_MARGIN * features["peak"].to_numpy()[:, None]
+    raw = np.where(np.isnan(bound), raw, np.clip(raw, -bound, bound))
     values = np.sort(raw, axis=1) * features["scale"].to_numpy()[:, None]
     out = features[["target_id", "interval_start"]].reset_index(drop=True)
     for q, column in zip(model.quantiles, values.T, strict=True):
