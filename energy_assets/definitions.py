@@ -25,7 +25,13 @@ from energy_assets.automation import (
     unpartitioned_marts_job,
 )
 from energy_assets.forecasts.assets import day_ahead_forecast, forecast_backtest
-from energy_assets.forecasts.schedules import day_ahead_job, day_ahead_schedule
+from energy_assets.forecasts.checks import forecast_data_sufficient
+from energy_assets.forecasts.schedules import (
+    day_ahead_job,
+    day_ahead_schedule,
+    weather_job,
+    weather_schedule,
+)
 from energy_assets.ingest.assets import ingest_dropbox, raw_specs
 from energy_assets.ingest.sensors import dropbox_sensor
 from energy_assets.marts.assets import PlatformDbt, dbt_project, monthly_marts, unpartitioned_marts
@@ -34,6 +40,7 @@ from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
 from energy_assets.segments.assets import customer_segments
 from energy_assets.settings import Settings
+from energy_assets.weather.assets import open_meteo_weather
 
 
 def run_executor(max_concurrent: int | None) -> ExecutorDefinition:
@@ -61,11 +68,15 @@ defs = Definitions(
         forecast_backtest,
         day_ahead_forecast,
         anomalies,
+        open_meteo_weather,
     ],
-    asset_checks=[anomaly_rate_usual],
-    jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, day_ahead_job],
+    asset_checks=[anomaly_rate_usual, forecast_data_sufficient],
+    jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, day_ahead_job, weather_job],
     sensors=[dropbox_sensor, loaded_months_sensor, forecasts_after_marts],
-    schedules=[day_ahead_schedule(settings.default_timezone)],
+    schedules=[
+        day_ahead_schedule(settings.default_timezone),
+        weather_schedule(settings.default_timezone),
+    ],
     resources={
         "platform": Platform(
             home=EnvVar("ENERGY_HOME"), warehouse_url=EnvVar("ENERGY_WAREHOUSE_URL")

@@ -43,6 +43,16 @@ def _hours(text: str) -> tuple[int, int]:
     return start, end
 
 
+def _sites(text: str) -> tuple[tuple[str, float, float], ...]:
+    """`london=51.5,-0.12;utrecht=52.0,5.0` -> ((site, latitude, longitude), ...)."""
+    sites = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, place = part.partition("=")
+        latitude, longitude = (float(v) for v in place.split(","))
+        sites.append((name.strip(), latitude, longitude))
+    return tuple(sites)
+
+
 def _month(text: str) -> date:
     """`2000-01` (or a full date) -> the first day of that month."""
     return date.fromisoformat(text.strip()[:7] + "-01")
@@ -293,20 +303,39 @@ class Settings:
         int,
         "customers drawn one by one per month, largest first; others with `energy plot`",
     )
-    forecast_cutoff_hour: int = _var(
-        "ENERGY_FORECAST_CUTOFF_HOUR",
-        0,
-        int,
-        "local hour, on the day before, at which a day's forecast is issued",
+    forecast_issue: str = _var(
+        "ENERGY_FORECAST_ISSUE",
+        "D-1 10:00",
+        str,
+        "when forecasts are issued and what they cover: `D-1 10:00` (10:00 local on the day"
+        " before, for the whole day), or `every 6h` (intraday, ENERGY_FORECAST_HORIZON_HOURS"
+        " ahead; `every 1h` with 1 is next-hour)",
     )
-    forecast_train_days: int = _var(
-        "ENERGY_FORECAST_TRAIN_DAYS", 28, int, "days of history each weekly model learns from"
+    forecast_horizon_hours: float = _var(
+        "ENERGY_FORECAST_HORIZON_HOURS",
+        24.0,
+        float,
+        "how far an intraday (`every Nh`) forecast reaches",
+    )
+    forecast_train_days: int | None = _var(
+        "ENERGY_FORECAST_TRAIN_DAYS",
+        None,
+        _count_or_all,
+        "days of history a model may learn from (`all`: every day, older ones sampled)",
+    )
+    forecast_rounds: int = _var(
+        "ENERGY_FORECAST_ROUNDS",
+        300,
+        int,
+        "boosting rounds of each forecast model (learning rate 0.05): fewer train faster and"
+        " forecast less well",
     )
     forecast_min_history_days: int = _var(
         "ENERGY_FORECAST_MIN_HISTORY_DAYS",
         14,
         int,
-        "days of readings a target needs before it is forecast",
+        "days of readings a target needs before the model forecasts it (before: the 4-week"
+        " same-slot mean)",
     )
     holiday_country: str | None = _var(
         "ENERGY_HOLIDAY_COUNTRY",
@@ -316,6 +345,13 @@ class Settings:
     )
     holiday_subdiv: str | None = _var(
         "ENERGY_HOLIDAY_SUBDIV", None, str, "the region of the holidays, e.g. `ENG`"
+    )
+    weather_sites: tuple[tuple[str, float, float], ...] = _var(
+        "ENERGY_WEATHER_SITES",
+        (),
+        _sites,
+        "sites whose weather the `weather_daily` schedule fetches from Open-Meteo, as"
+        " `site=latitude,longitude;...` (unset: none)",
     )
     server_root: Path = _var(
         "ENERGY_SERVER_ROOT",

@@ -84,7 +84,8 @@ create index if not exists file_meters_meter on raw.file_meters (meter_id);
 -- times carried offsets. When metadata later gives the meter another zone, they are read again.
 alter table raw.file_meters add column if not exists local_timezone text;
 
--- Observed weather per site, long form; a later file's value for the same hour wins.
+-- Weather per site, long form: observations, and forecasts with the time they were issued.
+-- A later value for the same site, variable, hour, kind and issue time wins.
 create table if not exists raw.weather (
     site_id     text not null,
     observed_at timestamptz not null,
@@ -93,3 +94,17 @@ create table if not exists raw.weather (
     file_id     bigint not null references raw.files (file_id),
     primary key (site_id, variable, observed_at)
 );
+-- observed_at: the hour the value is for. kind: observed (a measurement or reanalysis) or
+--   forecast, then issued_at is when it was available (null for observations).
+-- file_id: the dropped file it came from; null for weather fetched from an API (see source).
+alter table raw.weather add column if not exists kind text not null default 'observed';
+alter table raw.weather add column if not exists issued_at timestamptz;
+alter table raw.weather add column if not exists source text;
+alter table raw.weather alter column file_id drop not null;
+alter table raw.weather drop constraint if exists weather_pkey;
+alter table raw.weather drop constraint if exists weather_kind;
+alter table raw.weather add constraint weather_kind check (
+    (kind = 'observed' and issued_at is null) or (kind = 'forecast' and issued_at is not null)
+);
+create unique index if not exists weather_once on raw.weather
+    (site_id, variable, observed_at, kind, coalesce(issued_at, '-infinity'::timestamptz));

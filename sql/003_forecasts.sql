@@ -51,3 +51,41 @@ create table if not exists ml.backtest_metrics (
     baseline_wape    double precision,
     primary key (month_start, target_kind, target_id)
 );
+
+-- same_slot: the 4-week same-slot mean (the same local time 1-4 weeks earlier), a second
+--   baseline and the fallback forecast. verdict: `ok` where the model forecast, else the
+--   target's data verdict (insufficient_history, completeness, flatline) and the forecast is
+--   the 4-week same-slot mean (model_version same_slot_mean_4w).
+alter table ml.forecasts add column if not exists same_slot double precision;
+alter table ml.forecasts add column if not exists verdict text;
+-- verdict: as in ml.forecasts (several, comma-separated, when it changed within the month);
+-- weather_source: forecast, observed, mixed or none: whether the weather each forecast used
+--   was a forecast available at its issue time or the observation standing in for one, and
+--   weather_forecast_share how much of it was a forecast.
+alter table ml.backtest_metrics add column if not exists same_slot_wape double precision;
+alter table ml.backtest_metrics add column if not exists verdict text;
+alter table ml.backtest_metrics add column if not exists weather_source text;
+alter table ml.backtest_metrics add column if not exists weather_forecast_share double precision;
+-- Per target (meter, customer, feeder ...), the model's scores on the target's forecasts in
+-- the backtest: {"<target_id>": {"intervals", "mse", "r2", "wape"}}.
+alter table ml.models add column if not exists target_metrics jsonb not null default '{}';
+insert into ml.models values (
+    'same_slot_mean_4w', 'fallback/same_slot_mean_4w', 'any', interval '0', 'epoch', 'epoch',
+    'epoch', '{}', '{}', '{}', ''
+) on conflict (model_version) do nothing;
+
+-- Seed 000's customer_model table: the global meter model's scores on each customer's meter.
+create or replace view ml.customer_model as
+select
+    coalesce(meter.customer_id, scores.key) as customer_ref,
+    scores.key as meter_id,
+    model.model_version,
+    model.trained_at,
+    (scores.value ->> 'intervals')::integer as intervals,
+    (scores.value ->> 'mse')::double precision as mse,
+    (scores.value ->> 'r2')::double precision as r2_score,
+    (scores.value ->> 'wape')::double precision as wape
+from ml.models as model
+cross join lateral jsonb_each(model.target_metrics) as scores
+left join raw.meters as meter on meter.meter_id = scores.key
+where model.target_kind = 'meter';

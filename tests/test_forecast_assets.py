@@ -28,18 +28,20 @@ from energy_assets.resources import Platform
 JAN, FEB, MAR = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
 # The sample (2 feeders, 3 kW-logging meters at 15 min) and 2 households logging kWh per half
 # hour on no feeder, all from 2024-01-01 to 2024-02-29. A target needs 14 days of history at
-# a weekly retrain point: the first is 2024-01-22, so January has 10 forecast days and
-# February 29. The live forecast is issued at 2024-03-01 00:00 for 03-02. The per-meter
-# backtest takes a fixed sample of ENERGY_BACKTEST_METERS=4 meters: the four smallest CRC32s
-# of the five ids leave MAC000001 out; the live forecast covers all five.
+# a weekly retrain point for the model: the first is 2024-01-22; before it, from 2024-01-08
+# (the first day with a week behind it), targets get the 4-week same-slot mean with the verdict
+# insufficient_history. So January has 24 forecast days and February 29. The live forecast is
+# issued at 2024-03-01 00:00, when the latest reading is complete, for 03-01. The per-meter
+# backtest leaves out M2001, alone on its feeder South (the feeder's backtest is its own), and
+# takes the other four (ENERGY_BACKTEST_METERS=4); the live forecast covers all five.
 EXPECTED_FORECASTS = {
-    ("backtest", "feeder", JAN): (2 * 10 * 96, 2),
+    ("backtest", "feeder", JAN): (2 * 24 * 96, 2),
     ("backtest", "feeder", FEB): (2 * 29 * 96, 2),
-    ("backtest", "meter", JAN): (3 * 10 * 96 + 1 * 10 * 48, 4),
-    ("backtest", "meter", FEB): (3 * 29 * 96 + 1 * 29 * 48, 4),
-    ("backtest", "meters_total", JAN): (10 * 48, 1),
+    ("backtest", "meter", JAN): (2 * 24 * 96 + 2 * 24 * 48, 4),
+    ("backtest", "meter", FEB): (2 * 29 * 96 + 2 * 29 * 48, 4),
+    ("backtest", "meters_total", JAN): (24 * 48, 1),
     ("backtest", "meters_total", FEB): (29 * 48, 1),
-    ("backtest", "system", JAN): (10 * 96, 1),
+    ("backtest", "system", JAN): (24 * 96, 1),
     ("backtest", "system", FEB): (29 * 96, 1),
     ("live", "feeder", MAR): (2 * 96, 2),
     ("live", "meter", MAR): (3 * 96 + 2 * 48, 5),
@@ -83,6 +85,7 @@ def forecast_counts(platform) -> dict:
 def forecasted(platform, monkeypatch):
     monkeypatch.setenv("ENERGY_FORECASTS", "on")
     monkeypatch.setenv("ENERGY_BACKTEST_METERS", "4")
+    monkeypatch.setenv("ENERGY_FORECAST_ROUNDS", "60")  # this test checks storage, not accuracy
     settings = replace(platform.settings, forecasts=True)
     write_sample(settings.dropbox)
     write_households(settings.dropbox / "households.csv")
@@ -104,9 +107,9 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         == 0
     )
     assert (
-        platform.scalar(  # the live forecast is a day ahead: issued 24-48 h before
+        platform.scalar(  # the live forecast covers the day after the latest reading
             "select count(*) from ml.forecasts where run_kind = 'live' "
-            "and horizon not between interval '24 hours' and interval '48 hours'"
+            "and horizon not between interval '0 hours' and interval '24 hours'"
         )
         == 0
     )
@@ -119,9 +122,30 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         )
         == 0
     )
-    # Weekly retraining: 2 models in January, 5 in February, 1 live, for each kind and
-    # resolution (feeder, system, meter total; meters at 15 and at 30 minutes).
-    assert platform.scalar("select count(*) from ml.models") == 5 * (2 + 5 + 1)
+    # Weekly retraining: 2 models in January (the 22nd and the 29th), 5 in February, 1 live,
+    # for each kind and resolution (feeder, system, meter total; meters at 15 and at 30
+    # minutes), and the fallback's row.
+    assert platform.scalar("select count(*) from ml.models") == 5 * (2 + 5 + 1) + 1
+    verdicts = platform.query(
+        "select month_start, verdict, count(*) as n from ml.forecasts where run_kind = 'backtest'"
+        " group by 1, 2 order by 1, 2"
+    )
+    assert verdicts.to_dict("list") == {
+        "month_start": [JAN, JAN, FEB],
+        "verdict": ["insufficient_history", "ok", "ok"],
+        "n": [14 * 96 * 5 + 14 * 48 * 3, 10 * 96 * 5 + 10 * 48 * 3, 29 * 96 * 5 + 29 * 48 * 3],
+    }
+    # Seed 000's customer_model: the meter model's scores on each household, from its forecasts.
+    customers = platform.query(
+        "select c.customer_ref, c.mse, c.wape, c.intervals, "
+        "avg((f.actual - f.p50) ^ 2) as recomputed_mse, count(*) as n "
+        "from ml.customer_model c join ml.forecasts f on f.model_version = c.model_version "
+        "and f.target_id = c.meter_id and f.actual is not null "
+        "where c.customer_ref like 'MAC%%' group by 1, 2, 3, 4"
+    )
+    assert set(customers["customer_ref"]) == {"MAC000001", "MAC000002"}
+    assert (customers["intervals"] == customers["n"]).all()
+    assert customers["mse"].tolist() == pytest.approx(customers["recomputed_mse"].tolist())
     model = platform.query(
         "select features, booster from ml.models where target_kind = 'feeder' limit 1"
     ).iloc[0]
@@ -198,6 +222,18 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         }
         assert {"ml__forecast_backtest", "ml__anomalies"} <= steps
         assert run.tags["dagster/asset_partition_range_end"] == "2024-02"
+        # The data verdicts as the asset check's metadata: in January every target had too
+        # little history before the 22nd.
+        evaluations = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        checks = {
+            e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+            for e in evaluations
+        }
+        sufficiency = checks["forecast_data_sufficient"]
+        assert not sufficiency.passed
+        january = sufficiency.metadata["2024-01 insufficient_history, ok"].value
+        assert january.startswith("8: feeder North, feeder South, meter M1001")
+        assert sufficiency.metadata["2024-02 ok"].value.startswith("8: ")
         request = forecasts_after_marts(context)
         assert request.job_name in (None, "day_ahead_job")
         assert request.run_key == f"live-{run.run_id}"

@@ -9,19 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from energy_assets.forecasts import day_ahead
 from energy_assets.forecasts.day_ahead import (
     ForecastConfig,
     backtest,
     backtest_sample,
     live_forecast,
 )
-from energy_assets.forecasts.features import build_features, training_frame
+from energy_assets.forecasts.features import build_features, observed_weather
 from energy_assets.forecasts.model import (
     fit_quantile_model,
     forecast_metrics,
     naive_mae,
     predict_quantiles,
 )
+from energy_assets.forecasts.product import Issue, Product
 from energy_assets.settings import Settings
 
 TZ = "Europe/Amsterdam"  # the test week contains the spring DST change (2025-03-30)
@@ -30,10 +32,13 @@ WEEK = pd.Timedelta(days=7)
 TARGETS = {"house-1": 0.6, "office-7": 40.0, "feeder-A": 1500.0}
 
 
-def cutoffs(first: str, days: int) -> list[pd.Timestamp]:
-    """Issue times at 00:00 local on consecutive days, in UTC."""
-    local = pd.date_range(first, periods=days, freq="D", tz=TZ)
-    return list(local.tz_convert("UTC"))
+MIDNIGHT = Product.parse("D-1 00:00")
+
+
+def cutoffs(first: str, days: int) -> list[Issue]:
+    """Issues at 00:00 local on consecutive days from `first`, each for the day after."""
+    local = pd.date_range(first, periods=days, freq="D") + pd.Timedelta(days=1)
+    return [MIDNIGHT.issues_on(day.date(), TZ)[0] for day in local]
 
 
 def ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
@@ -73,7 +78,7 @@ def series() -> pd.DataFrame:
                     "target_id": target,
                     "interval_start": times.tz_convert("UTC"),
                     "value": value,
-                    "weather_temperature": temperature,
+                    "temperature": temperature,
                 }
             )
         )
@@ -82,15 +87,39 @@ def series() -> pd.DataFrame:
     return out
 
 
+@pytest.fixture(scope="module")
+def weather(series) -> pd.DataFrame:
+    """The observed temperature, and a forecast of it issued every day at 06:00 UTC for the
+    next three days (the observation plus an error that grows with the lead)."""
+    observed = observed_weather(series, {"temperature": "temperature"})
+    hours = observed.set_index("valid_at")["value"]
+    frames = [observed]
+    for issued in pd.date_range("2025-02-03 06:00", "2025-03-31 06:00", freq="D", tz="UTC"):
+        valid = hours[(hours.index > issued) & (hours.index <= issued + pd.Timedelta(days=3))]
+        lead = (valid.index - issued) / pd.Timedelta(days=1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "valid_at": valid.index,
+                    "variable": "temperature",
+                    "value": valid.to_numpy() + 0.5 * lead,
+                    "issued_at": issued,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True).sort_values("valid_at", ignore_index=True)
+
+
 TRAIN_CUTOFFS = cutoffs("2025-02-15", 35)  # targets 2025-02-16 .. 2025-03-22
 TEST_CUTOFFS = cutoffs("2025-03-23", 7)  # targets 2025-03-24 .. 2025-03-30, all after training
 KW = {"tz": TZ, "holiday_dates": {HOLIDAY}}
 
 
 @pytest.fixture(scope="module")
-def model(series):
-    train = training_frame(series, TRAIN_CUTOFFS, **KW)
-    assert train["interval_start"].max() < TEST_CUTOFFS[0]
+def model(series, weather):
+    frames = [build_features(series, issue, weather=weather, **KW) for issue in TRAIN_CUTOFFS]
+    train = pd.concat(frames, ignore_index=True).dropna(subset=["y"])
+    assert train["interval_start"].max() < TEST_CUTOFFS[0].issued_at
     return fit_quantile_model(train, rounds=200, seed=0)
 
 
@@ -98,26 +127,56 @@ def feature_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["y"])
 
 
+def garble(frame: pd.DataFrame, rows: pd.Series, how: str) -> pd.DataFrame:
+    out = frame.copy()
+    out.loc[rows, "value"] = out.loc[rows, "value"] * 100 if how == "x100" else np.nan
+    return out
+
+
 @pytest.mark.parametrize("corruption", ["x100", "nan"])
-def test_no_leakage_past_the_cutoff(series, model, corruption):
+def test_no_leakage_past_the_cutoff(series, weather, model, corruption):
+    """Every feature (lags, rolling statistics, the weather and its daily min / mean / max and
+    degree days) is the same whatever the readings from the issue time on say, and whatever
+    the weather forecasts issued from then on say."""
     issue = TEST_CUTOFFS[3]
-    after = series["interval_start"] >= issue
-    corrupted = series.copy()
-    corrupted.loc[after, "value"] = (
-        corrupted.loc[after, "value"] * 100 if corruption == "x100" else np.nan
-    )
-    before, changed = build_features(series, issue, **KW), build_features(corrupted, issue, **KW)
+    corrupted = garble(series, series["interval_start"] >= issue.issued_at, corruption)
+    late = garble(weather, weather["issued_at"] >= issue.issued_at, corruption)
+    before = build_features(series, issue, weather=weather, **KW)
+    changed = build_features(corrupted, issue, weather=late, **KW)
     pd.testing.assert_frame_equal(
         feature_columns(before), feature_columns(changed), check_exact=True
     )
     pd.testing.assert_frame_equal(
         predict_quantiles(model, before), predict_quantiles(model, changed), check_exact=True
     )
-    # The test can see leaks: corrupting one hour earlier does change the features.
-    earlier = series["interval_start"] >= issue - pd.Timedelta(hours=1)
-    leaky = series.copy()
-    leaky.loc[earlier, "value"] = leaky.loc[earlier, "value"] * 100
-    assert not feature_columns(before).equals(feature_columns(build_features(leaky, issue, **KW)))
+    # The weather of the window is the latest forecast issued before the issue time (06:00 UTC
+    # the day before: the observation + 0.5 x its lead in days), not the observation.
+    issued = pd.Timestamp("2025-03-25 06:00", tz="UTC")
+    row = before.iloc[100]
+    observed = weather[weather["issued_at"].isna()].set_index("valid_at")["value"]
+    hour = row["interval_start"].floor("h")
+    lead = (hour - issued) / pd.Timedelta(days=1)
+    assert row["weather_temperature"] == pytest.approx(observed[hour] + 0.5 * lead)
+    assert before["forecast_weather_share"].eq(1.0).all()
+    local_day = (
+        before["interval_start"].dt.tz_convert(TZ).dt.date
+        == row["interval_start"].tz_convert(TZ).date()
+    )
+    day_temps = before.loc[local_day, "weather_temperature"]
+    assert row["temp_day_max"] >= day_temps.max() and row["temp_day_min"] <= day_temps.min()
+    assert row["heating_dd"] == pytest.approx(max(0.0, 15.5 - row["temp_day_mean"]))
+    # The test can see leaks: corrupting readings one hour earlier, or the forecast issued
+    # before the issue time, does change the features.
+    earlier = garble(
+        series, series["interval_start"] >= issue.issued_at - pd.Timedelta(hours=1), "x100"
+    )
+    assert not feature_columns(before).equals(
+        feature_columns(build_features(earlier, issue, weather=weather, **KW))
+    )
+    known = garble(weather, weather["issued_at"] == issued, "x100")
+    assert not feature_columns(before).equals(
+        feature_columns(build_features(series, issue, weather=known, **KW))
+    )
 
 
 def test_target_day_grid_is_local_and_dst_aware(series):
@@ -144,11 +203,11 @@ def week_earlier(series: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     return past[~past.index.duplicated()].reindex(keys).to_numpy(dtype=float)
 
 
-def test_backtest_beats_seasonal_naive_with_sane_quantiles(series, model):
-    scale = naive_mae(series, TEST_CUTOFFS[0])
+def test_backtest_beats_seasonal_naive_with_sane_quantiles(series, weather, model):
+    scale = naive_mae(series, TEST_CUTOFFS[0].issued_at)
     frames = []
     for issue in TEST_CUTOFFS:
-        features = build_features(series, issue, **KW)
+        features = build_features(series, issue, weather=weather, **KW)
         pred = predict_quantiles(model, features)
         pred["actual"] = features["y"] * features["scale"]
         pred["baseline"] = week_earlier(series, pred)
@@ -206,31 +265,35 @@ FORECAST_COLUMNS = [
 ]
 
 
-@pytest.mark.parametrize("cutoff_hour", [0, 10])
-def test_backtest_forecast_ignores_everything_from_its_cutoff_on(series, cutoff_hour):
-    """Training, calibration and features together: garbage from the cutoff on (which covers
-    the forecast day) leaves the day's forecast bit for bit the same. Weather is left alone:
-    it stands for the weather forecast a live system would have at the cutoff."""
-    config = replace(FAST, cutoff_hour=cutoff_hour)
+@pytest.mark.parametrize("issue", ["D-1 00:00", "D-1 10:00"])
+def test_backtest_forecast_ignores_everything_from_its_cutoff_on(series, weather, issue):
+    """Training, calibration and features together: garbage from the issue time on (readings,
+    observed weather, weather forecasts issued since) leaves the day's forecast bit for bit
+    the same."""
+    config = replace(FAST, product=Product.parse(issue))
     day = date(2025, 3, 26)
-    cutoff = config.issue_time(day)
-    assert cutoff == pd.Timestamp(f"2025-03-25 {cutoff_hour:02d}:00", tz=TZ)
+    cutoff = config.first_issue(day)
+    assert cutoff == pd.Timestamp(f"2025-03-25 {issue[-5:]}", tz=TZ)
 
-    def corrupt(since: pd.Timestamp) -> pd.DataFrame:
+    def backtest(series, weather, *args):
+        return day_ahead.backtest(series, *args, weather=weather).rows
+
+    def corrupt(since: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
         out = series.copy()
         after = out["interval_start"] >= since
         out.loc[after, "value"] = out.loc[after, "value"] * 100 + 7
-        return out
+        known = weather["issued_at"].fillna(weather["valid_at"])  # an observation: when valid
+        return out, garble(weather, known >= since, "x100")
 
-    original = backtest(series, "meter", [day], config).rows
-    corrupted = backtest(corrupt(cutoff), "meter", [day], config).rows
+    original = backtest(series, weather, "meter", [day], config)
+    corrupted = backtest(*corrupt(cutoff), "meter", [day], config)
     assert len(original) == 3 * 48
     pd.testing.assert_frame_equal(
         original[FORECAST_COLUMNS], corrupted[FORECAST_COLUMNS], check_exact=True
     )
     assert (corrupted["actual"] != original["actual"]).all()  # only the scoring saw the garbage
     # The test can see leaks: garbage from one interval before the cutoff changes the forecast.
-    leaky = backtest(corrupt(cutoff - pd.Timedelta(minutes=30)), "meter", [day], config).rows
+    leaky = backtest(*corrupt(cutoff - pd.Timedelta(minutes=30)), "meter", [day], config)
     assert not np.allclose(leaky["p50"], original["p50"])
 
 
@@ -238,8 +301,8 @@ def test_rolling_origin_retrains_weekly_on_the_past_only(series):
     days = [date(2025, 3, 10) + pd.Timedelta(days=k).to_pytimedelta() for k in range(14)]
     result = backtest(series, "meter", days, FAST)
     assert [m.trained_at for m in result.models] == [
-        FAST.issue_time(days[0]),
-        FAST.issue_time(days[7]),
+        FAST.first_issue(days[0]),
+        FAST.first_issue(days[7]),
     ]
     models = {m.version: m for m in result.models}
     rows = result.rows
@@ -250,6 +313,7 @@ def test_rolling_origin_retrains_weekly_on_the_past_only(series):
     local_day = rows["interval_start"].dt.tz_convert(TZ).dt.normalize()
     issue_day = rows["issued_at"].dt.tz_convert(TZ).dt.normalize()
     assert ((local_day - issue_day) == pd.Timedelta(days=1)).all()
+    assert (rows["issued_at"].dt.tz_convert(TZ).dt.hour == 10).all()  # the default, D-1 10:00
     assert ((rows["p10"] <= rows["p50"]) & (rows["p50"] <= rows["p90"])).all()
     # Scores per target on the intervals with an actual and a baseline (model and baseline are
     # judged on the same rows), and P10-P90 near its nominal 80%.
@@ -257,18 +321,28 @@ def test_rolling_origin_retrains_weekly_on_the_past_only(series):
     known = rows.dropna(subset=["actual", "baseline"]).groupby("target_id").size()
     assert metrics["intervals"].to_dict() == known.to_dict()
     assert metrics["coverage_p10_p90"].between(0.5, 0.97).all()
+    assert (metrics["verdict"] == "ok").all() and (metrics["weather_source"] == "none").all()
     assert all("band_offset" in m.calibration for m in result.models)
 
 
-def test_live_forecast_covers_the_day_after_the_next_cutoff(series):
+def test_live_forecast_covers_the_next_window_after_the_latest_reading(series):
     cut = series[series["interval_start"] < pd.Timestamp("2025-03-20 12:00", tz=TZ)]
     result = live_forecast(cut, "meter", FAST)
     rows = result.rows
-    assert rows["issued_at"].unique().tolist() == [FAST.issue_time(date(2025, 3, 22))]
+    # The next day, issued once the latest reading (11:30-12:00) is complete: after 10:00.
+    assert rows["issued_at"].unique().tolist() == [pd.Timestamp("2025-03-20 12:00", tz=TZ)]
     local = rows["interval_start"].dt.tz_convert(TZ)
-    assert (local.dt.date == date(2025, 3, 22)).all() and len(rows) == 3 * 48
+    assert (local.dt.date == date(2025, 3, 21)).all() and len(rows) == 3 * 48
     assert rows["actual"].isna().all() and rows["p50"].notna().all()
     assert len(result.models) == 1 and result.models[0].train_end < rows["issued_at"].iloc[0]
+    # Next-hour: issued every hour, one hour ahead.
+    hourly = replace(FAST, product=Product.parse("every 1h", horizon_hours=1))
+    rows = live_forecast(cut, "meter", hourly).rows
+    assert rows["issued_at"].unique().tolist() == [pd.Timestamp("2025-03-20 12:00", tz=TZ)]
+    assert sorted(rows["interval_start"].dt.tz_convert(TZ).dt.strftime("%H:%M").unique()) == [
+        "12:00",
+        "12:30",
+    ]
 
 
 def test_the_backtest_sample_is_fixed_and_bounded(monkeypatch):

@@ -453,7 +453,7 @@ def test_weather_values_are_finite_and_bounded():
     for temperature, rule in (("inf", "non_finite"), ("-4", "implausible_value")):
         table.loc[1, "air_temperature"] = temperature
         with pytest.raises(Rejected) as info:
-            parse_weather(table, match, lambda record: record + 2)
+            parse_weather(table, match, lambda record: record + 2, "UTC")
         assert (info.value.rule, info.value.lines) == (rule, [3])
 
 

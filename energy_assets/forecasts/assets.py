@@ -1,4 +1,4 @@
-"""Forecast assets: the monthly day-ahead backtest and the live next-day forecast."""
+"""Forecast assets: the monthly backtest of the forecast product and the live forecast."""
 
 from dagster import (
     AssetExecutionContext,
@@ -11,6 +11,7 @@ from dagster import (
 from energy_assets.forecasts.day_ahead import (
     LOOKAHEAD,
     ForecastConfig,
+    Forecasts,
     backtest,
     backtest_sample,
     kind_summary,
@@ -18,11 +19,14 @@ from energy_assets.forecasts.day_ahead import (
 )
 from energy_assets.forecasts.store import (
     TARGETS,
+    feeder_count,
     latest_reading,
     meters_between,
     read_series,
+    read_weather,
     store_backtest,
     store_live,
+    target_timezones,
 )
 from energy_assets.months import days_between
 from energy_assets.partitions import monthly_asset, months_in
@@ -41,11 +45,12 @@ OFF = "forecasts are off (ENERGY_FORECASTS)"
 @monthly_asset(
     ["ml", "forecast_backtest"],
     deps=MARTS,
-    description="Rolling-origin day-ahead backtest over the month: P10/P50/P90 forecasts issued "
-    "at the cutoff before each day, retrained weekly on earlier data only, in ml.forecasts; "
-    "scores against the seasonal-naive forecast in ml.backtest_metrics; models in ml.models. "
-    "Feeders, system and meter total in full; single meters as a fixed sample of "
-    "ENERGY_BACKTEST_METERS (default 50, or all).",
+    description="Rolling-origin backtest of the forecast product (ENERGY_FORECAST_ISSUE) over "
+    "the month: P10/P50/P90 forecasts issued as they would have been, by models retrained "
+    "weekly on earlier data only, in ml.forecasts; scores against the seasonal-naive forecast "
+    "and the 4-week same-slot mean, each target's data verdict and the weather's source in "
+    "ml.backtest_metrics; models in ml.models. Feeders, system and meter total in full; single "
+    "meters as a fixed sample of ENERGY_BACKTEST_METERS (default 50, or all).",
 )
 def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
@@ -57,16 +62,24 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
     for month, following in months_in(context.partition_time_window):
         days = days_between(month, following)
         start = config.history_needed(days[0])
-        end = config.issue_time(days[-1]) + LOOKAHEAD
+        end = config.product.issues_on(days[-1], config.tz)[-1].end + LOOKAHEAD
+        with platform.connection() as conn:
+            weather = read_weather(conn, start, end)
+            single_feeder = feeder_count(conn) == 1
+        results: dict[str, Forecasts] = {}
         for kind in TARGETS:
-            with platform.connection() as conn:
-                sample = None
-                if kind == "meter" and config.backtest_meters is not None:
-                    sample = backtest_sample(
-                        meters_between(conn, start, end), config.backtest_meters
-                    )
-                series = read_series(conn, kind, start, end, sample)
-            result = backtest(series, kind, days, config)
+            if kind == "system" and single_feeder and "feeder" in results:
+                result = results["feeder"].relabelled("system", "system")  # the same series
+            else:
+                with platform.connection() as conn:
+                    sample = None
+                    if kind == "meter":
+                        meters = meters_between(conn, start, end)
+                        sample = backtest_sample(meters, config.backtest_meters) or meters
+                    series = read_series(conn, kind, start, end, sample)
+                    zones = target_timezones(conn, kind)
+                result = backtest(series, kind, days, config, weather, zones)
+            results[kind] = result
             with platform.connection() as conn:
                 store_backtest(conn, month, kind, result)
             summary[f"{month:%Y-%m} {kind}"] = kind_summary(result)
@@ -74,7 +87,7 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
                 f"{month:%Y-%m} {kind}: {len(result.rows)} forecasts, {len(result.models)} models"
             )
             if kind in PLOTTED_KINDS and not result.rows.empty:
-                title = f"Day-ahead forecast, {kind} {{target}}, last week of {month:%B %Y}"
+                title = f"Forecast, {kind} {{target}}, last week of {month:%B %Y}"
                 folder = settings.home / "plots" / "forecasts" / f"{month:%Y-%m}"
                 unit = TARGETS[kind][1]
                 plots += plot_last_week(result.rows, title, folder, kind, config.tz, unit)
@@ -88,8 +101,9 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
     key=AssetKey(["ml", "day_ahead_forecast"]),
     deps=[AssetKey(dep) for dep in MARTS],
     group_name="ml",
-    description="The live forecast: P10/P50/P90 for the next day of every target, issued at the "
-    "first cutoff after the latest data, by a model trained on everything before it.",
+    description="The live forecast: P10/P50/P90 for the product's next window after the latest "
+    "reading of every target (ENERGY_FORECAST_ISSUE), by a model trained on everything before "
+    "its issue.",
 )
 def day_ahead_forecast(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
@@ -102,11 +116,14 @@ def day_ahead_forecast(context: AssetExecutionContext, platform: Platform) -> Ma
         return MaterializeResult(metadata={"forecasts": "no data yet"})
     end = latest + LOOKAHEAD
     start = config.history_needed(end.date())
+    with platform.connection() as conn:
+        weather = read_weather(conn, start, end)
     issued = {}
     for kind in TARGETS:
         with platform.connection() as conn:
             series = read_series(conn, kind, start, end)
-        result = live_forecast(series, kind, config)
+            zones = target_timezones(conn, kind)
+        result = live_forecast(series, kind, config, weather, zones)
         with platform.connection() as conn:
             store_live(conn, kind, result)
         if not result.rows.empty:

@@ -1,29 +1,38 @@
-"""Feature rows for day-ahead forecasts: lags, rolling statistics, calendar and weather.
+"""Feature rows for issued forecasts: lags, rolling statistics, calendar and weather.
 
-A forecast is issued at a cutoff (by default 00:00 local the day before the target day) and
-covers one local day. Every feature except the calendar and the weather (observed weather stands
-in for the forecast of it a live system would use) is computed from rows strictly before the
-cutoff, so backtests cannot peek. Targets and lag features are divided by the target's own
-recent level (`scale`), so one model serves targets of any size.
+A forecast is issued at `Issue.issued_at` and covers the intervals of its window. Every feature
+of the readings comes from rows strictly before the issue time, so backtests cannot peek. The
+weather of each hour is the latest forecast of it issued by then where the source has one, else
+the observation, standing in for a forecast (`weather_at_issue`). Targets and lag features are
+divided by the target's own recent level (`scale`), so one model serves targets of any size.
+
+Frames: `series` is long (target_id, interval_start UTC, value with NaN gaps, optional
+tariff_flag); `weather` is long (valid_at UTC hour, variable, issued_at: NaT for an
+observation, value).
 
 Pure functions, data frames in and out: no database, no Dagster.
 """
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
+from energy_assets.forecasts.product import Issue
+
+LAG_DAYS = {f"lag_{d}d": d for d in (1, 2, 3, 4, 5, 6, 7, 14, 21, 28)}
+SAME_SLOT_WEEKS = ["lag_7d", "lag_14d", "lag_21d", "lag_28d"]  # the 4-week same-slot mean
 BASE_FEATURES = [
     "target_code",
     "log_scale",
-    "lag_1d",
+    *LAG_DAYS,
     "lag_last",
-    "lag_7d",
-    "lag_14d",
+    "last_value",
+    "lead_hours",
     "mean_1d",
     "std_1d",
     "std_7d",
@@ -37,7 +46,17 @@ BASE_FEATURES = [
     "holiday",
 ]
 WEATHER_PREFIX = "weather_"  # weather_temperature, weather_wind_speed, ...
+TEMPERATURE = "temperature"
+# Degree days on the local day's mean temperature: heating below 15.5 °C (the UK's base),
+# cooling above 22 °C.
+HEATING_BASE, COOLING_BASE = 15.5, 22.0
+DAY_WEATHER = ["temp_day_min", "temp_day_mean", "temp_day_max", "heating_dd", "cooling_dd"]
+SUN = ["sun_elevation", "sun_incidence", "tilted_radiation"]  # with the weather's coordinates
+RADIATION = "radiation"
+PANEL_TILT = 35.0  # degrees, facing the equator: how most solar panels are mounted
 WEEK = pd.Timedelta(days=7)
+SCALE_WINDOW = pd.Timedelta(days=7)  # a target's level: its mean |value| over this window
+HISTORY = pd.Timedelta(days=29)  # the 28-day lag plus a day of slack
 
 
 def _resolution(series: pd.DataFrame) -> pd.Timedelta:
@@ -46,20 +65,9 @@ def _resolution(series: pd.DataFrame) -> pd.Timedelta:
     return pd.Timedelta(steps.mode().iloc[0])
 
 
-def _target_grid(
-    series: pd.DataFrame,
-    issue_time: pd.Timestamp,
-    horizon_days: int,
-    tz: str,
-    resolution: pd.Timedelta | None = None,
-) -> pd.DataFrame:
-    """Every target x interval of the local day `horizon_days` after the issue day (DST-aware)."""
-    local_day = issue_time.tz_convert(tz).normalize().tz_localize(None)
-    start, end = (
-        (local_day + pd.Timedelta(days=d)).tz_localize(tz) for d in (horizon_days, horizon_days + 1)
-    )
-    step = resolution if resolution is not None else _resolution(series)
-    times = pd.date_range(start, end, freq=step, inclusive="left").tz_convert("UTC")
+def _target_grid(series: pd.DataFrame, issue: Issue, step: pd.Timedelta) -> pd.DataFrame:
+    """Every target x interval of the issue's window."""
+    times = pd.date_range(issue.start, issue.end, freq=step, inclusive="left")
     targets = np.sort(series["target_id"].unique())
     grid = pd.MultiIndex.from_product([targets, times], names=["target_id", "interval_start"])
     return grid.to_frame(index=False)
@@ -72,10 +80,23 @@ def _wall_clock_shift(times: pd.Series, days: int, tz: str) -> pd.DatetimeIndex:
     return local.tz_localize(tz, ambiguous=dst, nonexistent="shift_forward").tz_convert("UTC")
 
 
-def _lookup(values: pd.Series, grid: pd.DataFrame, times: pd.DatetimeIndex) -> np.ndarray:
-    """Values of (target_id, time) pairs from a (target_id, interval_start)-indexed series."""
-    keys = pd.MultiIndex.from_arrays([grid["target_id"], times])
-    return values.reindex(keys).to_numpy(dtype=float)
+class _Wide:
+    """Values by (target, time): a time x target matrix, looked up by position."""
+
+    def __init__(self, rows: pd.DataFrame):
+        wide = rows.pivot_table(
+            index="interval_start", columns="target_id", values="value", dropna=False
+        )
+        self.times, self.targets, self.values = wide.index, wide.columns, wide.to_numpy(dtype=float)
+
+    def lookup(self, targets: pd.Series, times: pd.DatetimeIndex) -> np.ndarray:
+        row = self.times.get_indexer(times)
+        column = self.targets.get_indexer(targets)
+        found = (row >= 0) & (column >= 0)
+        out = np.full(len(row), np.nan)
+        if len(self.values):
+            out[found] = self.values[row[found], column[found]]
+        return out
 
 
 def indexed_values(rows: pd.DataFrame, column: str = "value") -> pd.Series:
@@ -83,81 +104,222 @@ def indexed_values(rows: pd.DataFrame, column: str = "value") -> pd.Series:
     return s[~s.index.duplicated(keep="last")]
 
 
+def _nan_quantile(values: np.ndarray, q: float) -> np.ndarray:
+    """Row-wise quantile (linear interpolation) ignoring NaN; NaN for a row of NaN. A few
+    columns: far faster than np.nanquantile, which loops over rows."""
+    ordered = np.sort(values, axis=1)  # NaN sort last
+    count = (~np.isnan(values)).sum(axis=1)
+    position = q * np.maximum(count - 1, 0)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, np.maximum(count - 1, 0))
+    rows = np.arange(len(values))
+    low_value, high_value = ordered[rows, low], ordered[rows, high]
+    result = low_value + (position - low) * (high_value - low_value)
+    return np.where(count > 0, result, np.nan)
+
+
 def weather_columns(frame: pd.DataFrame) -> list[str]:
     """The weather variables a frame carries, as `weather_<variable>` columns."""
     return sorted(c for c in frame.columns if c.startswith(WEATHER_PREFIX))
 
 
-def _cyclic(frame: pd.DataFrame, name: str, value: np.ndarray, period: float) -> None:
-    frame[f"{name}_sin"] = np.sin(2 * np.pi * value / period)
-    frame[f"{name}_cos"] = np.cos(2 * np.pi * value / period)
+def observed_weather(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Observations in the long weather layout from a frame with interval_start and one column
+    per variable (`columns`: column -> variable), as hourly means."""
+    hours = frame["interval_start"].dt.floor("h")
+    wide = frame[list(columns)].rename(columns=columns).groupby(hours).mean()
+    long = wide.rename_axis("valid_at").reset_index().melt("valid_at", var_name="variable")
+    long = long.dropna(subset=["value"])
+    return long.assign(issued_at=pd.Series(pd.NaT, index=long.index, dtype="datetime64[ns, UTC]"))
+
+
+def weather_at_issue(
+    weather: pd.DataFrame | None, issue: Issue
+) -> tuple[pd.DataFrame, float | None]:
+    """The hourly weather (variables as columns) around the issue's window as known at its issue
+    time: per hour and variable the latest forecast issued by then, else the observation. Also
+    the share of values that are forecasts (None without weather).
+
+    `weather` must be sorted by valid_at. Forecasts issued after the issue time are never used.
+    """
+    if weather is None or weather.empty:
+        return pd.DataFrame(), None
+    day = pd.Timedelta(days=1)
+    lo, hi = weather["valid_at"].searchsorted([issue.start - day, issue.end + day])
+    rows = weather.iloc[lo:hi]
+    forecast = rows[rows["issued_at"] <= issue.issued_at].sort_values("issued_at")
+    observed = rows[rows["issued_at"].isna()]
+    chosen = pd.concat([observed, forecast]).drop_duplicates(["valid_at", "variable"], keep="last")
+    if chosen.empty:
+        return pd.DataFrame(), None
+    wide = chosen.set_index(["valid_at", "variable"])["value"].unstack()
+    in_window = chosen[(chosen["valid_at"] >= issue.start) & (chosen["valid_at"] < issue.end)]
+    share = float(in_window["issued_at"].notna().mean()) if len(in_window) else None
+    return wide, share
+
+
+def _day_weather(cols: dict, times: pd.DatetimeIndex, hourly: pd.DataFrame, tz: str) -> None:
+    """Daily min / mean / max temperature of each row's local day, and its degree days."""
+    if TEMPERATURE not in hourly.columns:
+        return
+    temps = hourly[TEMPERATURE].dropna()
+    stats = temps.groupby(temps.index.tz_convert(tz).normalize()).agg(["min", "mean", "max"])
+    row_days = times.tz_convert(tz).normalize()
+    for column, stat in zip(DAY_WEATHER[:3], ("min", "mean", "max"), strict=True):
+        cols[column] = stats[stat].reindex(row_days).to_numpy()
+    cols["heating_dd"] = np.clip(HEATING_BASE - cols["temp_day_mean"], 0, None)
+    cols["cooling_dd"] = np.clip(cols["temp_day_mean"] - COOLING_BASE, 0, None)
+
+
+def sun_position(
+    times: pd.DatetimeIndex, latitude: float, longitude: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sun's elevation (degrees) and the cosine of its angle to a panel tilted PANEL_TILT
+    degrees towards the equator, at UTC `times` (NOAA's low-precision formulas, to ~0.5 deg).
+
+    >>> noon = pd.DatetimeIndex([pd.Timestamp("2024-06-21 11:40", tz="UTC")])
+    >>> round(float(sun_position(noon, 52.0, 5.0)[0][0]), 1)  # 90 - 52 + 23.44 = 61.44
+    61.5
+    """
+    hours = (times.hour + times.minute / 60).to_numpy()
+    gamma = 2 * np.pi / 365 * (times.dayofyear.to_numpy() - 1 + (hours - 12) / 24)
+    equation = 229.18 * (
+        0.000075
+        + 0.001868 * np.cos(gamma)
+        - 0.032077 * np.sin(gamma)
+        - 0.014615 * np.cos(2 * gamma)
+        - 0.040849 * np.sin(2 * gamma)
+    )
+    declination = (
+        0.006918
+        - 0.399912 * np.cos(gamma)
+        + 0.070257 * np.sin(gamma)
+        - 0.006758 * np.cos(2 * gamma)
+        + 0.000907 * np.sin(2 * gamma)
+        - 0.002697 * np.cos(3 * gamma)
+        + 0.00148 * np.sin(3 * gamma)
+    )
+    hour_angle = np.radians((hours * 60 + equation + 4 * longitude) / 4 - 180)
+    lat = np.radians(latitude)
+    zenith = np.sin(lat) * np.sin(declination) + np.cos(lat) * np.cos(declination) * np.cos(
+        hour_angle
+    )
+    tilted = lat - np.sign(latitude) * np.radians(PANEL_TILT)
+    incidence = np.sin(tilted) * np.sin(declination) + np.cos(tilted) * np.cos(
+        declination
+    ) * np.cos(hour_angle)
+    return np.degrees(np.arcsin(np.clip(zenith, -1, 1))), incidence
+
+
+def _sun(cols: dict, times: pd.DatetimeIndex, step: pd.Timedelta, place: tuple | None) -> None:
+    """Where the sun is at each interval's middle, and the radiation on a tilted panel: the
+    horizontal radiation times the beam's gain from tilting (capped: low sun, large ratios)."""
+    if place is None:
+        return
+    elevation, incidence = sun_position(times + step / 2, *place)
+    cols["sun_elevation"], cols["sun_incidence"] = elevation, incidence
+    radiation = cols.get(WEATHER_PREFIX + RADIATION)
+    if radiation is not None:
+        up = np.sin(np.radians(np.maximum(elevation, 5.0)))
+        cols["tilted_radiation"] = radiation * np.clip(incidence, 0, None) / up
+
+
+def _lags(
+    cols: dict, targets: pd.Series, times: pd.DatetimeIndex, values: _Wide, issue: Issue, tz: str
+) -> None:
+    """The same local time 1, 2, 7, ... days earlier (NaN where that is at or after the issue)
+    and the latest of them known at the issue (`lag_last`), in units of the scale; and the
+    4-week same-slot forecast in original units (`same_slot_p10`, `_p50`, `_p90`): P50 the mean
+    of the same local time 1-4 weeks earlier, P10 / P90 their 10th / 90th percentiles."""
+    raw = {}
+    for name, days in LAG_DAYS.items():
+        shifted = _wall_clock_shift(times, days, tz)
+        raw[name] = np.where(shifted < issue.issued_at, values.lookup(targets, shifted), np.nan)
+        cols[name] = raw[name] / cols["scale"]
+    last = cols["lag_1d"].copy()
+    for name in ("lag_2d", "lag_7d"):
+        last = np.where(np.isnan(last), cols[name], last)
+    cols["lag_last"] = last
+    weeks = np.column_stack([raw[name] for name in SAME_SLOT_WEEKS])
+    cols["same_slot_p10"] = _nan_quantile(weeks, 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a slot without any of the 4 weeks
+        cols["same_slot_p50"] = np.nanmean(weeks, axis=1)
+    cols["same_slot_p90"] = _nan_quantile(weeks, 0.9)
+
+
+def _per_target(stat: pd.Series, targets: pd.Series) -> np.ndarray:
+    return stat.reindex(targets).to_numpy(dtype=float)
 
 
 def build_features(
     series: pd.DataFrame,
-    issue_time: pd.Timestamp,
-    horizon_days: int = 1,
+    issue: Issue,
     tz: str = "UTC",
     holiday_dates: set[date] | None = None,
     resolution: pd.Timedelta | None = None,
+    weather: pd.DataFrame | None = None,
+    place: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
-    """Feature rows for the day `horizon_days` after the issue day, one per target x interval.
+    """Feature rows for the issue's window, one per target x interval.
 
-    `series` is long: target_id, interval_start (UTC), value (NaN gaps), optional
-    `weather_*` columns (observed weather, standing in for a forecast of it).
-    Lags and rolling statistics use only rows with interval_start < issue_time; lags that would
-    fall at or after it are NaN (XGBoost handles missing values), so lag-1d is never used for a
-    day-ahead forecast. `scale` is the target's mean |value| over the 7 days before the cutoff;
-    `y` is value / scale where the value is known (NaN otherwise, e.g. for a live forecast).
-    Public holidays come as `holiday_dates` (see `public_holidays`). A `tariff_flag` column
-    (1 for a time-of-use tariff) enters as a per-target feature when present.
+    Lags and rolling statistics use only rows with interval_start < issued_at. `scale` is the
+    target's mean |value| over the 7 days before the issue; `y` is value / scale where the value
+    is known (NaN otherwise, e.g. for a live forecast). Public holidays come as `holiday_dates`
+    (see `public_holidays`). A `tariff_flag` column (1 for a time-of-use tariff) enters as a
+    per-target feature when present. `forecast_weather_share` says how much of the window's
+    weather was a forecast. With the weather's `place` (latitude, longitude), the sun's position
+    and the radiation on a tilted panel are features too.
     """
-    issue_time = pd.Timestamp(issue_time).tz_convert("UTC")
-    grid = _target_grid(series, issue_time, horizon_days, tz, resolution)
-    past_rows = series[series["interval_start"] < issue_time]
-    past = indexed_values(past_rows)
-
-    week = past_rows[past_rows["interval_start"] >= issue_time - WEEK].groupby("target_id")
-    day = past_rows[past_rows["interval_start"] >= issue_time - pd.Timedelta(days=1)]
+    step = resolution if resolution is not None else _resolution(series)
+    grid = _target_grid(series, issue, step)
+    targets, times = grid["target_id"], pd.DatetimeIndex(grid["interval_start"])
+    past = series[(series["interval_start"] < issue.issued_at) & series["value"].notna()]
+    week = past[past["interval_start"] >= issue.issued_at - WEEK].groupby("target_id")["value"]
+    day = past[past["interval_start"] >= issue.issued_at - pd.Timedelta(days=1)]
     day = day.groupby("target_id")["value"]
-    scale = week["value"].apply(lambda v: v.abs().mean()).reindex(grid["target_id"]).to_numpy()
+    level = past[past["interval_start"] >= issue.issued_at - SCALE_WINDOW].groupby("target_id")
+    scale = _per_target(level["value"].apply(lambda v: v.abs().mean()), targets)
     scale = np.where(scale > 0, scale, np.nan)  # a dead meter has no level to normalise by
+    values = _Wide(series)
 
-    out = grid.copy()
-    out["scale"] = scale
-    out["target_code"] = [zlib.crc32(str(t).encode()) % 10_000 for t in grid["target_id"]]
-    out["log_scale"] = np.log(scale)
-    # Same local time 1, 2, 7 and 14 days earlier; NaN where that is at or after the cutoff
-    # (lag_1d everywhere for a midnight cutoff, the early hours only for a 10:00 one).
-    lags = {"lag_1d": 1, "lag_last": horizon_days + 1, "lag_7d": 7, "lag_14d": 14}
-    for name, days in lags.items():
-        times = _wall_clock_shift(grid["interval_start"], days, tz)
-        lagged = _lookup(past, grid, times)
-        out[name] = np.where(times < issue_time, lagged, np.nan) / scale
-    stats = {"mean_1d": day.mean(), "std_1d": day.std(), "std_7d": week["value"].std()}
-    for name, stat in stats.items():
-        out[name] = stat.reindex(grid["target_id"]).to_numpy() / scale
+    codes = {t: zlib.crc32(str(t).encode()) % 10_000 for t in targets.unique()}
+    cols = {"scale": scale, "target_code": targets.map(codes).to_numpy(dtype=float)}
+    cols["log_scale"] = np.log(scale)
+    _lags(cols, targets, times, values, issue, tz)
+    last = past.groupby("target_id")["value"].last()
+    cols["last_value"] = _per_target(last, targets) / scale
+    cols["lead_hours"] = ((times - issue.issued_at) / pd.Timedelta(hours=1)).to_numpy()
+    cols["peak"] = (
+        _per_target(past.groupby("target_id")["value"].agg(lambda v: v.abs().max()), targets)
+        / scale
+    )
+    cols["mean_1d"] = _per_target(day.mean(), targets) / scale
+    cols["std_1d"] = _per_target(day.std(), targets) / scale
+    cols["std_7d"] = _per_target(week.std(), targets) / scale
 
-    local = pd.DatetimeIndex(grid["interval_start"]).tz_convert(tz)
-    _cyclic(out, "tod", (local.hour * 60 + local.minute).to_numpy(), 1440)
-    _cyclic(out, "dow", local.dayofweek.to_numpy(), 7)
-    _cyclic(out, "month", (local.month - 1).to_numpy(), 12)
-    out["weekend"] = (local.dayofweek >= 5).astype(float)
-    out["holiday"] = np.isin(local.date, list(holiday_dates or ())).astype(float)
+    local = times.tz_convert(tz)
+    for name, value, period in (
+        ("tod", local.hour * 60 + local.minute, 1440),
+        ("dow", local.day_of_week, 7),
+        ("month", local.month - 1, 12),
+    ):
+        cols[f"{name}_sin"] = np.sin(2 * np.pi * np.asarray(value) / period)
+        cols[f"{name}_cos"] = np.cos(2 * np.pi * np.asarray(value) / period)
+    cols["weekend"] = (local.day_of_week >= 5).astype(float)
+    cols["holiday"] = np.isin(local.date, list(holiday_dates or ())).astype(float)
     if "tariff_flag" in series.columns:
         flags = series.groupby("target_id")["tariff_flag"].first()
-        out["tariff_flag"] = flags.reindex(grid["target_id"]).to_numpy(dtype=float)
-    for column in weather_columns(series):
-        out[column] = _lookup(indexed_values(series, column), grid, grid["interval_start"])
-    out["y"] = _lookup(indexed_values(series), grid, grid["interval_start"]) / scale
-    return out
-
-
-def training_frame(series: pd.DataFrame, issue_times: list[pd.Timestamp], **kwargs) -> pd.DataFrame:
-    """build_features stacked over many cutoffs (a rolling-origin backtest), rows with known y."""
-    frames = [build_features(series, t, **kwargs).assign(issue_time=t) for t in issue_times]
-    stacked = pd.concat(frames, ignore_index=True)
-    return stacked[stacked["y"].notna()].reset_index(drop=True)
+        cols["tariff_flag"] = _per_target(flags, targets)
+    hourly, share = weather_at_issue(weather, issue)
+    hours = times.floor("h")
+    for variable in hourly.columns:
+        cols[WEATHER_PREFIX + variable] = hourly[variable].reindex(hours).to_numpy()
+    _day_weather(cols, times, hourly, tz)
+    _sun(cols, times, step, place)
+    cols["forecast_weather_share"] = np.full(len(grid), np.nan if share is None else share)
+    cols["y"] = values.lookup(targets, times) / scale
+    return pd.concat([grid, pd.DataFrame(cols)], axis=1)
 
 
 def public_holidays(country: str | None, years: range, subdiv: str | None = None) -> set[date]:

@@ -8,7 +8,7 @@ Pure functions, data frames in and out: no database, no Dagster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,16 +16,24 @@ import xgboost as xgb
 
 from energy_assets.forecasts.features import (
     BASE_FEATURES,
+    DAY_WEATHER,
+    SUN,
     WEEK,
     indexed_values,
     weather_columns,
 )
 
 QUANTILES = (0.1, 0.5, 0.9)
+MIN_TARGET_ROWS = 48  # calibration rows a target needs for a band offset of its own
+SHRINK = 48  # the pooled offset's weight, in rows, in a target's own
+# A target's own offset stays within one level (its mean |value|) of the pooled one: a meter
+# near zero all week and then busy would otherwise get a band of thousands of its levels.
+MAX_OWN = 1.0
+PEAK_MARGIN = 1.5
 MODEL_PARAMS = {
     "objective": "reg:quantileerror",
     "tree_method": "hist",
-    "learning_rate": 0.1,
+    "learning_rate": 0.05,
     "max_depth": 6,
     "min_child_weight": 5,
     "subsample": 0.8,
@@ -36,69 +44,98 @@ MODEL_PARAMS = {
 @dataclass(frozen=True)
 class QuantileModel:
     """The booster, the feature order and quantiles it was trained with, and the widening of
-    the outer quantiles (in units of the target's scale) that calibration found."""
+    the outer quantiles (in units of the target's scale) that calibration found: per target
+    where it had rows of that target, else pooled."""
 
     booster: xgb.Booster
     features: list[str]
     quantiles: tuple[float, ...]
     band_offset: float = 0.0
+    target_offsets: dict = field(default_factory=dict)
+
+    def offsets(self, targets: pd.Series) -> np.ndarray:
+        return targets.map(self.target_offsets).fillna(self.band_offset).to_numpy(dtype=float)
 
 
-def _anchor(features: pd.DataFrame) -> np.ndarray:
-    """A seasonal profile (mean of the 7- and 14-day lags, else the last observed day, else the
-    level): trees fit the residual around it, since step functions approximate identity badly."""
-    weekly = features[["lag_7d", "lag_14d"]].mean(axis=1, skipna=True)
-    return weekly.fillna(features["lag_last"]).fillna(1.0).to_numpy(dtype=float)
+def model_features(train: pd.DataFrame) -> list[str]:
+    """The features a model learns from: the base set, and the tariff flag and weather where
+    the training rows carry them."""
+    optional = [c for c in ("tariff_flag", *DAY_WEATHER, *SUN) if c in train.columns]
+    return BASE_FEATURES + optional + weather_columns(train)
 
 
 def fit_quantile_model(
-    train: pd.DataFrame, quantiles: tuple[float, ...] = QUANTILES, rounds: int = 100, seed: int = 0
+    train: pd.DataFrame,
+    quantiles: tuple[float, ...] = QUANTILES,
+    rounds: int = 300,
+    seed: int = 0,
+    start: QuantileModel | None = None,
 ) -> QuantileModel:
-    """One global multi-quantile XGBoost model on the normalised target `y`.
+    """One global multi-quantile XGBoost model on the normalised target `y`; from `start`
+    (its features and trees) when given, boosting `rounds` more on `train`.
 
     nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
     """
-    optional = ["tariff_flag"] if "tariff_flag" in train.columns else []
-    features = BASE_FEATURES + optional + weather_columns(train)
+    features = start.features if start is not None else model_features(train)
     train = train[train["y"].notna()]
-    dtrain = xgb.DMatrix(
-        train[features].astype(float), label=train["y"].to_numpy() - _anchor(train)
-    )
+    dtrain = xgb.DMatrix(train[features].astype(float), label=train["y"].to_numpy())
     params = {**MODEL_PARAMS, "quantile_alpha": np.array(quantiles), "seed": seed}
-    booster = xgb.train(params, dtrain, num_boost_round=rounds)
+    booster = start.booster.copy() if start is not None else None
+    booster = xgb.train(params, dtrain, num_boost_round=rounds, xgb_model=booster)
     return QuantileModel(booster, features, tuple(quantiles))
 
 
 def _normalised(model: QuantileModel, features: pd.DataFrame) -> np.ndarray:
     """Raw quantile predictions in units of the target's scale, before widening."""
     x = features.reindex(columns=model.features).astype(float)
-    raw = model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
-    return raw + _anchor(features)[:, None]
+    return model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
 
 
-def conformal_offset(model: QuantileModel, calibration: pd.DataFrame, coverage: float) -> float:
-    """Split-conformal widening of the outer quantiles (CQR, Romano et al. 2019).
+def _conformal(scores: np.ndarray, coverage: float) -> float:
+    level = min(1.0, coverage * (1 + 1 / len(scores)))
+    return float(np.quantile(scores, level))
+
+
+def conformal_offsets(
+    model: QuantileModel, calibration: pd.DataFrame, coverage: float
+) -> tuple[float, dict]:
+    """Split-conformal widening of the outer quantiles (CQR, Romano et al. 2019), pooled and
+    per target.
 
     The score max(p_lo - y, y - p_hi) on rows the model never saw; its finite-sample corrected
     `coverage` quantile, added to both ends, makes the band cover about `coverage` of new rows.
-    Negative when the raw band is too wide.
+    Negative when the raw band is too wide. Targets differ (a steady feeder, a wind-driven
+    one), so each target with a day of rows gets its own, drawn towards the pooled one by
+    SHRINK rows' weight and kept within MAX_OWN of it.
     """
     rows = calibration[calibration["y"].notna()]
     if rows.empty:
-        return 0.0
+        return 0.0, {}
     raw = _normalised(model, rows)
     y = rows["y"].to_numpy(dtype=float)
-    scores = np.maximum(raw[:, 0] - y, y - raw[:, -1])
-    level = min(1.0, coverage * (1 + 1 / len(scores)))
-    return float(np.quantile(scores, level))
+    scores = pd.Series(np.maximum(raw[:, 0] - y, y - raw[:, -1]))
+    pooled = _conformal(scores.to_numpy(), coverage)
+    own = {}
+    for target, s in scores.groupby(rows["target_id"].to_numpy()):
+        if len(s) >= MIN_TARGET_ROWS:
+            shrunk = (len(s) * _conformal(s.to_numpy(), coverage) + SHRINK * pooled) / (
+                len(s) + SHRINK
+            )
+            own[target] = float(np.clip(shrunk, pooled - MAX_OWN, pooled + MAX_OWN))
+    return pooled, own
 
 
 def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFrame:
     """Quantiles in original units (x scale), the outer ones widened by the model's calibrated
     offset, sorted per row so they never cross."""
     raw = _normalised(model, features)
-    raw[:, 0] -= model.band_offset
-    raw[:, -1] += model.band_offset
+    offsets = model.offsets(features["target_id"])
+    raw[:, 0] -= offsets
+    raw[:, -1] += offsets
+    # Never beyond PEAK_MARGIN times the largest |value| of the last four weeks: a meter near
+    # zero for a week and then busy has huge lags in units of its level, and trees extrapolate.
+    bound = PEAK_MARGIN * features["peak"].to_numpy()[:, None]
+    raw = np.where(np.isnan(bound), raw, np.clip(raw, -bound, bound))
     values = np.sort(raw, axis=1) * features["scale"].to_numpy()[:, None]
     out = features[["target_id", "interval_start"]].reset_index(drop=True)
     for q, column in zip(model.quantiles, values.T, strict=True):
@@ -141,3 +178,21 @@ def forecast_metrics(actual, p10, p50, p90, baseline, mase_scale) -> dict[str, f
     out["baseline_pinball"] = pinball(base, 0.5)
     out["coverage_p10_p90"] = float(np.mean((y >= lo) & (y <= hi)))
     return out
+
+
+def target_scores(rows: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """Per model version and target, the model's scores on that target's forecasts with an
+    actual: intervals, MSE, R² (1 - SSE / the actual's own variance) and WAPE."""
+    known = rows.dropna(subset=["actual", "p50"])
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    for (version, target), r in known.groupby(["model_version", "target_id"]):
+        err = r["actual"] - r["p50"]
+        spread = ((r["actual"] - r["actual"].mean()) ** 2).sum()
+        total = r["actual"].abs().sum()
+        scores.setdefault(version, {})[str(target)] = {
+            "intervals": int(len(r)),
+            "mse": float((err**2).mean()),
+            "r2": float(1 - (err**2).sum() / spread) if spread > 0 else None,
+            "wape": float(err.abs().sum() / total) if total > 0 else None,
+        }
+    return scores

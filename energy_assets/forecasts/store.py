@@ -2,8 +2,8 @@
 forecasts, scores and models into `ml`. Plain functions over a connection, no Dagster.
 
 Targets: every feeder (MW), the system (MW), the sum of the meters that belong to no feeder
-(kW, e.g. households) and every meter (kW). Weather is the hourly mean of each `raw.weather`
-variable over all sites.
+(kW, e.g. households) and every meter (kW). Weather is long (valid hour, variable, issue time
+of a forecast or null for an observation, value), each the mean over all sites.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
 from energy_assets.forecasts.day_ahead import METRIC_COLUMNS, Forecasts
-from energy_assets.forecasts.features import WEATHER_PREFIX
-from energy_assets.warehouse.database import copy_frame, read_frame
+from energy_assets.forecasts.model import target_scores
+from energy_assets.warehouse.database import copy_frame, meter_timezones, read_frame
 
 WINDOW = "interval_start >= %(start)s and interval_start < %(end)s"
 METER_KW = "coalesce(kw_net, demand_kw)"  # net where the meter logs kW, else imported kW
@@ -49,12 +49,23 @@ TARGETS = {  # kind -> (query over [start, end), unit)
         "kW",
     ),
 }
-METERS = f"select distinct meter_id from marts.fct_intervals_clean where {WINDOW}"
-WEATHER = """
-select date_trunc('hour', observed_at) as hour, variable, avg(value) as value
-from raw.weather where observed_at >= %(start)s and observed_at < %(end)s
-group by 1, 2
+# A meter alone on its feeder is forecast as the feeder: its own backtest would repeat it.
+METERS = f"""
+select distinct meter_id from marts.fct_intervals_clean
+where {WINDOW} and (feeder is null or feeder in (
+    select feeder from raw.meters where feeder is not null group by feeder having count(*) > 1
+))
 """
+WEATHER = """
+select date_trunc('hour', observed_at) as valid_at, variable, issued_at, avg(value) as value
+from raw.weather where observed_at >= %(start)s and observed_at < %(end)s
+group by 1, 2, 3
+"""
+FEEDER_ZONES = """
+select feeder, min(timezone) as timezone from raw.meters where feeder is not null
+group by feeder having count(distinct timezone) = 1 and count(timezone) = count(*)
+"""
+FEEDERS = "select count(distinct feeder) from raw.meters where feeder is not null"
 LATEST = (
     "select max(interval_start) as latest from marts.fct_intervals_clean where quality <> 'gap'"
 )
@@ -67,26 +78,54 @@ def read_series(
     end: pd.Timestamp,
     targets: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One kind's targets over [start, end) as a long frame, with weather_* columns; meters
-    only those in `targets` when given."""
+    """One kind's targets over [start, end) as a long frame; meters only those in `targets`
+    when given."""
     window = {"start": start, "end": end}
     series = read_frame(conn, TARGETS[kind][0], {**window, "targets": targets})
     series["interval_start"] = pd.to_datetime(series["interval_start"], utc=True)
     for column in series.columns.drop(["target_id", "interval_start"]):
         series[column] = pd.to_numeric(series[column]).astype(float)
-    weather = read_frame(conn, WEATHER, window)
-    if not weather.empty:
-        weather["hour"] = pd.to_datetime(weather["hour"], utc=True)
-        wide = weather.pivot(index="hour", columns="variable", values="value").astype(float)
-        hours = series["interval_start"].dt.floor("h")
-        for variable in wide.columns:
-            series[WEATHER_PREFIX + variable] = wide[variable].reindex(hours).to_numpy()
     return series
+
+
+def read_weather(conn: connection, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """raw.weather over [start, end) in the forecasts' long layout, hourly means over sites."""
+    weather = read_frame(conn, WEATHER, {"start": start, "end": end})
+    if weather.empty:
+        return weather
+    for column in ("valid_at", "issued_at"):
+        weather[column] = pd.to_datetime(weather[column], utc=True)
+    return weather.astype({"value": float})
+
+
+def target_timezones(conn: connection, kind: str) -> dict[str, str]:
+    """Targets' own timezones: a meter's from its metadata, a feeder's where all its meters
+    share one; others follow ENERGY_TIMEZONE."""
+    if kind == "meter":
+        return meter_timezones(conn)
+    if kind == "feeder":
+        zones = read_frame(conn, FEEDER_ZONES)
+        return dict(zip(zones["feeder"], zones["timezone"], strict=True))
+    return {}
+
+
+def feeder_count(conn: connection) -> int:
+    return read_frame(conn, FEEDERS).iloc[0, 0]
 
 
 def meters_between(conn: connection, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
     """Every meter with a clean interval in [start, end)."""
     return read_frame(conn, METERS, {"start": start, "end": end})["meter_id"].tolist()
+
+
+def month_verdicts(conn: connection, month: date) -> pd.DataFrame:
+    """target_kind, target_id, verdict of every target backtested in `month`."""
+    return read_frame(
+        conn,
+        "select target_kind, target_id, verdict from ml.backtest_metrics where month_start = %s"
+        " order by 1, 2",
+        (month,),
+    )
 
 
 def latest_reading(conn: connection) -> pd.Timestamp | None:
@@ -114,15 +153,21 @@ def _rows(result: Forecasts, run_kind: str, month: date, kind: str) -> pd.DataFr
             "actual": rows["actual"],
             "baseline": rows["baseline"],
             "model_version": rows["model_version"],
+            "same_slot": rows["same_slot"],
+            "verdict": rows["verdict"],
         }
     )
 
 
 def _store_models(cur, result: Forecasts) -> None:
+    """Every model of the result, with its scores per target on the result's forecasts (a
+    model whose forecasts span two months keeps the latest month's)."""
+    scores = target_scores(result.rows) if not result.rows.empty else {}
     for m in result.models:
         cur.execute(
-            "insert into ml.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "on conflict (model_version) do nothing",
+            "insert into ml.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "on conflict (model_version) do update "
+            "set target_metrics = ml.models.target_metrics || excluded.target_metrics",
             (
                 m.version,
                 m.name,
@@ -135,6 +180,7 @@ def _store_models(cur, result: Forecasts) -> None:
                 Json(m.model.booster.save_config()),
                 Json(m.calibration),
                 psycopg2.Binary(m.booster_bytes),
+                Json(scores.get(m.version, {})),
             ),
         )
 
@@ -164,13 +210,13 @@ def store_live(conn: connection, kind: str, result: Forecasts) -> None:
     """Add a live forecast; re-issuing the same forecast replaces it."""
     if result.rows.empty:
         return
-    issued = result.rows["issued_at"].iloc[0]
+    issued = [t.to_pydatetime() for t in result.rows["issued_at"].unique()]
     month = result.rows["interval_start"].min().date().replace(day=1)
     with conn, conn.cursor() as cur:
         _store_models(cur, result)
         cur.execute(
             "delete from ml.forecasts where run_kind = 'live' and target_kind = %s "
-            "and issued_at = %s",
+            "and issued_at = any(%s)",
             (kind, issued),
         )
         copy_frame(cur, "ml.forecasts", _rows(result, "live", month, kind))

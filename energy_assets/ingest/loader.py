@@ -57,7 +57,7 @@ from energy_assets.ingest.readers import Table, open_table
 from energy_assets.ingest.rejections import Rejected
 from energy_assets.months import month_start, months_between, months_of, next_month
 from energy_assets.settings import Settings
-from energy_assets.warehouse.database import connect, copy_frame
+from energy_assets.warehouse.database import connect
 
 CHUNK_ROWS = 200_000
 """Rows of a file held in memory at once while it loads (plus a few values per meter)."""
@@ -685,28 +685,22 @@ class Ingest:
         self, cur, dropped: Dropped, table: Table, match: Match
     ) -> tuple[FileOutcome, Path]:
         file_id = self._insert_file(cur, dropped, format=match.format.name, status="loaded")
-        rows, first, last = 0, None, None
-        cur.execute(
-            "create temporary table weather_load (like raw.weather including defaults)"
-            " on commit drop"
-        )
-        for chunk in table.chunks():
-            weather = parse_weather(chunk, match, table.line_of)
-            if weather.empty:
-                continue
-            copy_frame(cur, "pg_temp.weather_load", weather.assign(file_id=file_id))
-            rows += len(weather)
-            first = min(filter(None, [first, weather["observed_at"].min()]))
-            last = max(filter(None, [last, weather["observed_at"].max()]))
+        seen = {"rows": 0, "first": None, "last": None}
+
+        def parsed():
+            for chunk in table.chunks():
+                weather = parse_weather(chunk, match, table.line_of, self.settings.default_timezone)
+                if weather.empty:
+                    continue
+                seen["rows"] += len(weather)
+                seen["first"] = min(filter(None, [seen["first"], weather["observed_at"].min()]))
+                seen["last"] = max(filter(None, [seen["last"], weather["observed_at"].max()]))
+                yield weather.assign(file_id=file_id)
+
+        raw_tables.upsert_weather(cur, parsed())
+        rows, first, last = seen["rows"], seen["first"], seen["last"]
         if rows == 0:
             raise Rejected("no_values", f"{dropped.name} has no weather values")
-        cur.execute(
-            "insert into raw.weather select distinct on (site_id, variable, observed_at) *"
-            " from weather_load order by site_id, variable, observed_at"
-            " on conflict (site_id, variable, observed_at)"
-            " do update set value = excluded.value, file_id = excluded.file_id"
-        )
-        cur.execute("drop table weather_load")
         self._update_file(cur, file_id, rows=rows, first_interval=first, last_interval=last)
         outcome = FileOutcome(
             dropped.name, "loaded", file_id, match.format.name, rows, [], kind="weather"

@@ -573,14 +573,17 @@ def timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) - {"localtime"}
 
 
-def parse_weather(chunk: pd.DataFrame, match: Match, line_of: LineOf) -> pd.DataFrame:
-    """Weather observations in long form: site_id, observed_at (UTC), variable, value."""
+def parse_weather(
+    chunk: pd.DataFrame, match: Match, line_of: LineOf, timezone: str
+) -> pd.DataFrame:
+    """Weather observations in long form: site_id, observed_at (UTC), variable, value. Times
+    without an offset are read in `timezone` (the platform's ENERGY_TIMEZONE)."""
     columns, fmt = match.columns, match.format
     if "site" in columns:
         sites = chunk[columns["site"]].str.strip()
     else:
         sites = pd.Series(fmt.default_site or "default", index=chunk.index)
-    times = parse_times(chunk[columns["timestamp"]], sites, lambda _: "UTC", line_of)
+    times = parse_times(chunk[columns["timestamp"]], sites, lambda _: timezone, line_of)
     variables = [v for v in fmt.channels if v in columns]
     values = [parse_numbers(chunk[columns[v]], columns[v], line_of).to_numpy() for v in variables]
     n = len(chunk)

@@ -22,7 +22,7 @@ from psycopg2.extras import Json, execute_values
 from energy_assets.ingest.formats import METER_FIELDS
 from energy_assets.ingest.rejections import Rejected
 from energy_assets.months import next_month
-from energy_assets.warehouse.database import SCHEMA_LOCK
+from energy_assets.warehouse.database import SCHEMA_LOCK, copy_frame
 
 LOCK_RETRY_SECONDS = 1
 
@@ -257,6 +257,40 @@ def update_file_meters(cur, file_id: int, summary: pd.DataFrame, zones: dict[str
         " max(last_interval) from raw.file_meters where file_id = f.file_id) where file_id = %s",
         (file_id,),
     )
+
+
+WEATHER_COLUMNS = [
+    "site_id",
+    "observed_at",
+    "variable",
+    "value",
+    "file_id",
+    "kind",
+    "issued_at",
+    "source",
+]
+
+
+def upsert_weather(cur, frames: Iterable[pd.DataFrame]) -> None:
+    """Weather rows (raw.weather's columns; kind, issued_at and source optional), frame by frame
+    through COPY into a temporary table, then into raw.weather: a later value for the same site,
+    variable, hour, kind and issue time replaces the earlier one."""
+    cur.execute(
+        "create temporary table weather_load (like raw.weather including defaults) on commit drop"
+    )
+    for frame in frames:
+        copy_frame(cur, "pg_temp.weather_load", frame[[c for c in WEATHER_COLUMNS if c in frame]])
+    columns = ", ".join(WEATHER_COLUMNS)
+    cur.execute(
+        f"insert into raw.weather ({columns}) select distinct on (site_id, variable, observed_at,"
+        f" kind, issued_at) {columns} from weather_load"
+        " order by site_id, variable, observed_at, kind, issued_at"
+        " on conflict (site_id, variable, observed_at, kind,"
+        " coalesce(issued_at, '-infinity'::timestamptz))"
+        " do update set value = excluded.value, file_id = excluded.file_id,"
+        " source = excluded.source"
+    )
+    cur.execute("drop table weather_load")
 
 
 def meter_timezones(cur) -> dict[str, str]:

@@ -97,6 +97,12 @@ def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFr
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
+def meter_timezones(conn: connection) -> dict[str, str]:
+    """Each meter's own timezone, from its metadata (meters without one are left out)."""
+    rows = read_frame(conn, "select meter_id, timezone from raw.meters where timezone is not null")
+    return dict(zip(rows["meter_id"], rows["timezone"], strict=True))
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """Frame -> CSV for COPY, written by Arrow's C++ writer (pandas `to_csv` is far slower).
 
