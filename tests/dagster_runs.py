@@ -55,3 +55,16 @@ def enqueue(instance: DagsterInstance, run: DagsterRun) -> None:
 def start(instance: DagsterInstance, run: DagsterRun, pid: int | None = None) -> None:
     """Started by its process `pid`, which reports the start as a run worker does."""
     report(instance, run, DagsterEventType.RUN_START, DagsterRunStatus.STARTED, pid)
+
+
+def views_of_older_models(settings) -> None:
+    """Record the platform's views runs as built by an older version of the dbt models, as after
+    an upgrade: the next `energy run` runs the views job again."""
+    from dagster import RunsFilter
+
+    from energy_assets.automation import MODELS_TAG
+    from energy_assets.commands.session import platform_session
+
+    with platform_session(settings), DagsterInstance.get() as instance:
+        for run in instance.get_runs(RunsFilter(job_name="unpartitioned_marts_job")):
+            instance.add_run_tags(run.run_id, {MODELS_TAG: "000000000000"})
