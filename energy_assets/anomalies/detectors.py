@@ -23,7 +23,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from sklearn.ensemble import IsolationForest
 
 from energy_assets.settings import AnomalyThresholds
 
@@ -484,6 +483,8 @@ def isolated_days(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd
     Each feature is taken as a robust z-score against the same meter's other days, so one forest
     over all meters asks "how unusual is this day for its meter" (one fit, not one per meter).
     """
+    from sklearn.ensemble import IsolationForest  # here: every run process imports this module
+
     features = day_features(profiles, t)
     counts = features.groupby(level="target_id").size()
     features = features[
