@@ -335,6 +335,7 @@ def test_the_dashboard_is_served_headless_for_viewers_with_the_analysts_url_alon
         "--client.toolbarMode": "viewer",
         "--global.developmentMode": "false",
         "--runner.magicEnabled": "false",
+        "--theme.primaryColor": "#1f77b4",
     }
     analyst = "postgresql://energy_analyst@127.0.0.1:5432/energy"
     platform = {
