@@ -294,11 +294,14 @@ def backtest_scores(conn: connection, kind: str, target: str) -> pd.DataFrame:
 
 
 def models(conn: connection, limit: int = 50) -> pd.DataFrame:
-    """The model registry, newest first (without the boosters)."""
+    """The model registry, newest first (without the boosters). The fallback rule's row, which
+    was never trained, records 'epoch' for its times: shown empty, not as 1970."""
     return read_frame(
         conn,
-        """select name, model_version, trained_at, train_start, train_end, metrics
-        from ml.models order by trained_at desc, name limit %s""",
+        """select name, model_version, nullif(trained_at, 'epoch') as trained_at,
+               nullif(train_start, 'epoch') as train_start,
+               nullif(train_end, 'epoch') as train_end, metrics
+        from ml.models as m order by m.trained_at desc, m.name limit %s""",
         (limit,),
     )
 
