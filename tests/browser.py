@@ -24,22 +24,11 @@ def debian_chromium() -> Path:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("Chromium is not installed and apt-get cannot run here (needs root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "chromium"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    install = ["apt-get", "install", "-y", "chromium"]
+    result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:  # a stale package list: refresh it once
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        result = subprocess.run(
-            ["apt-get", "install", "-y", "chromium"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     if not CHROMIUM.exists():
         pytest.skip(f"apt-get could not install chromium: {result.stderr.strip()[-500:]}")
     return CHROMIUM
@@ -56,7 +45,14 @@ def chromium_page(playwright, viewport: dict) -> Page:
     return browser.new_page(viewport=viewport)
 
 
-def settled(page: Page) -> None:
-    """Wait until the Streamlit script of the page has finished running (its status widget,
-    "Running..." / "Stop", is gone), so a screenshot shows the whole page."""
+def check_page(page: Page, url: str, title: str, texts: list[str], chart: bool, shot: str) -> None:
+    """Open a dashboard page: its heading and every text in `texts` visible, a Plotly chart
+    drawn when `chart`; then, once Streamlit has finished the script, a screenshot `shot`."""
+    page.goto(url)
+    expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=60_000)
+    for text in texts:
+        expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+    if chart:
+        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
     expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=60_000)
+    page.screenshot(path=ARTIFACTS / shot)

@@ -18,9 +18,9 @@ import pandas as pd
 import psycopg2
 import pytest
 import requests
-from browser import ARTIFACTS, chromium_page, settled
+from browser import check_page, chromium_page
 from conftest import SHARED_DATA, configured_platform, copied_databases, free_port
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import sync_playwright
 from streamlit.testing.v1 import AppTest
 from test_roles import ANALYST_PASSWORD
 from up_process import wait_for
@@ -416,13 +416,7 @@ def test_a_browser_shows_the_household_pages_with_their_charts(seeded, served):
         page = chromium_page(playwright, {"width": 1400, "height": 2200})
         try:
             for name, texts in expected.items():
-                page.goto(f"{served}/{name}")
-                expect(page.get_by_role("heading", name=TITLES[name])).to_be_visible(timeout=60_000)
-                for text in texts:
-                    expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
-                plot = page.locator(".js-plotly-plot .main-svg").first
-                expect(plot).to_be_visible(timeout=30_000)
-                settled(page)
-                page.screenshot(path=ARTIFACTS / f"dashboard-households-{name}.png")
+                shot = f"dashboard-households-{name}.png"
+                check_page(page, f"{served}/{name}", TITLES[name], texts, True, shot)
         finally:
             page.context.browser.close()

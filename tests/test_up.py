@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
-from browser import ARTIFACTS, chromium_page, settled
+from browser import ARTIFACTS, check_page, chromium_page
 from conftest import PLATFORM_ENV, free_port, server_home
 from playwright.sync_api import Page, expect, sync_playwright
 from up_process import (
@@ -170,18 +170,18 @@ def test_dashboard_serves_every_page_as_the_analyst(up):
         page = chromium_page(playwright, {"width": 1400, "height": 2600})
         try:
             for name, title in TITLES.items():
-                page.goto(f"{url}/{'' if name == 'network' else name}")
-                expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=60_000)
-                for text in expected[name]:
-                    expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+                path = "" if name == "network" else name
+                check_page(
+                    page,
+                    f"{url}/{path}",
+                    title,
+                    expected[name],
+                    name in charted,
+                    f"dashboard-{name}.png",
+                )
                 if name == "network":
                     files = page.locator('[data-testid="stMetric"]', has_text="Loaded")
                     expect(files).to_contain_text(str(loaded))
-                if name in charted:  # Plotly drew its SVG
-                    plot = page.locator(".js-plotly-plot .main-svg").first
-                    expect(plot).to_be_visible(timeout=30_000)
-                settled(page)
-                page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png")
         finally:
             page.context.browser.close()
 
