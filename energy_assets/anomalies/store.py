@@ -19,11 +19,12 @@ HISTORY = timedelta(days=28)  # read before the month, for the detectors' baseli
 
 METERS = """
 select c.meter_id as target_id, c.interval_start, c.interval_end,
-       coalesce(c.kw_net, c.demand_kw) as value, coalesce(c.kw_del, c.demand_kw) as delivered,
+       case when c.quality <> 'estimated' then coalesce(c.kw_net, c.demand_kw) end as value,
+       case when c.quality <> 'estimated' then coalesce(c.kw_del, c.demand_kw) end as delivered,
        c.feeder, m.timezone
 from marts.fct_intervals_clean as c left join marts.dim_meter as m using (meter_id)
 where c.interval_start >= %s and c.interval_start < %s
-"""
+"""  # an estimated interval is judged as what it is: missing
 FEEDERS = """
 select feeder as target_id, interval_start,
        case when meters_reporting = meters_expected then mw_net * 1000 end as value
