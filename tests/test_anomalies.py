@@ -3,6 +3,7 @@ grid data with faults put in by hand."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
 import numpy as np
@@ -34,6 +35,7 @@ from energy_assets.anomalies.detectors import (
 )
 from energy_assets.commands.run import range_tags
 from energy_assets.ingest.dropbox import dropbox_files
+from energy_assets.marts.exports import export_csv
 from energy_assets.settings import AnomalyThresholds
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -310,6 +312,48 @@ def write_faulty_feeder_meter(dropbox) -> None:
     )
 
 
+def assert_gap_estimated(platform) -> None:
+    """The 3 missing intervals are estimated linearly between the readings either side, the
+    feeder counts them and its export says so; every measured interval keeps its reading."""
+    clean = platform.query(
+        "select interval_start, kw_net, quality, estimation_method from marts.fct_intervals_clean"
+        " where meter_id = 'P287' order by interval_start"
+    )
+    edge = clean.set_index("interval_start")["kw_net"]
+    before, after = (
+        edge[pd.Timestamp(t, tz="UTC")] for t in ("2020-12-04 23:45", "2020-12-05 00:45")
+    )
+    estimated = clean[clean["quality"] == "estimated"]
+    assert estimated["interval_start"].tolist() == list(
+        pd.date_range("2020-12-05", periods=3, freq="15min", tz="UTC")
+    )
+    assert set(estimated["estimation_method"]) == {"linear"}
+    expected = [before + (after - before) * k / 4 for k in (1, 2, 3)]
+    assert estimated["kw_net"].to_numpy() == pytest.approx(expected, rel=1e-12)
+    feeder = platform.query(
+        "select f.interval_start, f.mw_net, f.meters_estimated, c.kw_net from"
+        " marts.fct_feeder_intervals as f join marts.fct_intervals_clean as c using"
+        " (interval_start) where c.meter_id = 'P287' order by 1"
+    )
+    assert feeder["meters_estimated"].sum() == 3
+    measured = feeder["meters_estimated"] == 0
+    assert (feeder["mw_net"][measured] * 1000).to_numpy() == pytest.approx(
+        feeder["kw_net"][measured].to_numpy(), rel=1e-12
+    )
+    out = io.BytesIO()
+    month = date(2020, 12, 1)
+    export_csv(
+        platform.warehouse_url, "feeder", out, name="North", first_month=month, last_month=month
+    )
+    exported = pd.read_csv(io.BytesIO(out.getvalue()))
+    assert exported["Estimated"].sum() == 3
+    assert exported.loc[exported["Estimated"] == 1, "Start Time"].tolist() == [
+        "2020-12-05 00:00:00+00",
+        "2020-12-05 00:15:00+00",
+        "2020-12-05 00:30:00+00",
+    ]
+
+
 def ingest_and_detect(settings, month: date) -> None:
     """The real ingest job, then only what the anomalies asset reads for one month: the dbt
     interval marts and ml/anomalies (not every mart and model of the month's job)."""
@@ -343,7 +387,8 @@ def ingest_and_detect(settings, month: date) -> None:
 
 
 @pytest.mark.skipif(not OPENSTEF.exists(), reason="needs ../shared/data (real OpenSTEF data)")
-def test_monthly_asset_finds_the_injected_faults(platform):
+def test_monthly_asset_finds_the_injected_faults(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_ESTIMATE_MAX_INTERVALS", "8")  # the 3-interval gap is estimated
     write_faulty_feeder_meter(platform.settings.dropbox)
     ingest_and_detect(platform.settings, date(2020, 12, 1))
 
@@ -366,6 +411,10 @@ def test_monthly_asset_finds_the_injected_faults(platform):
     assert rows["reason"][1] == "value stuck at 5000.00 kW for 24 intervals (6 h)"
     feeder = platform.query("select kind from ml.anomalies where target_kind = 'feeder'")
     assert "spike" in set(feeder["kind"])
+    severities = platform.query("select kind, severity, action, details from ml.anomalies")
+    assert set(severities["severity"]) <= {"low", "medium", "high"}
+    assert severities["action"].notna().all() and severities["details"].notna().all()
+    assert_gap_estimated(platform)
     month = platform.query("select intervals, findings, rate from ml.anomaly_months")
     assert month["intervals"][0] == 2 * 31 * 96  # the meter's grid and the feeder's
     plot = platform.settings.home / "plots" / "anomalies" / "2020-12"
