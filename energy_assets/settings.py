@@ -273,7 +273,7 @@ class AnomalyThresholds:
         1.0,
         "days per target-year a day's forecast energy error passes its threshold by chance:"
         " sets the threshold from an exponential tail fitted to the target's own daily errors"
-        " (real errors have heavier tails: on the LCL households 1 gives ~3 findings a year)",
+        " (real errors have heavier tails: on the LCL households 1 gives ~5 findings a year)",
     )
     forest_score: float = _anomaly(
         "forest_score", 0.7, "isolation score of an unusual day (0.5 ordinary, 1 isolated at once)"

@@ -22,8 +22,8 @@ from energy_assets.months import months_between, next_month
 from energy_assets.warehouse.database import read_frame
 
 ESTIMATED = "estimated"
-"""The `quality` of an estimated interval in marts.fct_intervals_clean: shaded wherever it
-occurs (a quality the marts do not produce yet simply never matches)."""
+"""The `quality` of an estimated interval in marts.fct_intervals_clean (when estimates are on,
+`ENERGY_ESTIMATE_MAX_INTERVALS`): shaded wherever it occurs."""
 SEVERITY_COLUMN: str | None = "severity"
 """The column of ml.anomalies that ranks a finding ('low' / 'medium' / 'high'): the network
 page counts findings by it and the anomalies page filters on it (None would leave it out)."""
