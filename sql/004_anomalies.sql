@@ -23,20 +23,6 @@ alter table ml.anomalies
     add column if not exists details jsonb;
 create index if not exists anomalies_target on ml.anomalies (target_kind, target_id);
 
--- The raw readings each meter finding concerns (its meter, its span), one row per reading:
--- `select * from ml.anomaly_readings where target_id = 'M1' and month_start = '2024-01-01'`.
-create or replace view ml.anomaly_readings as
-select
-    a.month_start, a.target_id, a.kind, a.interval_start as finding_start,
-    a.interval_end as finding_end, r.interval_start, r.interval_seconds, r.channel, r.value,
-    r.file_id
-from ml.anomalies as a
-inner join raw.readings as r
-    on r.meter_id = a.target_id
-    and r.interval_start >= a.interval_start
-    and r.interval_start < a.interval_end
-where a.target_kind = 'meter';
-
 -- One row per month run: how many intervals were examined and how many findings came out, so
 -- the anomaly-rate check compares a month with the months before it without rescanning them.
 create table if not exists ml.anomaly_months (
