@@ -3,10 +3,13 @@
 Thresholds are `settings.AnomalyThresholds`, settable per platform (`ENERGY_ANOMALY_*`).
 
 Input is a long frame: target_id, interval_start (UTC), value (average kW, NaN for a gap),
-optionally interval_end and `delivered` (imported kW, for the negative-import check). Every
-detector returns findings with the columns of `FINDING_COLUMNS`: a span of intervals
-(interval_start .. interval_end) or a whole day (`day`, interval columns empty), a kind, a
-score (how far past its threshold, >= 1 means flagged) and a sentence with the numbers.
+optionally interval_end, `delivered` (imported kW, for the negative-import check), `feeder`
+(for the silent-meter check) and `timezone` (the meter's local time, for night hours and
+days). Every detector returns findings with the columns of `FINDING_COLUMNS`: a span of
+intervals (interval_start .. interval_end) or a whole day (`day`; `find_anomalies` gives it
+its local day's span too), a kind, a score (how far past its threshold, >= 1 means flagged), a
+sentence with the numbers and `details`, the same numbers as a dict. `month_findings` adds each
+finding's severity and action (`TRIAGE`).
 
 Baselines are the meter's own: when the frame holds at least `history_days` of rows before
 `history_end` (the asset passes the month start and reads four weeks before it), those rows
