@@ -7,6 +7,9 @@
     ],
 ) }}
 
+-- sqlfluff:indentation:template_blocks_indent:False
+-- (the estimates' CTEs and their alternative sit at the top level, not inside the if)
+
 -- A complete interval grid per meter, from its first to its last reading, clipped to the month.
 with spans as (
     select meter_id, first_interval, last_interval, interval_seconds
@@ -85,7 +88,9 @@ measured as (
         and readings.interval_start = grid.interval_start
     left join meters
         on meters.meter_id = grid.meter_id
-),
+)
+{%- if var('estimate_max_intervals') | int > 0 %}
+,
 
 -- Gaps and islands: a gap row belongs to the run after the last reading before it
 -- (`run_before`) and before the first reading after it (`run_after`).
@@ -112,15 +117,15 @@ neighbours as (
             partition by meter_id, run_before order by interval_start
         ) as gap_position,
         {%- for column in estimated_columns() %}
-            first_value({{ column }}) over (
-                partition by meter_id, run_before order by interval_start
-            ) as before_{{ column }},
-            first_value({{ column }}) over (
-                partition by meter_id, run_after order by interval_start desc
-            ) as after_{{ column }},
-            avg({{ column }}) filter (where quality <> 'gap') over (
-                partition by meter_id, interval_start::time
-            ) as profile_{{ column }},
+        first_value({{ column }}) over (
+            partition by meter_id, run_before order by interval_start
+        ) as before_{{ column }},
+        first_value({{ column }}) over (
+            partition by meter_id, run_after order by interval_start desc
+        ) as after_{{ column }},
+        avg({{ column }}) filter (where quality <> 'gap') over (
+            partition by meter_id, interval_start::time
+        ) as profile_{{ column }},
         {%- endfor %}
         count(*) filter (where quality <> 'gap') over (
             partition by meter_id, interval_start::time
@@ -152,13 +157,13 @@ filled as (
         multiplier,
         has_metadata,
         {%- for column in estimated_columns() %}
-            case estimation_method
-                when 'linear'
-                    then before_{{ column }} + (after_{{ column }} - before_{{ column }})
-                        * gap_position / (gap_intervals + 1)
-                when 'profile' then profile_{{ column }}
-                else {{ column }}
-            end as {{ column }},
+        case estimation_method
+            when 'linear'
+                then before_{{ column }} + (after_{{ column }} - before_{{ column }})
+                    * gap_position / (gap_intervals + 1)
+            when 'profile' then profile_{{ column }}
+            else {{ column }}
+        end as {{ column }},
         {%- endfor %}
         kw_net,
         power_factor,
@@ -176,7 +181,7 @@ select
     multiplier,
     has_metadata,
     {%- for column in estimated_columns() %}
-        {{ column }},
+    {{ column }},
     {%- endfor %}
     -- A measured row keeps its kw_net as computed from the readings.
     case
@@ -190,3 +195,11 @@ select
     -- over the window's readings, and null for every measured row, whose values are untouched.
     estimation_method
 from filled
+{%- else %}
+
+-- Estimates off (the default): every row as measured.
+select
+    *,
+    null::text as estimation_method
+from measured
+{%- endif %}
