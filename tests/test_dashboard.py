@@ -164,10 +164,13 @@ def test_network_status_shows_the_latest_loads_findings_files_and_freshness(seed
     figure = charts(app)[0]
     assert trace(figure, "Load") == pytest.approx(week["mw_total"].tolist())
 
-    findings = seeded.scalar(
-        "select count(*) from ml.anomalies where month_start = %s", (JANUARY_2024,)
-    )
-    assert shown["Findings"] == str(findings)
+    findings = seeded.query(
+        "select severity, count(*) as n from ml.anomalies where month_start = %s group by 1",
+        (JANUARY_2024,),
+    ).set_index("severity")["n"]
+    assert shown["Findings"] == str(findings.sum())
+    for severity in ("high", "medium", "low"):
+        assert shown[f"{severity.capitalize()} severity"] == str(findings.get(severity, 0))
     files = seeded.query("select status, count(*) as n from raw.files group by 1")
     assert shown["Loaded"] == str(files.set_index("status")["n"].get("loaded", 0))
     assert shown["Quarantined"] == "0"
@@ -233,13 +236,21 @@ def test_forecasts_page_shows_the_backtest_against_the_naive_forecast(seeded):
 
 def test_anomalies_page_lists_filters_and_opens_findings(seeded):
     found = seeded.query(
-        "select kind, target_id, score, reason from ml.anomalies where month_start = %s"
-        " order by score desc, target_id",
+        "select kind, target_id, score, reason, severity, action from ml.anomalies"
+        " where month_start = %s"
+        " order by array_position(array['high', 'medium', 'low'], severity), score desc, target_id",
         (JANUARY_2024,),
     )
     app = page("anomalies", month=JANUARY_2024)
     assert metrics(app)["Findings"] == str(len(found))
-    assert app.warning[0].value.endswith(found["reason"].iat[0])
+    first = found.iloc[0]
+    assert app.warning[0].value.endswith(first["reason"])
+    assert app.info[0].value == (
+        f"**{first['severity'].capitalize()} severity.** Suggested action: {first['action']}."
+    )
+    for severity in found["severity"].unique():
+        app = page("anomalies", month=JANUARY_2024, severities=[severity])
+        assert metrics(app)["Findings"] == str((found["severity"] == severity).sum())
     chart = charts(app)[0]
     assert chart["layout"]["shapes"][0]["fillcolor"] == figures.FINDING
 

@@ -24,10 +24,9 @@ from energy_assets.warehouse.database import read_frame
 ESTIMATED = "estimated"
 """The `quality` of an estimated interval in marts.fct_intervals_clean (when estimates are on,
 `ENERGY_ESTIMATE_MAX_INTERVALS`): shaded wherever it occurs."""
-SEVERITY_COLUMN: str | None = "severity"
-"""The column of ml.anomalies that ranks a finding ('low' / 'medium' / 'high'): the network
-page counts findings by it and the anomalies page filters on it (None would leave it out)."""
 SEVERITIES = ("high", "medium", "low")
+"""ml.anomalies' severities, most urgent first: the order findings are counted and listed in."""
+SEVERITY_RANK = sql.SQL("array_position(array['high', 'medium', 'low'], severity)")
 WORK_LIST_ROWS = 500
 """Findings listed at most on the anomalies page (the strongest first); the rest are counted."""
 
@@ -140,14 +139,11 @@ def live_forecast(conn: connection, kind: str, target: str) -> pd.DataFrame:
 
 
 def anomaly_counts(conn: connection, month: date) -> pd.DataFrame:
-    """The month's findings per kind (and severity, where ml.anomalies has it), most first."""
-    by = [sql.Identifier("kind")]
-    if SEVERITY_COLUMN:
-        by.insert(0, sql.Identifier(SEVERITY_COLUMN))
+    """The month's findings per severity and kind, the most urgent severity first."""
     query = sql.SQL(
-        "select {by}, count(*) as findings from ml.anomalies where month_start = %s"
-        " group by {by} order by findings desc, {by}"
-    ).format(by=sql.SQL(", ").join(by))
+        "select severity, kind, count(*) as findings from ml.anomalies where month_start = %s"
+        " group by severity, kind order by {rank}, findings desc, kind"
+    ).format(rank=SEVERITY_RANK)
     return read_frame(conn, query, (month,))
 
 
@@ -158,28 +154,18 @@ def anomalies(
     severities: list[str] | None = None,
     target: str = "",
 ) -> tuple[pd.DataFrame, int]:
-    """The month's findings matching the filters, strongest first (at most WORK_LIST_ROWS of
-    them), and how many match in all. Empty filters match everything; `target` is part of the
-    target's id."""
-    conditions = [
-        sql.SQL("month_start = %(month)s"),
-        sql.SQL("(%(kinds)s::text[] is null or kind = any(%(kinds)s::text[]))"),
-        sql.SQL("position(lower(%(target)s) in lower(target_id)) > 0"),
-    ]
-    columns = [sql.SQL("target_kind, target_id, kind")]
-    if SEVERITY_COLUMN:
-        severity = sql.Identifier(SEVERITY_COLUMN)
-        columns.append(severity)
-        conditions.append(
-            sql.SQL("(%(severities)s::text[] is null or {} = any(%(severities)s::text[]))").format(
-                severity
-            )
-        )
+    """The month's findings matching the filters, the most severe first and the strongest
+    within a severity (at most WORK_LIST_ROWS of them), and how many match in all. Empty
+    filters match everything; `target` is part of the target's id."""
     query = sql.SQL(
-        "select {columns}, interval_start, interval_end, day, score, detector, reason,"
-        " count(*) over () as matching from ml.anomalies where {conditions}"
-        " order by score desc, target_id, interval_start, day limit %(limit)s"
-    ).format(columns=sql.SQL(", ").join(columns), conditions=sql.SQL(" and ").join(conditions))
+        "select target_kind, target_id, kind, severity, action, interval_start, interval_end,"
+        " day, score, detector, reason, count(*) over () as matching from ml.anomalies"
+        " where month_start = %(month)s"
+        " and (%(kinds)s::text[] is null or kind = any(%(kinds)s::text[]))"
+        " and (%(severities)s::text[] is null or severity = any(%(severities)s::text[]))"
+        " and position(lower(%(target)s) in lower(target_id)) > 0"
+        " order by {rank}, score desc, target_id, interval_start, day limit %(limit)s"
+    ).format(rank=SEVERITY_RANK)
     params = {
         "month": month,
         "kinds": kinds or None,

@@ -24,18 +24,16 @@ month = month_picker(
     cached(queries.months_with, "anomalies"),
     "No month has been analysed yet: the anomalies run with every month run.",
 )
-filters = st.columns(3 if queries.SEVERITY_COLUMN else 2)
+filters = st.columns(3)
 kinds = filters[0].multiselect("Kind", cached(queries.anomaly_kinds, month), key="kinds")
-target = filters[1].text_input("Meter or feeder (part of its id)", key="target")
-severities = []
-if queries.SEVERITY_COLUMN:
-    severities = filters[2].multiselect("Severity", queries.SEVERITIES, key="severities")
+severities = filters[1].multiselect("Severity", queries.SEVERITIES, key="severities")
+target = filters[2].text_input("Meter or feeder (part of its id)", key="target")
 findings, matching = cached(queries.anomalies, month, kinds, severities, target.strip())
 if findings.empty:
     nothing_yet(f"No findings in {month:%B %Y} match.")
 shown = f", the {len(findings)} strongest shown" if matching > len(findings) else ""
 st.metric("Findings", matching, help="score: how far past its threshold (1 = just past)")
-st.caption(f"{matching} findings in {month:%B %Y}{shown}, strongest first.")
+st.caption(f"{matching} findings in {month:%B %Y}{shown}, most severe and strongest first.")
 
 
 TIMEZONE = Settings.from_env().default_timezone  # a day finding covers its local day
@@ -48,10 +46,9 @@ def label(index: int) -> str:
     return f"{row['kind']} on {row['target_id']} at {start:%d %b %H:%M} (score {row['score']:.1f})"
 
 
-severity = [queries.SEVERITY_COLUMN] if queries.SEVERITY_COLUMN else []
-columns = ["kind", *severity, "target_kind", "target_id"]
+columns = ["severity", "kind", "target_kind", "target_id", "interval_start", "interval_end"]
 st.dataframe(
-    findings[[*columns, "interval_start", "interval_end", "day", "score", "reason"]],
+    findings[[*columns, "day", "score", "action", "reason"]],
     hide_index=True,
     key="findings",
     column_config={
@@ -68,6 +65,7 @@ chosen = st.selectbox("Open a finding", range(len(findings)), format_func=label,
 row = findings.iloc[chosen]
 start, end = spans[chosen]
 st.warning(f"**{row['kind']}** on {row['target_kind']} **{row['target_id']}**: {row['reason']}")
+st.info(f"**{row['severity'].capitalize()} severity.** Suggested action: {row['action']}.")
 kind = row["target_kind"]
 frame = cached(queries.load, kind, start - AROUND, end + AROUND, row["target_id"])
 if frame.empty:

@@ -67,7 +67,11 @@ counts = cached(queries.anomaly_counts, month)
 if counts.empty:
     st.info("No anomalies found this month (or the month has not been analysed yet).")
 else:
-    st.metric("Findings", int(counts["findings"].sum()))
+    by_severity = counts.groupby("severity")["findings"].sum()
+    total, *levels = st.columns(1 + len(queries.SEVERITIES))
+    total.metric("Findings", int(counts["findings"].sum()))
+    for column, severity in zip(levels, queries.SEVERITIES, strict=True):
+        column.metric(f"{severity.capitalize()} severity", int(by_severity.get(severity, 0)))
     st.dataframe(counts, hide_index=True, key="anomaly-counts")
 
 settings = Settings.from_env()
