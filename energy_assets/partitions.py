@@ -24,6 +24,8 @@ MONTH_RUN_TAG = "energy/month-run"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+PRIORITY_TAG = "dagster/priority"
+"""Runs with a higher value leave the run queue first (`backlog.month_priority`)."""
 # Dagster needs the partition set when the assets are defined, so the first month is read here.
 FIRST_MONTH = Settings.from_env().first_month
 KEY_FORMAT = "%Y-%m"

@@ -276,7 +276,10 @@ class Settings:
         " (unset: `energy up` derives it, with the analyst's passfile on the embedded server)",
     )
     month_run_concurrency: int = _var(
-        "ENERGY_MONTH_RUN_CONCURRENCY", 1, int, "month runs the sensor lets run at once"
+        "ENERGY_MONTH_RUN_CONCURRENCY",
+        1,
+        int,
+        "month runs the run queue starts at once (`dagster.yaml`); runs of one month take turns",
     )
     max_concurrent: int | None = _var(
         "ENERGY_MAX_CONCURRENT",

@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from energy_assets.partitions import MONTH_RUN_TAG
+from energy_assets.commands.session import dagster_config
+from energy_assets.partitions import MONTH_RUN_TAG, PARTITION_TAG
 from energy_assets.settings import REPO_ROOT
 from energy_assets.warehouse.postgres import SERVER_OPTIONS
 
@@ -145,7 +146,13 @@ def test_dagster_instance_config_is_valid_and_limits_month_runs(tmp_path, monkey
     queue = process_config(QueuedRunCoordinator.config_type(), coordinator["config"])
     assert queue.success, queue.errors
     limits = queue.value["tag_concurrency_limits"]
-    assert [limit["key"] for limit in limits] == [MONTH_RUN_TAG]
+    assert [limit["key"] for limit in limits] == [MONTH_RUN_TAG, PARTITION_TAG]
+    # The same queue as `energy up` writes, at its default limit.
+    generated = dagster_config("postgresql://someone@db.example/dagster", 1)["run_coordinator"]
+    assert (
+        coordinator["config"]["tag_concurrency_limits"]
+        == (generated["config"]["tag_concurrency_limits"])
+    )
 
 
 def test_readme_documents_every_variable_the_deployment_reads():
@@ -217,8 +224,6 @@ def test_the_instance_configs_retry_runs_whose_process_died(tmp_path, monkeypatc
     from dagster._config import process_config
     from dagster._core.instance.config import dagster_instance_config
     from dagster._core.storage.config import pg_config
-
-    from energy_assets.commands.session import dagster_config
 
     url = "postgresql://someone:s3cret-pw@db.example:5433/dagster?sslmode=require"
     generated = yaml.safe_dump(dagster_config(url, 1))

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import yaml
 
 from energy_assets.marts.dbt_project import ensure_manifest, ensure_relations
-from energy_assets.partitions import MONTH_RUN_TAG
+from energy_assets.partitions import MONTH_RUN_TAG, PARTITION_TAG
 from energy_assets.settings import Settings, export
 from energy_assets.warehouse import roles
 from energy_assets.warehouse.database import apply_schema
@@ -89,7 +89,9 @@ def dagster_config(dagster_url: str, month_run_concurrency: int) -> dict:
     monitoring and retries for runs whose process died.
 
     Month runs share a tag whose limit bounds how many rebuild months at once (the machine's
-    cores are the limit that matters; runs of the same month serialise on a database lock).
+    cores are the limit that matters); two runs of the same month share their work, so they
+    take turns in the queue instead of holding two places, one waiting on the other's lock.
+    Among the waiting runs, the highest `dagster/priority` starts first.
     """
     return {
         "storage": {"postgres": dagster_storage(dagster_url)},
@@ -102,7 +104,10 @@ def dagster_config(dagster_url: str, month_run_concurrency: int) -> dict:
             "config": {
                 "max_concurrent_runs": 4,
                 "dequeue_interval_seconds": 1,
-                "tag_concurrency_limits": [{"key": MONTH_RUN_TAG, "limit": month_run_concurrency}],
+                "tag_concurrency_limits": [
+                    {"key": MONTH_RUN_TAG, "limit": month_run_concurrency},
+                    {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+                ],
             },
         },
         "sensors": {"use_threads": True, "num_workers": 2},
