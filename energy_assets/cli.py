@@ -139,6 +139,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker for the platform's steps, until Ctrl-C, SIGTERM or SIGHUP."""
+    from energy_assets.commands.worker import run_worker
+
+    settings = Settings.from_env()
+    if settings.executor != "celery":
+        print(
+            "energy worker: ENERGY_EXECUTOR is not `celery` here: runs started from this"
+            " environment execute their steps themselves, not on workers",
+            file=sys.stderr,
+        )
+    return run_worker(settings, args.queue or ["dbt", "ml"], args.name, args.concurrency)
+
+
 def cmd_db_url(args: argparse.Namespace) -> int:
     """The warehouse's URL, without a password; 1 when the embedded server is not running."""
     from energy_assets.warehouse.postgres import (
@@ -394,6 +408,24 @@ def main(argv: list[str] | None = None) -> int:
     dashboard.set_defaults(func=cmd_dashboard)
     run = sub.add_parser("run", help="load everything in the dropbox now and build its months")
     run.set_defaults(func=cmd_run)
+    worker = sub.add_parser(
+        "worker", help="a Celery worker for the steps of runs (ENERGY_EXECUTOR=celery)"
+    )
+    worker.add_argument(
+        "--queue",
+        action="append",
+        choices=("dbt", "ml"),
+        help="the steps to take: dbt builds, Python ML steps (default: both; repeatable)",
+    )
+    worker.add_argument(
+        "--name",
+        default=f"energy-{os.getpid()}",
+        help="the worker's name, unique on this host (@ and the host's name are added)",
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=1, help="steps this worker executes at once"
+    )
+    worker.set_defaults(func=cmd_worker)
     db_url = sub.add_parser("db-url", help="print the warehouse connection string")
     db_url.add_argument(
         "--analyst", action="store_true", help="as the read-only energy_analyst role"

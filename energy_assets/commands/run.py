@@ -21,15 +21,16 @@ from energy_assets.warehouse.database import connect
 def execute(job_name: str, instance, settings: Settings, **options) -> bool:
     """Run a job of the code location to completion in this process; True when it succeeded.
 
-    With ENERGY_MAX_CONCURRENT set, the job's executor starts a process per step, and those
-    must re-import the job: it is then run through its reconstructable repository.
+    With ENERGY_MAX_CONCURRENT set, the job's executor starts a process per step (with
+    ENERGY_EXECUTOR=celery, a worker executes each), and those must re-import the job: it is
+    then run through its reconstructable repository.
     """
     from dagster import execute_job
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from energy_assets.definitions import defs
 
-    if settings.max_concurrent is None:
+    if settings.max_concurrent is None and settings.executor == "in-process":
         job = defs.resolve_job_def(job_name)
         result = job.execute_in_process(instance=instance, raise_on_error=False, **options)
         stop_if_interrupted(instance, result.run_id)

@@ -12,6 +12,7 @@ import yaml
 
 from energy_assets.marts.dbt_project import ensure_manifest, ensure_relations
 from energy_assets.partitions import MONTH_RUN_TAG, PARTITION_TAG
+from energy_assets.scaleout import WAREHOUSE_POOL
 from energy_assets.settings import Settings, export
 from energy_assets.warehouse import roles
 from energy_assets.warehouse.database import apply_schema
@@ -124,6 +125,15 @@ def write_dagster_yaml(dagster_home: Path, dagster_url: str, month_run_concurren
         write_private(path, text)
 
 
+def limit_warehouse_pool(slots: int) -> None:
+    """Set the warehouse pool's limit in Dagster's storage, where every run's executor reads it
+    (pools without a limit, as under the in-process executor, limit nothing)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, slots)
+
+
 @contextlib.contextmanager
 def platform_session(settings: Settings, create: bool = True) -> Iterator[Database]:
     """Database up, schema applied, manifest parsed, dagster.yaml written, env exported.
@@ -142,4 +152,6 @@ def platform_session(settings: Settings, create: bool = True) -> Iterator[Databa
         write_dagster_yaml(settings.dagster_home, db.dagster_url, settings.month_run_concurrency)
         export(platform_env(settings, db))
         ensure_relations(db.warehouse_url)
+        if settings.executor == "celery":
+            limit_warehouse_pool(settings.warehouse_slots)
         yield db
