@@ -32,7 +32,7 @@ from meter_files import three_meters_two_feeders
 from psycopg2 import sql
 
 from energy_assets.commands.run import run_once
-from energy_assets.scaleout import DBT, ML, queue_name
+from energy_assets.scaleout import DBT, ML, WAREHOUSE_POOL, queue_name
 from energy_assets.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -197,6 +197,8 @@ def test_month_steps_run_on_two_workers_and_build_the_same_marts(cluster):
         run = latest_run(instance)
         assert run.status == DagsterRunStatus.SUCCESS
         workers = dict(executed_on(instance, run.run_id))
+        pools = {pool.name: pool.limit for pool in instance.event_log_storage.get_pool_limits()}
+    assert pools == {WAREHOUSE_POOL: Settings().warehouse_slots}  # the dbt steps' pool
     dbt_worker, ml_worker = (f"{w.name}@{socket.gethostname()}" for w in cluster.workers)
     assert workers.pop(MONTH_STEP) == dbt_worker
     assert len(workers) == 7 and set(workers.values()) == {ml_worker}  # 5 assets, 2 checks

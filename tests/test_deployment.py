@@ -190,10 +190,16 @@ def test_each_service_sees_only_the_credentials_of_its_role(compose):
     environments = {name: service.get("environment") or {} for name, service in services.items()}
     assert secrets_in(environments["postgres"]) == {"POSTGRES_PASSWORD"}
     assert secrets_in(environments["setup"]) == {"POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()}
-    assert secrets_in(environments["code"]) == {
-        "ENERGY_PLATFORM_PASSWORD",
-        "DAGSTER_POSTGRES_PASSWORD",
-    }
+    for name in ("code", "worker"):
+        assert secrets_in(environments[name]) == {
+            "ENERGY_PLATFORM_PASSWORD",
+            "DAGSTER_POSTGRES_PASSWORD",
+            "RABBITMQ_PASSWORD",
+        }, name
+    assert secrets_in(environments["rabbitmq"]) == {"RABBITMQ_PASSWORD"}
+    assert environments["redis"] == {} and "ports" not in services["redis"]
+    assert "ports" not in services["rabbitmq"]  # reached by the services only
+    assert services["worker"]["command"] == ["energy", "worker"]
     for name in ("webserver", "daemon"):
         assert secrets_in(environments[name]) == {"DAGSTER_POSTGRES_PASSWORD"}, name
         assert not any(key.startswith("ENERGY_") for key in environments[name]), name
@@ -217,7 +223,7 @@ def test_each_service_sees_only_the_credentials_of_its_role(compose):
         for line in (DOCKER / ".env.example").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    assert {"POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()} <= set(example)
+    assert {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", *ROLE_PASSWORDS.values()} <= set(example)
 
 
 def test_the_instance_configs_retry_runs_whose_process_died(tmp_path, monkeypatch):
