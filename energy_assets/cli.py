@@ -12,6 +12,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from energy_assets.scaleout import DBT, ML
 from energy_assets.settings import REPO_ROOT, PlatformError, Settings
 
 BIN = Path(sys.executable).parent
@@ -150,7 +151,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             " environment execute their steps themselves, not on workers",
             file=sys.stderr,
         )
-    return run_worker(settings, args.queue or ["dbt", "ml"], args.name, args.concurrency)
+    return run_worker(settings, args.queue or [DBT, ML], args.name, args.concurrency)
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument(
         "--queue",
         action="append",
-        choices=("dbt", "ml"),
+        choices=(DBT, ML),
         help="the steps to take: dbt builds, Python ML steps (default: both; repeatable)",
     )
     worker.add_argument(

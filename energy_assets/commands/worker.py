@@ -16,12 +16,11 @@ from pathlib import Path
 import yaml
 
 from energy_assets.commands.processes import child_setup, on_stop_signals, stop_group
-from energy_assets.scaleout import DBT, ML, celery_config, queue_name
+from energy_assets.scaleout import celery_config, queue_name
 from energy_assets.settings import Settings, environment_with_path
 from energy_assets.warehouse.postgres import write_private
 
 BIN = Path(sys.executable).parent
-KINDS = (DBT, ML)
 
 
 def worker_command(config: Path, queues: list[str], name: str, concurrency: int) -> list[str]:
