@@ -71,4 +71,6 @@ def dequeue(instance: DagsterInstance) -> list[DagsterRun]:
     """The queued runs the run queue would start now, in order: the queued run coordinator's
     own choice under the instance's limits (dagster.yaml) and the runs' priorities."""
     daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    # A private method of Dagster's daemon (no public API says which runs the queue would pick):
+    # the very code that orders by priority and applies the limits, without launching anything.
     return daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)
