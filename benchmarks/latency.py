@@ -195,8 +195,7 @@ def measure_backlog(urls: tuple[str, str], home: Path, meters: int, year: list[s
 
     built = wait_for(correction_built, 3600, f"{month}'s month run after the correction")
     wait_for(lambda: idle(dagster_url), 3600, "the backlog to drain")
-    runs = query(dagster_url, RUNS, (dropped,))
-    order = [r[1][:7] for r in runs if r[0] == "monthly_marts_job"]
+    runs = [r for r in query(dagster_url, RUNS, (dropped,)) if r[0] == "monthly_marts_job"]
     return {
         "months": year,
         "corrected_month": month,
@@ -204,8 +203,8 @@ def measure_backlog(urls: tuple[str, str], home: Path, meters: int, year: list[s
         "correction_ingest_s": loaded - fixed,
         "backlog_drained_s": max(r[4] for r in runs) - dropped,
         "correction_drop_after_backlog_drop_s": fixed - dropped,
-        "month_run_order": order,
-        "month_run_status": [r[2] for r in runs if r[0] == "monthly_marts_job"],
+        "month_run_order": [r[1][:7] for r in runs],
+        "month_run_status": [r[2] for r in runs],
     }
 
 
