@@ -45,6 +45,11 @@ def _hours(text: str) -> tuple[int, int]:
     return start, end
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    """`10,2,1.732` -> (10.0, 2.0, 1.732)."""
+    return tuple(float(part) for part in text.split(","))
+
+
 def _sites(text: str) -> tuple[tuple[str, float, float], ...]:
     """`london=51.5,-0.12;utrecht=52.0,5.0` -> ((site, latitude, longitude), ...)."""
     sites = []
@@ -178,7 +183,10 @@ class AnomalyThresholds:
         "level_k", 3.0, "robust z of a day's mean against the trailing daily means ..."
     )
     level_ratio: float = _anomaly(
-        "level_ratio", 3.0, "... and the day x or / this (households vary ~2x day to day)"
+        "level_ratio",
+        5.0,
+        "... and the day x or / this (households vary 2-3x day to day; a change by a CT"
+        " ratio is a multiplier_error)",
     )
     flip_correlation: float = _anomaly(
         "flip_correlation",
@@ -188,8 +196,93 @@ class AnomalyThresholds:
     day_coverage: float = _anomaly(
         "day_coverage", 0.8, "share of a day's intervals with readings needed to judge the day"
     )
+    flatline_min_intervals: int = _anomaly(
+        "flatline_min_intervals",
+        10,
+        "a meter that rarely repeats a value is stuck after this many identical values",
+        int,
+    )
+    flatline_chance: float = _anomaly(
+        "flatline_chance",
+        1e-8,
+        "a run of identical values is a flatline once a run that long would happen by chance"
+        " less often than this (from the meter's own rate of repeating a value), between"
+        " flatline_min_intervals and flatline_intervals",
+    )
+    multiplier_ratios: tuple[float, ...] = _anomaly(
+        "multiplier_ratios",
+        (10.0, 2.0, 3**0.5),
+        "CT / multiplier ratios (and their inverses) a wrong multiplier scales a meter by",
+        _floats,
+    )
+    multiplier_tolerance: float = _anomaly(
+        "multiplier_tolerance",
+        0.25,
+        "largest |log| distance of a day's level ratios from a multiplier ratio",
+    )
+    multiplier_k: float = _anomaly(
+        "multiplier_k",
+        8.0,
+        "robust z of a day's low (10th percentile) level against the trailing days' that a"
+        " multiplier error needs: a household's base load is steadier than its energy",
+    )
+    clock_regularity: float = _anomaly(
+        "clock_regularity",
+        0.7,
+        "a meter's days correlate this well with its usual day (median) before its clock is"
+        " judged: a household whose days vary a lot cannot show a shifted one",
+    )
+    clock_correlation: float = _anomaly(
+        "clock_correlation",
+        0.8,
+        "a shifted day's hourly profile correlates at least this with the usual one at its lag",
+    )
+    clock_gain: float = _anomaly(
+        "clock_gain",
+        0.5,
+        "... and at least this much better than without the lag",
+    )
+    clock_max_hours: int = _anomaly(
+        "clock_max_hours", 12, "largest clock shift looked for, in hours either way", int
+    )
+    stale_hours: float = _anomaly(
+        "stale_hours",
+        6.0,
+        "a run this long identical to the same intervals a day or a week before is a stale copy",
+    )
+    stale_distinct: int = _anomaly(
+        "stale_distinct",
+        4,
+        "distinct values a stale run needs (a flat or idle meter repeats itself honestly)",
+        int,
+    )
+    silent_intervals: int = _anomaly(
+        "silent_intervals",
+        4,
+        "intervals in a row a meter has no reading while most meters of its feeder report",
+        int,
+    )
+    silent_feeder_share: float = _anomaly(
+        "silent_feeder_share",
+        0.5,
+        "share of a feeder's meters reporting that makes the feeder 'reporting'",
+    )
     residual_z: float = _anomaly(
-        "residual_z", 6.0, "robust z of a forecast residual that is a finding"
+        "residual_z",
+        4.0,
+        "robust z of a forecast residual against the target's residuals at that time of day",
+    )
+    residual_hours: float = _anomaly(
+        "residual_hours",
+        6.0,
+        "hours in a row past residual_z (one sign) that make a persistent residual",
+    )
+    residual_days_per_year: float = _anomaly(
+        "residual_days_per_year",
+        1.0,
+        "days per target-year a day's forecast energy error passes its threshold by chance:"
+        " sets the threshold from an exponential tail fitted to the target's own daily errors"
+        " (real errors have heavier tails: on the LCL households 1 gives ~5 findings a year)",
     )
     forest_score: float = _anomaly(
         "forest_score", 0.7, "isolation score of an unusual day (0.5 ordinary, 1 isolated at once)"
@@ -249,6 +342,21 @@ class Settings:
         "UTC",
         str,
         "timezone of timestamps without an offset, unless the meter's metadata names one",
+    )
+    estimate_linear_intervals: int = _var(
+        "ENERGY_ESTIMATE_LINEAR_INTERVALS",
+        4,
+        int,
+        "missing intervals in a row that marts.fct_intervals_clean estimates linearly between"
+        " the readings either side",
+    )
+    estimate_max_intervals: int = _var(
+        "ENERGY_ESTIMATE_MAX_INTERVALS",
+        0,
+        int,
+        "longest gap (intervals) estimated at all, from the meter's same-slot profile; longer"
+        " gaps stay gaps. 0 (the default) estimates nothing: estimates change every aggregate,"
+        " so a utility turns them on knowingly (e.g. 48)",
     )
     file_stable_seconds: float = _var(
         "ENERGY_FILE_STABLE_SECONDS",

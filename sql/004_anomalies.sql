@@ -15,6 +15,12 @@ create table if not exists ml.anomalies (
     reason         text not null,
     check (interval_start is not null or day is not null)
 ) partition by list (month_start);
+-- What an analyst does with a finding: how urgent it is, what to check, and the detector's
+-- numbers (ratio, shift, expected and observed energy, ...) as structured data.
+alter table ml.anomalies
+    add column if not exists severity text check (severity in ('low', 'medium', 'high')),
+    add column if not exists action text,
+    add column if not exists details jsonb;
 create index if not exists anomalies_target on ml.anomalies (target_kind, target_id);
 
 -- One row per month run: how many intervals were examined and how many findings came out, so

@@ -34,6 +34,24 @@ PLATFORM_ENV = VARIABLES  # cleared for every platform under test
 DISPOSABLE_SERVER = ("fsync", "synchronous_commit", "full_page_writes")
 """Turned off on the tests' own server, whose data is thrown away at the end: no test needs it to
 survive a power cut, and every commit, database copy and drop waited on the disk for it."""
+LONGEST_FIRST = (
+    "test_lifecycle.py",
+    "test_pipeline.py",
+    "test_up.py",
+    "test_status.py",
+    "test_exports.py",
+    "test_months_sensor.py",
+    "test_security.py",
+    "test_formats.py",
+    "test_forecast_assets.py",
+    "test_marts.py",
+    "test_dashboard.py",
+    "test_plots.py",
+    "test_ingest_faults.py",
+)
+"""Test modules by their total time, longest first. The two workers take a module each at a time
+in this order (`--no-loadscope-reorder`), so the last module to start is a short one and neither
+worker waits long on the other at the end."""
 DB_FIXTURES = {"pg_server", "up"}
 """Fixtures behind which a PostgreSQL server runs: a test using any of them is marked `db`."""
 
@@ -45,10 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `db` every test that needs a PostgreSQL server, so `pytest -m "not db"` runs the
-    pure tests alone, in seconds."""
+    pure tests alone, in seconds; then put the longest modules first (`LONGEST_FIRST`)."""
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: same ids, same order
 
 
 def free_port() -> int:

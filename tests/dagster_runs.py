@@ -74,3 +74,16 @@ def dequeue(instance: DagsterInstance) -> list[DagsterRun]:
     # A private method of Dagster's daemon (no public API says which runs the queue would pick):
     # the very code that orders by priority and applies the limits, without launching anything.
     return daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)
+
+
+def views_of_older_models(settings) -> None:
+    """Record the platform's views runs as built by an older version of the dbt models, as after
+    an upgrade: the next `energy run` runs the views job again."""
+    from dagster import RunsFilter
+
+    from energy_assets.automation import MODELS_TAG
+    from energy_assets.commands.session import platform_session
+
+    with platform_session(settings), DagsterInstance.get() as instance:
+        for run in instance.get_runs(RunsFilter(job_name="unpartitioned_marts_job")):
+            instance.add_run_tags(run.run_id, {MODELS_TAG: "000000000000"})

@@ -3,6 +3,7 @@ grid data with faults put in by hand."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
 import numpy as np
@@ -14,6 +15,7 @@ from energy_assets.anomalies.checks import rate_verdict
 from energy_assets.anomalies.detectors import (
     baseline,
     baseline_mask,
+    clock_shifts,
     daily_profiles,
     day_shifts,
     dropouts,
@@ -22,13 +24,18 @@ from energy_assets.anomalies.detectors import (
     forecast_residuals,
     gap_findings,
     isolated_days,
+    multiplier_errors,
     offpeak_spikes,
     prepare,
     reverse_flows,
+    silent_meters,
     spikes,
+    stale_copies,
+    triage,
 )
 from energy_assets.commands.run import range_tags
 from energy_assets.ingest.dropbox import dropbox_files
+from energy_assets.marts.exports import export_csv
 from energy_assets.settings import AnomalyThresholds
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -62,15 +69,24 @@ def with_base(frame: pd.DataFrame, history_end: pd.Timestamp | None = None):
     return frame, mask, baseline(frame, mask)
 
 
-def test_flatline_flags_exact_run_and_ignores_zeros_and_short_runs():
-    values = np.r_[np.arange(1, 11) / 10, [2.5] * 16, [1.0, 0.5], [1.7] * 15, [0.0] * 30, 0.3]
-    frame = prepare(series(values))
-    found = flatlines(frame)
-    assert spans(found) == [("flatline", START + pd.Timedelta("5h"), START + pd.Timedelta("13h"))]
-    assert found["reason"].iat[0] == "value stuck at 2.50 kW for 16 intervals (8 h)"
+def test_flatline_needs_a_run_the_meter_would_not_reach_by_chance():
+    varied = np.arange(1, 301) / 100  # a meter that never repeats a value
+    values = np.r_[varied, [2.5] * 10, [1.0, 0.5], [1.7] * 9, [0.0] * 30, 0.3]
+    frame, _, base = with_base(series(values))
+    found = flatlines(frame, base)  # 10 in a row are enough
+    run = START + pd.Timedelta("150h")
+    assert spans(found) == [("flatline", run, run + pd.Timedelta("5h"))]
+    assert found["reason"].iat[0] == "value stuck at 2.50 kW for 10 intervals (5 h)"
+    assert found["details"].iat[0]["needed"] == 10
     # A gap (NaN) splits a run.
-    values[15] = np.nan
-    assert flatlines(prepare(series(values))).empty
+    values[305] = np.nan
+    assert flatlines(prepare(series(values)), base).empty
+    # A coarse meter repeating every other value needs flatline_intervals (16) of them.
+    coarse = np.tile([0.5, 0.5, 0.6, 0.6], 50)
+    frame, _, base = with_base(series(np.r_[coarse, [0.9] * 15, coarse, [0.8] * 16]))
+    assert [r.interval_end - r.interval_start for r in flatlines(frame, base).itertuples()] == [
+        pd.Timedelta("8h")
+    ]
 
 
 def test_dropout_on_busy_meter_but_not_on_idle_meter():
@@ -91,7 +107,7 @@ def test_dropout_on_busy_meter_but_not_on_idle_meter():
     idle[200:210] = 5.0
     frame, _, base = with_base(series(idle))
     assert dropouts(frame, base).empty
-    assert flatlines(frame).empty
+    assert flatlines(frame, base).empty
 
 
 def test_spike_above_robust_and_physical_ceiling():
@@ -156,7 +172,7 @@ def test_level_shift_and_sign_flip_days():
     load = household(days=42)
     shifted = load["interval_start"].dt.date == date(2024, 2, 5)
     flipped = load["interval_start"].dt.date == date(2024, 2, 8)
-    load.loc[shifted, "value"] *= 4
+    load.loc[shifted, "value"] *= 6
     load.loc[flipped, "value"] *= -1
     found = day_shifts(prepare(load))
     assert sorted(zip(found["kind"], found["day"], strict=True)) == [
@@ -177,24 +193,61 @@ def test_isolation_forest_flags_the_odd_day_only():
     assert found["detector"].iat[0] == "isolation_forest"
 
 
-def test_forecast_residuals_per_target():
-    times = pd.date_range(START, periods=96, freq="15min")
-    rng = np.random.default_rng(1)
-    actual = 10 + rng.normal(0, 0.5, 96)
-    rows = pd.DataFrame(
+def residual_rows(days: int = 21, seed: int = 1) -> pd.DataFrame:
+    """Backtest rows of a feeder: a P50 of 10 MW, actuals within +-0.5 MW of it, hourly."""
+    times = pd.date_range(START, periods=days * 24, freq="1h")
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
         {
             "target_kind": "feeder",
             "target_id": "North",
             "interval_start": times,
             "p50": 10.0,
-            "actual": actual,
+            "actual": 10 + rng.uniform(-0.5, 0.5, len(times)),
         }
     )
-    rows.loc[40, "actual"] = 25.0
-    found = forecast_residuals(rows)
-    assert spans(found) == [("forecast_residual", times[40], times[41])]
-    assert found["target_kind"].iat[0] == "feeder"
+
+
+def test_forecast_residuals_need_persistence():
+    rows = residual_rows()
+    month = START + pd.Timedelta(days=14)
+    rows.loc[rows["interval_start"] == month + pd.Timedelta("2 days 03:00:00"), "actual"] = 13.0
+    assert forecast_residuals(rows, history_end=month).empty  # one interval is not persistent
+    evening = (rows["interval_start"] >= month + pd.Timedelta("4 days 16:00:00")) & (
+        rows["interval_start"] < month + pd.Timedelta("4 days 23:00:00")
+    )
+    rows.loc[evening, "actual"] = 14.0  # 7 h at 14 MW against 10
+    found = forecast_residuals(rows, history_end=month)
+    day = month + pd.Timedelta(days=4)
+    assert spans(found) == [  # the run, and its day's energy error
+        ("forecast_residual", day, day + pd.Timedelta(days=1)),
+        ("forecast_residual", day + pd.Timedelta("16h"), day + pd.Timedelta("23h")),
+    ]
+    run = found.loc[found["interval_start"] == day + pd.Timedelta("16h")].iloc[0]
+    assert run["target_kind"] == "feeder"
+    assert run["details"]["observed_energy"] == 98.0  # 7 h x 14 MW
+    assert run["details"]["expected_energy"] == 70.0
+    assert run["reason"].startswith("7 intervals in a row beyond 4 robust SDs")
+    assert "observed 98.00 MWh against an expected 70.00 MWh" in run["reason"]
     assert forecast_residuals(rows.iloc[:0]).empty  # no backtest yet: nothing found
+
+
+def test_forecast_residual_day_energy_and_its_rate_setting():
+    rows = residual_rows(days=60, seed=2)
+    month = START + pd.Timedelta(days=30)
+    day = rows["interval_start"].dt.floor("D") == month + pd.Timedelta(days=5)
+    rows.loc[day, "actual"] += 0.45  # every hour a little high: no hour is extreme, the day is
+    found = forecast_residuals(rows, history_end=month)
+    assert [(r.interval_start, r.interval_end) for r in found.itertuples()] == [
+        (month + pd.Timedelta(days=5), month + pd.Timedelta(days=6))
+    ]
+    assert found["details"].iat[0]["day_robust_z"] > found["details"].iat[0]["threshold"]
+    # A higher accepted rate of chance days lowers the threshold.
+    often = AnomalyThresholds(residual_days_per_year=50.0)
+    assert (
+        forecast_residuals(rows, often, history_end=month)["details"].iat[0]["threshold"]
+        < found["details"].iat[0]["threshold"]
+    )
 
 
 def test_gap_findings_from_fct_gaps():
@@ -259,6 +312,48 @@ def write_faulty_feeder_meter(dropbox) -> None:
     )
 
 
+def assert_gap_estimated(platform) -> None:
+    """The 3 missing intervals are estimated linearly between the readings either side, the
+    feeder counts them and its export says so; every measured interval keeps its reading."""
+    clean = platform.query(
+        "select interval_start, kw_net, quality, estimation_method from marts.fct_intervals_clean"
+        " where meter_id = 'P287' order by interval_start"
+    )
+    edge = clean.set_index("interval_start")["kw_net"]
+    before, after = (
+        edge[pd.Timestamp(t, tz="UTC")] for t in ("2020-12-04 23:45", "2020-12-05 00:45")
+    )
+    estimated = clean[clean["quality"] == "estimated"]
+    assert estimated["interval_start"].tolist() == list(
+        pd.date_range("2020-12-05", periods=3, freq="15min", tz="UTC")
+    )
+    assert set(estimated["estimation_method"]) == {"linear"}
+    expected = [before + (after - before) * k / 4 for k in (1, 2, 3)]
+    assert estimated["kw_net"].to_numpy() == pytest.approx(expected, rel=1e-12)
+    feeder = platform.query(
+        "select f.interval_start, f.mw_net, f.meters_estimated, c.kw_net from"
+        " marts.fct_feeder_intervals as f join marts.fct_intervals_clean as c using"
+        " (interval_start) where c.meter_id = 'P287' order by 1"
+    )
+    assert feeder["meters_estimated"].sum() == 3
+    measured = feeder["meters_estimated"] == 0
+    assert (feeder["mw_net"][measured] * 1000).to_numpy() == pytest.approx(
+        feeder["kw_net"][measured].to_numpy(), rel=1e-12
+    )
+    out = io.BytesIO()
+    month = date(2020, 12, 1)
+    export_csv(
+        platform.warehouse_url, "feeder", out, name="North", first_month=month, last_month=month
+    )
+    exported = pd.read_csv(io.BytesIO(out.getvalue()))
+    assert exported["Estimated"].sum() == 3
+    assert exported.loc[exported["Estimated"] == 1, "Start Time"].tolist() == [
+        "2020-12-05 00:00:00+00",
+        "2020-12-05 00:15:00+00",
+        "2020-12-05 00:30:00+00",
+    ]
+
+
 def ingest_and_detect(settings, month: date) -> None:
     """The real ingest job, then only what the anomalies asset reads for one month: the dbt
     interval marts and ml/anomalies (not every mart and model of the month's job)."""
@@ -292,7 +387,8 @@ def ingest_and_detect(settings, month: date) -> None:
 
 
 @pytest.mark.skipif(not OPENSTEF.exists(), reason="needs ../shared/data (real OpenSTEF data)")
-def test_monthly_asset_finds_the_injected_faults(platform):
+def test_monthly_asset_finds_the_injected_faults(platform, monkeypatch):
+    monkeypatch.setenv("ENERGY_ESTIMATE_MAX_INTERVALS", "8")  # the 3-interval gap is estimated
     write_faulty_feeder_meter(platform.settings.dropbox)
     ingest_and_detect(platform.settings, date(2020, 12, 1))
 
@@ -315,8 +411,141 @@ def test_monthly_asset_finds_the_injected_faults(platform):
     assert rows["reason"][1] == "value stuck at 5000.00 kW for 24 intervals (6 h)"
     feeder = platform.query("select kind from ml.anomalies where target_kind = 'feeder'")
     assert "spike" in set(feeder["kind"])
+    severities = platform.query("select kind, severity, action, details from ml.anomalies")
+    assert set(severities["severity"]) <= {"low", "medium", "high"}
+    assert severities["action"].notna().all() and severities["details"].notna().all()
+    assert_gap_estimated(platform)
     month = platform.query("select intervals, findings, rate from ml.anomaly_months")
     assert month["intervals"][0] == 2 * 31 * 96  # the meter's grid and the feeder's
     plot = platform.settings.home / "plots" / "anomalies" / "2020-12"
     assert (plot / "North.png").stat().st_size > 10_000
     assert (plot / "all.png").stat().st_size > 10_000
+
+
+def local_household(days: int, start: str, tz: str, target: str = "m1") -> pd.DataFrame:
+    """household()'s shape kept by local clock time in `tz` (across DST changes), UTC stamps."""
+    times = pd.date_range(pd.Timestamp(start, tz=tz), periods=days * 48, freq="30min")
+    local = times.tz_convert(tz)
+    hour = (local.hour + local.minute / 60).to_numpy()
+    rng = np.random.default_rng(3)
+    kw = 0.3 + 1.2 * np.exp(-((hour - 19) ** 2) / 6) + 0.3 * np.exp(-((hour - 8) ** 2) / 2)
+    kw = np.round(kw * rng.uniform(0.9, 1.1, len(kw)), 3)
+    return pd.DataFrame(
+        {"target_id": target, "interval_start": times.tz_convert("UTC"), "value": kw}
+    )
+
+
+def normal_series() -> dict[str, pd.DataFrame]:
+    """Loads that are ordinary and must raise no finding of the meter-fault detectors."""
+    holiday = household(days=42)
+    away = holiday["interval_start"].between(T("2024-01-29", tz="UTC"), T("2024-02-05", tz="UTC"))
+    fridge = np.random.default_rng(4).uniform(0.2, 0.4, away.sum()).round(3)
+    holiday.loc[away, "value"] = fridge  # a week away: fridge and standby only
+    pv = household(days=42)
+    hour = pv["interval_start"].dt.hour
+    pv["value"] -= np.where((hour >= 10) & (hour < 15), 2.0, 0.0)
+    heater = household(days=42)
+    heater.loc[heater["interval_start"].dt.hour < 7, "value"] += 3.0  # storage heater at night
+    dst = pd.concat(
+        [
+            local_household(42, "2024-03-10", "Europe/London").assign(timezone="Europe/London"),
+            local_household(42, "2024-10-06", "Europe/London", "m2").assign(
+                timezone="Europe/London"
+            ),
+        ]
+    )
+    return {"holiday": holiday, "pv exporter": pv, "storage heater": heater, "dst days": dst}
+
+
+@pytest.mark.parametrize("name", ["holiday", "pv exporter", "storage heater", "dst days"])
+def test_normal_series_are_not_flagged(name):
+    load = normal_series()[name]
+    found = find_anomalies(load, load["interval_start"].min() + pd.Timedelta(days=28))
+    assert found[found["detector"] == "rules"].empty, found[["kind", "reason"]]
+
+
+def days_of(found: pd.DataFrame) -> list[tuple]:
+    return sorted(zip(found["target_id"], found["day"], strict=True))
+
+
+def test_multiplier_errors_by_ct_ratio():
+    load = household(days=42)
+    day = load["interval_start"].dt.date
+    load.loc[day.isin([date(2024, 2, 5), date(2024, 2, 6)]), "value"] *= 2
+    load.loc[day == date(2024, 2, 9), "value"] /= 10
+    load.loc[day == date(2024, 2, 1), "value"] *= 1.3  # a busy day: no CT ratio
+    profiles = daily_profiles(prepare(load), "UTC", 0.8)
+    found = multiplier_errors(profiles)
+    assert days_of(found) == [
+        ("m1", date(2024, 2, 5)),
+        ("m1", date(2024, 2, 6)),
+        ("m1", date(2024, 2, 9)),
+    ]
+    assert [d["nearest_ratio"] for d in found["details"]] == [2.0, 2.0, 0.1]
+    assert found["reason"].iat[0].endswith("close to a ratio of 2: a wrong CT ratio or multiplier?")
+    sqrt3 = household(days=42)
+    sqrt3.loc[sqrt3["interval_start"].dt.date == date(2024, 2, 5), "value"] *= 3**0.5
+    found = multiplier_errors(daily_profiles(prepare(sqrt3), "UTC", 0.8))
+    assert [d["nearest_ratio"] for d in found["details"]] == [1.7321]
+    # Only the ratios configured count.
+    only_ten = AnomalyThresholds(multiplier_ratios=(10.0,))
+    assert multiplier_errors(daily_profiles(prepare(sqrt3), "UTC", 0.8), only_ten).empty
+
+
+def test_clock_shift_of_a_day():
+    load = household(days=42)
+    day = (load["interval_start"].dt.date == date(2024, 2, 5)).to_numpy()
+    load.loc[day, "value"] = np.roll(load.loc[day, "value"].to_numpy(), 8)  # stamped 4 h late
+    found = clock_shifts(daily_profiles(prepare(load), "UTC", 0.8))
+    assert days_of(found) == [("m1", date(2024, 2, 5))]
+    assert found["details"].iat[0]["shift_hours"] == 4
+    assert found["reason"].iat[0].startswith("the day's profile matches the usual one 4 h later")
+    # A household whose days vary too much to show a shift is not judged.
+    noisy = household(days=42)
+    noisy["value"] *= np.random.default_rng(5).uniform(0.1, 3, len(noisy))
+    assert clock_shifts(daily_profiles(prepare(noisy), "UTC", 0.8)).empty
+
+
+def test_stale_copy_of_the_previous_day():
+    load = household(days=10)
+    day = load["interval_start"].dt.date
+    load.loc[day == date(2024, 1, 6), "value"] = load.loc[day == date(2024, 1, 5), "value"].values
+    found = stale_copies(prepare(load))
+    assert spans(found) == [("stale_copy", T("2024-01-06", tz="UTC"), T("2024-01-07", tz="UTC"))]
+    assert found["details"].iat[0] == {"intervals": 48, "lag_days": 1}
+    # A flat meter repeats itself honestly.
+    assert stale_copies(prepare(series(np.full(480, 0.3)))).empty
+
+
+def test_silent_meter_while_its_feeder_reports():
+    meters = pd.concat([household(days=3, seed=s, target=f"m{s}") for s in range(3)])
+    meters["feeder"] = "F1"
+    silent = (meters["target_id"] == "m1") & meters["interval_start"].between(
+        T("2024-01-02 10:00", tz="UTC"), T("2024-01-02 12:30", tz="UTC")
+    )
+    found = silent_meters(prepare(meters[~silent]))
+    assert [(r.target_id, r.interval_start, r.interval_end) for r in found.itertuples()] == [
+        ("m1", T("2024-01-02 10:00", tz="UTC"), T("2024-01-02 13:00", tz="UTC"))
+    ]
+    assert found["details"].iat[0] == {
+        "intervals": 6,
+        "feeder": "F1",
+        "feeder_reporting_share": round(2 / 3, 3),
+    }
+    # The whole feeder silent (its concentrator) is a gap, not a meter's fault; as a null value
+    # on the clean grid the same silence is found.
+    outage = meters["interval_start"].between(
+        T("2024-01-02 10:00", tz="UTC"), T("2024-01-02 12:30", tz="UTC")
+    )
+    assert silent_meters(prepare(meters[~outage])).empty
+    assert len(silent_meters(prepare(meters.assign(value=meters["value"].mask(silent))))) == 1
+    assert silent_meters(prepare(meters[~silent].drop(columns="feeder"))).empty
+
+
+def test_triage_gives_severity_and_action():
+    found = pd.DataFrame(
+        {"kind": ["spike", "spike", "multiplier_error", "clock_shift"], "score": [1.2, 3.5, 1, 1]}
+    )
+    judged = triage(found)
+    assert judged["severity"].tolist() == ["low", "high", "high", "medium"]
+    assert judged["action"].iat[2] == "check the CT ratio / multiplier held for the meter"

@@ -8,22 +8,28 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import shutil
+import subprocess
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
-from conftest import SHARED_DATA, configured_platform, copied_databases
+import requests
+from browser import check_page, chromium_page
+from conftest import SHARED_DATA, configured_platform, copied_databases, free_port
+from playwright.sync_api import sync_playwright
 from streamlit.testing.v1 import AppTest
 from test_roles import ANALYST_PASSWORD
+from up_process import wait_for
 
 from energy_assets.cli import main
 from energy_assets.commands.dashboard import dashboard_env, streamlit_command
 from energy_assets.commands.run import run_once
 from energy_assets.dashboard import figures, queries
-from energy_assets.dashboard.app import PAGES
+from energy_assets.dashboard.app import PAGES, TITLES
 from energy_assets.ingest.sample import write_sample
 from energy_assets.segments.store import NEAR_EMPTY_SEGMENT
 from energy_assets.warehouse.roles import analyst_url
@@ -220,6 +226,9 @@ def test_forecasts_page_shows_the_backtest_against_the_naive_forecast(seeded):
     assert trace(charts(app)[0], "Actual") == pytest.approx(last_week["actual"].tolist())
     models = table(app, "model_version")
     assert len(models) == min(50, seeded.scalar("select count(*) from ml.models"))
+    rule = models[models["model_version"] == "same_slot_mean_4w"]  # never trained: no dates
+    assert len(rule) == 1 and rule[["trained_at", "train_start", "train_end"]].isna().all(None)
+    assert models["trained_at"].iloc[:-1].is_monotonic_decreasing
 
 
 def test_anomalies_page_lists_filters_and_opens_findings(seeded):
@@ -335,6 +344,7 @@ def test_the_dashboard_is_served_headless_for_viewers_with_the_analysts_url_alon
         "--client.toolbarMode": "viewer",
         "--global.developmentMode": "false",
         "--runner.magicEnabled": "false",
+        "--theme.primaryColor": "#1f77b4",
     }
     analyst = "postgresql://energy_analyst@127.0.0.1:5432/energy"
     platform = {
@@ -353,3 +363,60 @@ def test_the_dashboard_is_served_headless_for_viewers_with_the_analysts_url_alon
     monkeypatch.delenv("ENERGY_ANALYST_URL", raising=False)
     assert main(["dashboard"]) == 1
     assert "ENERGY_ANALYST_URL is not set" in capsys.readouterr().err
+
+
+@pytest.fixture
+def served(seeded):
+    """The app served by Streamlit as `energy dashboard` serves it, as the analyst only."""
+    port = free_port()
+    env = dashboard_env(os.environ, os.environ["ENERGY_ANALYST_URL"])
+    app = subprocess.Popen(
+        streamlit_command("127.0.0.1", port),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(f"{url}/_stcore/health"), 60, "Streamlit to serve the app")
+        yield url
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_browser_shows_the_household_pages_with_their_charts(seeded, served):
+    """The pages the feeder sample leaves empty (forecasts, customers, segments), in Chromium
+    as a viewer sees them: their charts drawn and their first numbers equal to `ml` and the
+    marts. Screenshots: test-artifacts/browser/dashboard-households-*.png."""
+    scores = seeded.query(
+        "select wape from ml.backtest_metrics where target_kind = 'meters_total'"
+        " and month_start = %s",
+        (FEBRUARY_2013,),
+    )
+    first = seeded.scalar("select min(customer_id) from marts.customer_behavior")
+    mean = seeded.scalar(
+        "select mean_kw from marts.customer_behavior where customer_id = %s"
+        " and window_length = 'month' order by window_start desc limit 1",
+        (first,),
+    )
+    expected = {  # page -> texts it must show by default
+        "forecasts": ["Forecast error (WAPE)", f"{scores['wape'].iat[0]:.1%}"],
+        "customers": [first, f"{mean:.3f} kW"],
+        "segments": ["Near-empty, set apart", "MAC000037", "Customers who moved"],
+    }
+    with sync_playwright() as playwright:
+        page = chromium_page(playwright, {"width": 1400, "height": 2200})
+        try:
+            for name, texts in expected.items():
+                shot = f"dashboard-households-{name}.png"
+                check_page(page, f"{served}/{name}", TITLES[name], texts, True, shot)
+        finally:
+            page.context.browser.close()

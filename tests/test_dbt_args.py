@@ -14,6 +14,8 @@ def test_month_vars_name_the_window_and_the_calendar():
         "month_start": "2024-01-01T00:00:00+00:00",
         "month_end": "2024-02-01T00:00:00+00:00",
         "timezone": "Europe/London",
+        "estimate_linear_intervals": 4,
+        "estimate_max_intervals": 0,
     }
 
 

@@ -16,7 +16,16 @@ from energy_assets.commands.run import run_once
 from energy_assets.marts.exports import EXPORTS, export_csv
 
 JAN, FEB = date(2024, 1, 1), date(2024, 2, 1)
-FEEDER_COLUMNS = ["MW_del", "MW_rec", "MVA_del", "MVA_rec", "MW_net", "MVA_net", "PF_net"]
+FEEDER_COLUMNS = [
+    "MW_del",
+    "MW_rec",
+    "MVA_del",
+    "MVA_rec",
+    "MW_net",
+    "MVA_net",
+    "PF_net",
+    "Estimated",
+]
 
 
 class WriteOnly:
@@ -80,16 +89,18 @@ def test_exports_equal_the_marts(platform):
     assert list(north.columns) == ["Start Time", *FEEDER_COLUMNS]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00", north["Start Time"].iloc[0])
     mart = platform.query(
-        "select interval_start, mw_del, mw_rec, mva_del, mva_rec, mw_net, mva_net, pf_net"
-        " from marts.fct_feeder_intervals where feeder = 'North' order by interval_start"
+        "select interval_start, mw_del, mw_rec, mva_del, mva_rec, mw_net, mva_net, pf_net,"
+        " meters_estimated from marts.fct_feeder_intervals where feeder = 'North'"
+        " order by interval_start"
     )
     assert rows == len(north) == len(mart) == 60 * 96
     assert utc(north["Start Time"]).tolist() == mart["interval_start"].tolist()
     pd.testing.assert_frame_equal(
-        north[FEEDER_COLUMNS].set_axis(mart.columns[1:], axis=1),
+        north[FEEDER_COLUMNS].set_axis(mart.columns[1:], axis=1).astype(float),
         mart.iloc[:, 1:].astype(float),
         rtol=1e-12,
     )
+    assert (north["Estimated"] == 0).all()  # estimates are off by default
     want = expected["feeder"].query("feeder == 'North'")
     assert north["MW_net"].to_numpy() == pytest.approx(want["mw_net"].to_numpy(), rel=1e-9)
 
@@ -101,7 +112,14 @@ def test_exports_equal_the_marts(platform):
 
     # system: all.csv, MW_net a copy of MW_total
     rows, system, _ = export(platform, "system")
-    assert list(system.columns) == ["Start Time", "MW_total", "MVA_total", "PF_total", "MW_net"]
+    assert list(system.columns) == [
+        "Start Time",
+        "MW_total",
+        "MVA_total",
+        "PF_total",
+        "MW_net",
+        "Estimated",
+    ]
     mart = platform.query("select mw_total from marts.fct_system_intervals order by interval_start")
     assert rows == len(system) == len(mart) == len(expected["system"])
     assert system["MW_total"].sum() == pytest.approx(mart["mw_total"].sum(), rel=1e-12)
@@ -124,7 +142,7 @@ def test_exports_equal_the_marts(platform):
     # customer: H1 has no customer id (nor a feeder), so it is its own customer; S1 is C-ACME's
     for customer, meter in (("H1", "H1"), ("C-ACME", "S1")):
         rows, frame, _ = export(platform, "customer", customer)
-        assert list(frame.columns) == ["Start Time", "kW"]
+        assert list(frame.columns) == ["Start Time", "kW", "Estimated"]
         clean = platform.query(
             "select count(*) as n, sum(demand_kw) as kw from marts.fct_intervals_clean"
             " where meter_id = %s",
@@ -173,7 +191,9 @@ def test_exports_equal_the_marts(platform):
 def test_export_before_any_marts_is_a_value_error(platform):
     out = io.BytesIO()  # relations exist but hold nothing yet: a header and no rows
     assert export_csv(platform.warehouse_url, "system", out, first_month=JAN, last_month=JAN) == 0
-    assert out.getvalue().decode().splitlines() == ["Start Time,MW_total,MVA_total,PF_total,MW_net"]
+    assert out.getvalue().decode().splitlines() == [
+        "Start Time,MW_total,MVA_total,PF_total,MW_net,Estimated"
+    ]
     conn = psycopg2.connect(platform.warehouse_url)
     with conn, conn.cursor() as cur:
         cur.execute("drop schema marts cascade")  # a warehouse the platform never set up

@@ -946,4 +946,4 @@ def test_dbt_unit_tests_pass(june):
             text=True,
         )
     assert dbt.returncode == 0, dbt.stdout
-    assert "PASS=2 WARN=0 ERROR=0" in dbt.stdout
+    assert "PASS=3 WARN=0 ERROR=0" in dbt.stdout

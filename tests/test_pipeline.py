@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg2
 import pytest
+from dagster_runs import views_of_older_models
 from ingest_runs import ingest_run
 from meter_files import expected_marts, three_meters_two_feeders, write_meter_data, write_meter_file
 
@@ -312,11 +313,6 @@ def test_views_of_older_models_are_rebuilt_before_the_month_runs(platform):
     metadata and its own customer, is missing) and the schema records other models: the start
     rebuilds the views first, and the first month run passes. The views run follows, once for
     these models: the next month run has none."""
-    from dagster import DagsterInstance, RunsFilter
-
-    from energy_assets.automation import MODELS_TAG
-    from energy_assets.commands.session import platform_session
-
     conn = psycopg2.connect(platform.warehouse_url)
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -327,9 +323,7 @@ def test_views_of_older_models_are_rebuilt_before_the_month_runs(platform):
         )
         cur.execute("comment on schema marts is 'views built from models 000000000000'")
     conn.close()
-    with platform_session(platform.settings), DagsterInstance.get() as instance:
-        for run in instance.get_runs(RunsFilter(job_name="unpartitioned_marts_job")):
-            instance.add_run_tags(run.run_id, {MODELS_TAG: "000000000000"})  # older models
+    views_of_older_models(platform.settings)
     write_meter_file(platform.settings.dropbox, "H1_2024-01.csv", "2024-01-01", "2024-01-02", 5, 1)
     report = run_once(platform.settings)
     assert report.steps[1:] == [("marts 2024-01..2024-01", True), ("views", True)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import psutil
 import psycopg2
 import pytest
+from browser import ARTIFACTS, check_page, chromium_page
 from conftest import PLATFORM_ENV, free_port, server_home
 from playwright.sync_api import Page, expect, sync_playwright
 from up_process import (
@@ -35,45 +35,15 @@ from up_process import (
 
 from energy_assets.dashboard.app import TITLES
 from energy_assets.ingest.sample import write_sample
-from energy_assets.settings import REPO_ROOT, Settings
+from energy_assets.settings import Settings
 from energy_assets.warehouse.postgres import platform_database
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 GROUPS = {  # asset graph group -> assets that must be in it
     "raw": ["readings", "meters"],
     "marts": ["fct_intervals_clean", "fct_feeder_intervals", "fct_system_intervals", "fct_gaps"],
     "ml": ["customer_segments"],
     "plots": ["load_profiles", "customer_patterns"],
 }
-
-
-def debian_chromium() -> Path:
-    """/usr/bin/chromium, installed with apt when missing; a skip only where apt cannot run."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("Chromium is not installed and apt-get cannot run here (needs root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "chromium"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if result.returncode != 0:  # a stale package list: refresh it once
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        result = subprocess.run(
-            ["apt-get", "install", "-y", "chromium"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    if not CHROMIUM.exists():
-        pytest.skip(f"apt-get could not install chromium: {result.stderr.strip()[-500:]}")
-    return CHROMIUM
 
 
 def expand_asset_graph(page: Page) -> None:
@@ -136,8 +106,6 @@ def test_sensor_loads_dropped_files_into_the_marts(up):
 
 
 def test_ui_shows_raw_dbt_and_ml_assets_and_materialized_months(up):
-    chromium = debian_chromium()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for asset in ("raw/readings", "marts/fct_system_intervals"):
         wait_for(
             lambda a=asset: partition_stats(up.ui_port, a)["numMaterialized"] == 2,
@@ -147,16 +115,11 @@ def test_ui_shows_raw_dbt_and_ml_assets_and_materialized_months(up):
     # The first visit would open the "Join the Dagster community" dialog.
     assert graphql(up.ui_port, "mutation { setNuxSeen }") == {"setNuxSeen": True}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        page = chromium_page(playwright, {"width": 1800, "height": 1100})
         try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1100})
             check_pages(page, f"http://127.0.0.1:{up.ui_port}")
         finally:
-            browser.close()
+            page.context.browser.close()
 
 
 def streamlit_pids(processes: list[psutil.Process]) -> set[int]:
@@ -167,15 +130,6 @@ def streamlit_pids(processes: list[psutil.Process]) -> set[int]:
             if process.cmdline()[1:3] == ["-m", "streamlit"]:
                 found.add(process.pid)
     return found
-
-
-def chromium_page(playwright, viewport: dict) -> Page:
-    browser = playwright.chromium.launch(
-        executable_path=str(debian_chromium()),
-        headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    )
-    return browser.new_page(viewport=viewport)
 
 
 def test_dashboard_serves_every_page_as_the_analyst(up):
@@ -212,22 +166,22 @@ def test_dashboard_serves_every_page_as_the_analyst(up):
         "quality": ["Completeness by meter and month", "M1002"],
     }
     charted = {"network", "feeders", "anomalies", "quality"}
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         page = chromium_page(playwright, {"width": 1400, "height": 2600})
         try:
             for name, title in TITLES.items():
-                page.goto(f"{url}/{'' if name == 'network' else name}")
-                expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=60_000)
-                for text in expected[name]:
-                    expect(page.get_by_text(text).first).to_be_visible(timeout=30_000)
+                path = "" if name == "network" else name
+                check_page(
+                    page,
+                    f"{url}/{path}",
+                    title,
+                    expected[name],
+                    name in charted,
+                    f"dashboard-{name}.png",
+                )
                 if name == "network":
                     files = page.locator('[data-testid="stMetric"]', has_text="Loaded")
                     expect(files).to_contain_text(str(loaded))
-                if name in charted:  # Plotly drew its SVG
-                    plot = page.locator(".js-plotly-plot .main-svg").first
-                    expect(plot).to_be_visible(timeout=30_000)
-                page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png")
         finally:
             page.context.browser.close()
 

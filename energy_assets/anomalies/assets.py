@@ -18,8 +18,10 @@ from energy_assets.resources import Platform
         ["ml", "forecast_backtest"],
     ],
     description="Anomalies per meter and feeder: rule checks (flatline, dropout to zero, spike, "
-    "off-peak spike, reverse flow, level shift, sign flip), an IsolationForest over daily load "
-    "shapes, day-ahead backtest residuals and the gaps, in ml.anomalies with a reason each.",
+    "off-peak spike, reverse flow, level shift, sign flip, multiplier / CT ratio error, clock "
+    "shift, stale copy, silent meter), an IsolationForest over daily load shapes, persistent "
+    "day-ahead backtest residuals and the gaps, in ml.anomalies with a reason, a severity, an "
+    "action and the detector's numbers each.",
 )
 def anomalies(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()

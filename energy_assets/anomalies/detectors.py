@@ -3,10 +3,13 @@
 Thresholds are `settings.AnomalyThresholds`, settable per platform (`ENERGY_ANOMALY_*`).
 
 Input is a long frame: target_id, interval_start (UTC), value (average kW, NaN for a gap),
-optionally interval_end and `delivered` (imported kW, for the negative-import check). Every
-detector returns findings with the columns of `FINDING_COLUMNS`: a span of intervals
-(interval_start .. interval_end) or a whole day (`day`, interval columns empty), a kind, a
-score (how far past its threshold, >= 1 means flagged) and a sentence with the numbers.
+optionally interval_end, `delivered` (imported kW, for the negative-import check), `feeder`
+(for the silent-meter check) and `timezone` (the meter's local time, for night hours and
+days). Every detector returns findings with the columns of `FINDING_COLUMNS`: a span of
+intervals (interval_start .. interval_end) or a whole day (`day`; `find_anomalies` gives it
+its local day's span too), a kind, a score (how far past its threshold, >= 1 means flagged), a
+sentence with the numbers and `details`, the same numbers as a dict. `month_findings` adds each
+finding's severity and action (`TRIAGE`).
 
 Baselines are the meter's own: when the frame holds at least `history_days` of rows before
 `history_end` (the asset passes the month start and reads four weeks before it), those rows
@@ -23,7 +26,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from sklearn.ensemble import IsolationForest
 
 from energy_assets.settings import AnomalyThresholds
 
@@ -36,6 +38,7 @@ FINDING_COLUMNS = [
     "score",
     "detector",
     "reason",
+    "details",
 ]
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
 
@@ -87,7 +90,9 @@ class Baseline:
     median: pd.Series
     mad: pd.Series
     typical: pd.Series  # mean |value|
-    zero_share: pd.Series
+    zero_share: pd.Series  # share of zeros on the day at the 3rd quartile (a dropout day or
+    # two do not move it)
+    repeat_share: pd.Series  # share of non-zero values equal to the one before
     negative_share: pd.Series
     days: pd.Series
 
@@ -98,11 +103,17 @@ def baseline(frame: pd.DataFrame, mask: pd.Series) -> Baseline:
     median = values.median()
     deviation = (rows["value"] - rows["target_id"].map(median)).abs()
     times = rows.groupby("target_id")["interval_start"]
+    day = rows["interval_start"].dt.floor("D")
+    zeros = (rows["value"] == 0).groupby([rows["target_id"], day]).mean()
+    previous = rows["value"].groupby(rows["target_id"]).shift()
+    nonzero = rows["value"] != 0
+    repeats = (rows["value"] == previous)[nonzero].groupby(rows["target_id"][nonzero]).mean()
     return Baseline(
         median=median,
         mad=deviation.groupby(rows["target_id"]).median(),
         typical=rows["value"].abs().groupby(rows["target_id"]).mean(),
-        zero_share=(rows["value"] == 0).groupby(rows["target_id"]).mean(),
+        zero_share=zeros.groupby(level="target_id").quantile(0.75),
+        repeat_share=repeats.reindex(median.index).fillna(0.0),
         negative_share=(rows["value"] < 0).groupby(rows["target_id"]).mean(),
         days=(times.max() - times.min()) / pd.Timedelta(days=1),
     )
@@ -142,10 +153,24 @@ def _runs(frame: pd.DataFrame, mask: np.ndarray, key: np.ndarray | None = None) 
 
 
 def _span_findings(
-    frame: pd.DataFrame, runs: pd.DataFrame, kind: str, scores, reasons, detector: str = "rules"
+    frame: pd.DataFrame,
+    runs: pd.DataFrame,
+    kind: str,
+    scores,
+    reasons,
+    detector: str = "rules",
+    details=None,
 ) -> pd.DataFrame:
+    """Findings over `runs` of `frame`; `details` (a dict per run) holds the detector's numbers
+    (the run's length and its score when not given)."""
     if runs.empty:
         return _empty()
+    scores = np.asarray(scores, dtype=float)
+    if details is None:
+        details = [
+            {"intervals": int(n), "score": round(float(v), 3)}
+            for n, v in zip(runs["length"], scores, strict=True)
+        ]
     return pd.DataFrame(
         {
             "target_id": frame["target_id"].to_numpy()[runs["first"]],
@@ -153,9 +178,10 @@ def _span_findings(
             "interval_end": frame["interval_end"].iloc[runs["last"]].to_numpy(),
             "day": None,
             "kind": kind,
-            "score": np.asarray(scores, dtype=float),
+            "score": scores,
             "detector": detector,
             "reason": list(reasons),
+            "details": list(details),
         }
     ).astype({"interval_start": "datetime64[ns, UTC]", "interval_end": "datetime64[ns, UTC]"})
 
@@ -166,23 +192,34 @@ def _steps(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.to_timedelta(ns, unit="ns"), index=runs.index)
 
 
-def flatlines(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
-    """Stuck registers: the same non-zero value for `flatline_intervals` intervals or more.
-    (Runs of zeros are the dropout check's: they are normal for an idle meter.)"""
+def flatlines(frame: pd.DataFrame, base: Baseline, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
+    """Stuck registers: the same non-zero value for as many intervals in a row as the meter,
+    by its own rate of repeating a value, would reach by chance less often than
+    `flatline_chance` (from `flatline_min_intervals` for a meter that rarely repeats itself to
+    `flatline_intervals` for a coarse, quantised one). Runs of zeros are the dropout check's."""
     values = frame["value"].to_numpy()
     flat = ~np.isnan(values) & (values != 0)
     runs = _runs(frame, flat, key=values)
-    runs = runs[runs["length"] >= t.flatline_intervals]
+    repeat = frame["target_id"].map(base.repeat_share).fillna(1.0).to_numpy()[runs["first"]]
+    with np.errstate(divide="ignore"):
+        chance = np.ceil(np.log(t.flatline_chance) / np.log(np.clip(repeat, 1e-9, 1 - 1e-9)))
+    needed = np.clip(chance + 1, t.flatline_min_intervals, t.flatline_intervals)
+    keep = runs["length"].to_numpy() >= needed
+    runs, needed = runs[keep], needed[keep]
     steps = _steps(frame, runs)
     stuck = values[runs["first"].to_numpy()] if len(runs) else []
     return _span_findings(
         frame,
         runs,
         "flatline",
-        runs["length"] / t.flatline_intervals,
+        runs["length"] / needed,
         [
             f"value stuck at {v:.2f} kW for {_duration(n, s)}"
             for v, n, s in zip(stuck, runs["length"], steps, strict=True)
+        ],
+        details=[
+            {"value_kw": float(v), "intervals": int(n), "needed": int(k), "repeat_share": float(r)}
+            for v, n, k, r in zip(stuck, runs["length"], needed, repeat[keep], strict=True)
         ],
     )
 
@@ -448,7 +485,13 @@ def day_shifts(
                 f"day mean {means[key]:.2f} kW against {level[key]:.2f} kW, the median of "
                 f"the previous {t.level_days} days ({z[key]:.1f} robust SDs away)"
             )
-        rows.append((target, None, None, day, kind, z[key] / t.level_k, "rules", reason))
+        numbers = {
+            "day_mean_kw": round(float(means[key]), 4),
+            "usual_mean_kw": round(float(level[key]), 4),
+            "robust_z": round(float(z[key]), 2),
+            "correlation": round(float(corr[key]), 3),
+        }
+        rows.append((target, None, None, day, kind, z[key] / t.level_k, "rules", reason, numbers))
     return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 
 
@@ -484,6 +527,8 @@ def isolated_days(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd
     Each feature is taken as a robust z-score against the same meter's other days, so one forest
     over all meters asks "how unusual is this day for its meter" (one fit, not one per meter).
     """
+    from sklearn.ensemble import IsolationForest  # here: every run process imports this module
+
     features = day_features(profiles, t)
     counts = features.groupby(level="target_id").size()
     features = features[
@@ -517,43 +562,416 @@ def isolated_days(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd
                 f"{typical['peak']:.2f}, night/day {row['night_day']:.2f} vs "
                 f"{typical['night_day']:.2f} (x the meter's mean level); most unusual: "
                 + ", ".join(odd),
+                {
+                    "isolation_score": round(float(score), 3),
+                    **{f: round(float(row[f]), 3) for f in ("energy", "peak", "night_day")},
+                    "most_unusual": list(odd),
+                },
             )
         )
     return pd.DataFrame(rows, columns=FINDING_COLUMNS) if rows else _empty()
 
 
-def forecast_residuals(forecasts: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
-    """Intervals whose actual is far from the day-ahead p50, by a robust z-score of the residual
-    per target. Input: rows of ml.forecasts (target_kind, target_id, interval_start, p50,
-    actual); output has target_kind too."""
+def _day_rows(rows: list[tuple], kind: str) -> pd.DataFrame:
+    """Day findings (target, day, score, reason, details) as FINDING_COLUMNS rows."""
+    if not rows:
+        return _empty()
+    return pd.DataFrame(
+        [(tid, None, None, day, kind, sc, "rules", why, d) for tid, day, sc, why, d in rows],
+        columns=FINDING_COLUMNS,
+    )
+
+
+def _log_level(values: pd.Series) -> pd.Series:
+    """log of a positive level; NaN where the level is not positive."""
+    return np.log(values.where(values > 0))
+
+
+def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
+    """Days on which the whole load is scaled by a CT or multiplier ratio (x or / 10, 2, sqrt 3,
+    `multiplier_ratios`): the day's base load (10th percentile), median and mean all moved by
+    the same ratio near one of them, and the base load far from the trailing days'.
+
+    A household's energy varies ~2x day to day, its base load (fridge, standby) hardly, so a
+    holiday (low energy, same base load) or a cold evening (high energy, same base load) is
+    not a wrong multiplier; a scaled meter scales all three.
+    """
+    if profiles.empty:
+        return _empty()
+    stats = pd.DataFrame(
+        {
+            "low": profiles.quantile(0.1, axis=1),
+            "median": profiles.median(axis=1),
+            "mean": profiles.mean(axis=1),
+        }
+    )
+    logs = stats.apply(_log_level)
+    usual, spread = {}, {}
+    for name in logs:
+        level, mad, _ = trailing_days(logs[[name]], t.level_days, t.level_min_days)
+        usual[name], spread[name] = level, mad
+    usual, spread = pd.DataFrame(usual), pd.DataFrame(spread)
+    moved = logs - usual  # log of each level's ratio to the trailing days'
+    ratio = np.exp(moved.median(axis=1))
+    candidates = np.log(np.r_[t.multiplier_ratios, 1 / np.asarray(t.multiplier_ratios)])
+    nearest = candidates[np.abs(moved.median(axis=1).to_numpy()[:, None] - candidates).argmin(1)]
+    agree = moved.sub(nearest, axis=0).abs() <= t.multiplier_tolerance
+    z = moved["low"].abs() / np.maximum(MAD_SCALE * spread["low"], 0.05)
+    flagged = (agree.sum(axis=1) == 3) & (z >= t.multiplier_k)
+    rows = []
+    for key in flagged[flagged].index:
+        r, near = ratio[key], float(np.exp(nearest[flagged.index.get_loc(key)]))
+        rows.append(
+            (
+                *key,
+                z[key] / t.multiplier_k,
+                f"the day's base load {stats.at[key, 'low']:.2f} kW, median "
+                f"{stats.at[key, 'median']:.2f} kW and mean {stats.at[key, 'mean']:.2f} kW are "
+                f"all x{r:.2f} the previous days' ({np.exp(usual.at[key, 'low']):.2f}, "
+                f"{np.exp(usual.at[key, 'median']):.2f}, {np.exp(usual.at[key, 'mean']):.2f} kW),"
+                f" close to a ratio of {near:.3g}: a wrong CT ratio or multiplier?",
+                {
+                    "ratio": round(float(r), 3),
+                    "nearest_ratio": round(near, 4),
+                    "base_load_z": round(float(z[key]), 2),
+                    **{f"day_{n}_kw": round(float(stats.at[key, n]), 4) for n in stats},
+                    **{f"usual_{n}_kw": round(float(np.exp(usual.at[key, n])), 4) for n in stats},
+                },
+            )
+        )
+    return _day_rows(rows, "multiplier_error")
+
+
+def _correlations(days: np.ndarray, usual: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each day's row with the usual row rolled by each lag
+    (days x lags)."""
+    centred = days - days.mean(axis=1, keepdims=True)
+    out = np.empty((len(days), len(lags)))
+    for j, lag in enumerate(lags):
+        rolled = np.roll(usual, lag, axis=1)
+        rolled = rolled - rolled.mean(axis=1, keepdims=True)
+        norm = np.sqrt((centred**2).sum(axis=1) * (rolled**2).sum(axis=1))
+        out[:, j] = (centred * rolled).sum(axis=1) / np.where(norm > 0, norm, np.nan)
+    return out
+
+
+def clock_shifts(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
+    """Days whose hourly profile matches the meter's usual one (the median of the trailing days)
+    far better when shifted by whole hours than as it is: a clock or timezone error (a DST
+    change applied twice or not at all is a shift of one hour).
+
+    Profiles are by local time (the meter's timezone), so the DST days themselves do not
+    shift; a household whose days vary a lot never correlates with its usual day well enough
+    (`clock_correlation`) to be judged.
+    """
+    if profiles.empty:
+        return _empty()
+    slots = profiles.shape[1]
+    hourly = profiles.T.groupby(np.arange(slots) * 24 // slots).mean().T
+    hourly = hourly.T.fillna(hourly.mean(axis=1)).T
+    _, _, usual = trailing_days(hourly, t.level_days, t.level_min_days)
+    known = usual.notna().all(axis=1) & hourly.notna().all(axis=1)
+    if not known.any():
+        return _empty()
+    days, usual = hourly[known], usual[known]
+    lags = np.arange(-t.clock_max_hours, t.clock_max_hours + 1)
+    corr = _correlations(days.to_numpy(), usual.to_numpy(), lags)
+    best = np.nanargmax(np.nan_to_num(corr, nan=-2.0), axis=1)
+    at_best = corr[np.arange(len(corr)), best]
+    at_zero = corr[:, t.clock_max_hours]
+    shift = lags[best]
+    regular = pd.Series(at_zero, index=days.index).groupby(level="target_id").transform("median")
+    flagged = (shift != 0) & (at_best >= t.clock_correlation)
+    flagged &= (regular >= t.clock_regularity).to_numpy()
+    flagged &= at_best - np.nan_to_num(at_zero, nan=-1.0) >= t.clock_gain
+    rows = []
+    for i in np.flatnonzero(flagged):
+        h = int(shift[i])
+        rows.append(
+            (
+                *days.index[i],
+                (at_best[i] - at_zero[i]) / t.clock_gain,
+                f"the day's profile matches the usual one {abs(h)} h "
+                f"{'later' if h > 0 else 'earlier'} (correlation {at_best[i]:.2f} against "
+                f"{at_zero[i]:.2f} as stamped): a clock or timezone shift?",
+                {
+                    "shift_hours": h,
+                    "correlation_shifted": round(float(at_best[i]), 3),
+                    "correlation_as_stamped": round(float(at_zero[i]), 3),
+                },
+            )
+        )
+    return _day_rows(rows, "clock_shift")
+
+
+STALE_LAGS = (pd.Timedelta(days=1), pd.Timedelta(days=7))
+"""Earlier intervals a stale copy repeats: the day before, the week before."""
+
+
+def stale_copies(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
+    """Runs of at least `stale_hours` whose values are exactly those of the same intervals a day
+    or a week before (a head-end that filled a day with an earlier one), with at least
+    `stale_distinct` distinct values (a flat or idle meter repeats itself honestly)."""
+    values = frame["value"].to_numpy()
+    known = pd.Series(
+        values, index=pd.MultiIndex.from_arrays([frame["target_id"], frame["interval_start"]])
+    )
+    known = known[~known.index.duplicated()]
+    step = (frame["interval_end"] - frame["interval_start"]).to_numpy()
+    needed = np.ceil(pd.Timedelta(hours=t.stale_hours).to_timedelta64() / step)
+    parts = []
+    for lag in STALE_LAGS:
+        earlier = known.reindex(
+            pd.MultiIndex.from_arrays([frame["target_id"], frame["interval_start"] - lag])
+        ).to_numpy()
+        runs = _runs(frame, ~np.isnan(values) & (values == earlier))
+        runs = runs[runs["length"].to_numpy() >= needed[runs["first"].to_numpy()]]
+        distinct = np.array(
+            [
+                len(np.unique(values[a : b + 1]))
+                for a, b in zip(runs["first"], runs["last"], strict=True)
+            ],
+            dtype=int,
+        )
+        runs = runs[distinct >= t.stale_distinct]
+        steps = _steps(frame, runs)
+        when = "day" if lag == pd.Timedelta(days=1) else "week"
+        parts.append(
+            _span_findings(
+                frame,
+                runs,
+                "stale_copy",
+                runs["length"] / needed[runs["first"].to_numpy()],
+                [
+                    f"{_duration(n, s)} identical, value for value, to the same intervals a "
+                    f"{when} before: a copied or stale day?"
+                    for n, s in zip(runs["length"], steps, strict=True)
+                ],
+                details=[{"intervals": int(n), "lag_days": lag.days} for n in runs["length"]],
+            )
+        )
+    return pd.concat([p for p in parts if not p.empty] or [_empty()], ignore_index=True)
+
+
+def silent_meters(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
+    """Runs of `silent_intervals` or more in which a meter has no reading (no row, or a null
+    value) while most of its feeder's meters (`silent_feeder_share`) report: the meter or its
+    communication failed, not the feeder's. Needs a `feeder` column; counted from each meter's
+    first reading in the frame (a meter added later is not silent before it)."""
+    if "feeder" not in frame:
+        return _empty()
+    read = frame[frame["feeder"].notna() & frame["value"].notna()]
+    found = []
+    for feeder, part in read.groupby("feeder"):
+        seen = pd.crosstab(part["interval_start"], part["target_id"]).astype(bool)
+        if seen.shape[1] < 2:
+            continue
+        step = pd.Series(seen.index).diff().median()
+        reporting = seen.sum(axis=1)
+        up = (reporting >= t.silent_feeder_share * seen.shape[1]).to_numpy()[:, None]
+        first = part.groupby("target_id")["interval_start"].min()[seen.columns].to_numpy()
+        silent = ~seen.to_numpy() & up & (seen.index.to_numpy()[:, None] >= first[None, :])
+        rows, meters = np.nonzero(silent)
+        if not len(rows):
+            continue
+        missing = pd.DataFrame(
+            {
+                "target_id": seen.columns.to_numpy()[meters],
+                "interval_start": seen.index[rows],
+                "value": np.nan,
+                "reporting": reporting.to_numpy()[rows],
+            }
+        ).sort_values(["target_id", "interval_start"], ignore_index=True)
+        missing["interval_end"] = missing["interval_start"] + step
+        runs = _runs(missing, np.ones(len(missing), dtype=bool))
+        runs = runs[runs["length"] >= t.silent_intervals]
+        steps = _steps(missing, runs)
+        share = [
+            missing["reporting"].iloc[a : b + 1].min() / seen.shape[1]
+            for a, b in zip(runs["first"], runs["last"], strict=True)
+        ]
+        found.append(
+            _span_findings(
+                missing,
+                runs,
+                "silent_meter",
+                runs["length"] / t.silent_intervals,
+                [
+                    f"no reading for {_duration(n, s)} while at least {q:.0%} of the meters of "
+                    f"feeder {feeder} reported"
+                    for n, s, q in zip(runs["length"], steps, share, strict=True)
+                ],
+                details=[
+                    {"intervals": int(n), "feeder": feeder, "feeder_reporting_share": round(q, 3)}
+                    for n, q in zip(runs["length"], share, strict=True)
+                ],
+            )
+        )
+    return pd.concat(found or [_empty()], ignore_index=True)
+
+
+def _day_threshold(scores: pd.Series, days_per_year: float) -> float:
+    """The |robust z| a day's energy error exceeds by chance `days_per_year` times a year,
+    from an exponential tail fitted to the target's own history days above their median."""
+    median = float(scores.median())
+    excess = scores[scores > median] - median
+    scale = float(excess.mean()) if len(excess) else 1.0
+    return median + scale * np.log(0.5 * 365 / days_per_year)
+
+
+def _slot_scale(frame: pd.DataFrame, mask: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
+    """Per row, the median and robust SD of its target's baseline residuals at the same local
+    time of day (floored at a tenth of the target's typical robust SD)."""
+    slot = local_slot(frame, tz)
+    rows = frame.loc[mask & frame["value"].notna()]
+    by = [rows["target_id"], slot[rows.index]]
+    median = rows["value"].groupby(by).median()
+    deviation = (rows["value"] - median.reindex(pd.MultiIndex.from_arrays(by)).to_numpy()).abs()
+    sd = MAD_SCALE * deviation.groupby(by).median()
+    floor = 0.1 * sd.groupby(level=0).median()
+    sd = np.maximum(sd, sd.index.get_level_values(0).map(floor).to_numpy())
+    at = pd.MultiIndex.from_arrays([frame["target_id"], slot])
+    return (
+        pd.Series(median.reindex(at).to_numpy(), index=frame.index),
+        pd.Series(sd.reindex(at).to_numpy(), index=frame.index),
+    )
+
+
+def _energy(frame: pd.DataFrame, first: int, last: int) -> tuple[float, float]:
+    """Expected (p50) and observed energy over rows first..last (value units x hours)."""
+    part = frame.iloc[first : last + 1]
+    hours = (part["interval_end"] - part["interval_start"]) / pd.Timedelta(hours=1)
+    return float((part["p50"] * hours).sum()), float((part["actual"] * hours).sum())
+
+
+def _residual_finding(frame, first, last, score, what, unit, numbers) -> tuple:
+    expected, observed = _energy(frame, first, last)
+    reason = (
+        f"{what}: observed {observed:.2f} {unit}h against an expected {expected:.2f} {unit}h"
+        f" (day-ahead P50) from {frame['interval_start'].iat[first]:%Y-%m-%d %H:%M} to "
+        f"{frame['interval_end'].iat[last]:%Y-%m-%d %H:%M} UTC"
+    )
+    details = {
+        "expected_energy": round(expected, 4),
+        "observed_energy": round(observed, 4),
+        "unit": f"{unit}h",
+        **numbers,
+    }
+    return (
+        frame["target_id"].iat[first],
+        frame["interval_start"].iat[first],
+        frame["interval_end"].iat[last],
+        None,
+        "forecast_residual",
+        score,
+        "forecast_residual",
+        reason,
+        details,
+    )
+
+
+def _residual_runs(frame: pd.DataFrame, z: pd.Series, unit: str, t: AnomalyThresholds) -> list:
+    runs = _runs(frame, (z.abs() > t.residual_z).to_numpy(), key=np.sign(z.to_numpy()))
+    hours = runs["length"] * _steps(frame, runs) / pd.Timedelta(hours=1)
+    runs = runs[hours >= t.residual_hours]
+    rows = []
+    for first, last, n in zip(runs["first"], runs["last"], runs["length"], strict=True):
+        worst = float(z.iloc[first : last + 1].abs().max())
+        rows.append(
+            _residual_finding(
+                frame,
+                first,
+                last,
+                worst / t.residual_z,
+                f"{n} intervals in a row beyond {t.residual_z:g} robust SDs of this target's"
+                f" forecast error at their time of day (worst {worst:.1f})",
+                unit,
+                {"intervals": int(n), "worst_robust_z": round(worst, 2)},
+            )
+        )
+    return rows
+
+
+def _residual_days(
+    frame: pd.DataFrame,
+    mask: pd.Series,
+    judged: pd.Series,
+    unit: str,
+    t: AnomalyThresholds,
+    tz: str,
+) -> list:
+    day = frame["interval_start"].dt.tz_convert(tz).dt.date
+    hours = (frame["interval_end"] - frame["interval_start"]) / pd.Timedelta(hours=1)
+    error = (frame["value"] * hours).groupby([frame["target_id"], day]).sum()
+    history = mask.groupby([frame["target_id"], day]).all()
+    judge = judged.groupby([frame["target_id"], day]).all()
+    rows = []
+    for target, errors in error.groupby(level=0):
+        past = errors[history[errors.index]]
+        if len(past) < t.history_days:
+            continue
+        median = past.median()
+        mad = MAD_SCALE * (past - median).abs().median()
+        if not mad > 0:
+            continue
+        z = (errors - median) / mad
+        limit = _day_threshold((z[past.index]).abs(), t.residual_days_per_year)
+        for key in z.index[(z.abs() > limit) & judge[errors.index]]:
+            positions = np.flatnonzero(
+                ((frame["target_id"] == target) & (day == key[1])).to_numpy()
+            )
+            rows.append(
+                _residual_finding(
+                    frame,
+                    positions[0],
+                    positions[-1],
+                    abs(z[key]) / limit,
+                    f"the day's forecast energy error is {z[key]:+.1f} robust SDs of this "
+                    f"target's daily errors (threshold {limit:.1f}, about "
+                    f"{t.residual_days_per_year:g} days a year by chance)",
+                    unit,
+                    {"day_robust_z": round(float(z[key]), 2), "threshold": round(limit, 2)},
+                )
+            )
+    return rows
+
+
+RESIDUAL_UNITS = {"meter": "kW", "meters_total": "kW", "feeder": "MW", "system": "MW"}
+
+
+def forecast_residuals(
+    forecasts: pd.DataFrame,
+    t: AnomalyThresholds = DEFAULTS,
+    history_end: pd.Timestamp | None = None,
+    tz: str = "UTC",
+) -> pd.DataFrame:
+    """Persistent, extreme day-ahead forecast errors, judged against the target's own
+    out-of-sample errors (backtest rows before `history_end`, the whole input if too few):
+    `residual_intervals` intervals in a row beyond `residual_z` robust SDs of its errors at
+    that local time of day, or a day whose energy error is beyond what the target's daily errors
+    reach `residual_days_per_year` times a year. Input: rows of ml.forecasts (target_kind,
+    target_id, interval_start, p50, actual); output has target_kind too.
+
+    An evening peak a forecast misses is ordinary for a household (its errors at 19:00 are
+    wide), so it is judged against 19:00's errors, and one interval is never enough."""
     rows = forecasts.dropna(subset=["p50", "actual"])
     if rows.empty:
         return _empty().assign(target_kind=pd.Series(dtype=object))
     frames = []
     for kind, part in rows.groupby("target_kind"):
-        frame = prepare(part.assign(value=part["actual"].astype(float) - part["p50"].astype(float)))
-        residual = frame["value"]
-        median = residual.groupby(frame["target_id"]).transform("median")
-        mad = (residual - median).abs().groupby(frame["target_id"]).transform("median")
-        z = (residual - median) / (MAD_SCALE * mad).where(mad > 0)
-        runs = _runs(frame, (z.abs() > t.residual_z).to_numpy(), key=np.sign(z.to_numpy()))
-        worst = [
-            z.iloc[a : b + 1].abs().idxmax()
-            for a, b in zip(runs["first"], runs["last"], strict=True)
-        ]
-        found = _span_findings(
-            frame,
-            runs,
-            "forecast_residual",
-            [abs(z[i]) / t.residual_z for i in worst],
-            [
-                f"actual {frame['actual'][i]:.2f} against a day-ahead p50 of "
-                f"{frame['p50'][i]:.2f} ({kind} units): residual robust z {z[i]:.1f}"
-                for i in worst
-            ],
-            detector="forecast_residual",
-        )
-        frames.append(found.assign(target_kind=kind))
+        part = part.astype({"p50": float, "actual": float})
+        frame = prepare(part.assign(value=part["actual"] - part["p50"]))
+        mask = baseline_mask(frame, history_end, t.history_days)
+        median, sd = _slot_scale(frame, mask, tz)
+        judged = ~mask | (history_end is None)
+        z = ((frame["value"] - median) / sd).where(judged)
+        unit = RESIDUAL_UNITS.get(kind, "kW")
+        found = _residual_runs(frame, z, unit, t)
+        found += _residual_days(frame, mask, judged, unit, t, tz)
+        if found:
+            frames.append(pd.DataFrame(found, columns=FINDING_COLUMNS).assign(target_kind=kind))
+    if not frames:
+        return _empty().assign(target_kind=pd.Series(dtype=object))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -575,8 +993,23 @@ def gap_findings(gaps: pd.DataFrame) -> pd.DataFrame:
                 f"no reading for {n} interval{'s' if n != 1 else ''} ({h:g} h)"
                 for n, h in zip(gaps["missing_intervals"], hours, strict=True)
             ],
+            "details": [{"missing_intervals": int(n)} for n in gaps["missing_intervals"]],
         }
     )
+
+
+def _local_detectors(
+    frame: pd.DataFrame, mask: pd.Series, t: AnomalyThresholds, tz: str
+) -> list[pd.DataFrame]:
+    """The detectors that read local time (night hours, days), over meters of timezone `tz`."""
+    profiles = daily_profiles(frame, tz, t.day_coverage)
+    return [
+        offpeak_spikes(frame, mask, t, tz),
+        day_shifts(frame, t, tz, profiles),
+        multiplier_errors(profiles, t),
+        clock_shifts(profiles, t),
+        isolated_days(profiles, t),
+    ]
 
 
 def find_anomalies(
@@ -588,25 +1021,58 @@ def find_anomalies(
 ) -> pd.DataFrame:
     """Every rule and the IsolationForest over `series`; findings that touch [start, end).
 
-    Rows before `start` serve as history for the baselines (see the module docstring).
+    Rows before `start` serve as history for the baselines (see the module docstring). A
+    `timezone` column gives each meter its own local time (night hours, days); `tz` serves the
+    rest. A `feeder` column lets a meter silent while its feeder reports be found.
     """
     frame = prepare(series)
     if frame.empty:
         return _empty()
     mask = baseline_mask(frame, start, t.history_days)
     base = baseline(frame, mask)
-    profiles = daily_profiles(frame, tz, t.day_coverage)
+    zones = frame["timezone"].fillna(tz) if "timezone" in frame else pd.Series(tz, frame.index)
     parts = [
-        flatlines(frame, t),
+        flatlines(frame, base, t),
         dropouts(frame, base, t),
         spikes(frame, mask, t),
-        offpeak_spikes(frame, mask, t, tz),
         reverse_flows(frame, base, t),
-        day_shifts(frame, t, tz, profiles),
-        isolated_days(profiles, t),
+        stale_copies(frame, t),
+        silent_meters(frame, t),
     ]
+    for zone, rows in frame.groupby(zones, sort=True):
+        local = rows.reset_index(drop=True)
+        found = pd.concat(
+            [
+                p
+                for p in _local_detectors(local, mask[rows.index].reset_index(drop=True), t, zone)
+                if not p.empty
+            ]
+            or [_empty()],
+            ignore_index=True,
+        )
+        # Day findings become spans here, each in its own timezone, so episodes need no zone.
+        parts.append(_days_as_spans(found, zone))
     found = pd.concat([p for p in parts if not p.empty] or [_empty()], ignore_index=True)
     return within(episodes(found, pd.Timedelta(hours=t.episode_gap_hours), tz), start, end, tz)
+
+
+def _days_as_spans(found: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """Day findings with their local day's span (UTC) in interval_start / interval_end."""
+    if found.empty:
+        return found
+    found = found.copy()
+    day = pd.to_datetime(found["day"].astype(str), errors="coerce")
+    start = day.dt.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+    end = (day + pd.Timedelta(days=1)).dt.tz_localize(
+        tz, ambiguous=True, nonexistent="shift_forward"
+    )
+    found["interval_start"] = pd.to_datetime(found["interval_start"], utc=True).fillna(
+        start.dt.tz_convert("UTC")
+    )
+    found["interval_end"] = pd.to_datetime(found["interval_end"], utc=True).fillna(
+        end.dt.tz_convert("UTC")
+    )
+    return found
 
 
 def episodes(found: pd.DataFrame, gap: pd.Timedelta, tz: str = "UTC") -> pd.DataFrame:
@@ -699,22 +1165,60 @@ class MonthInputs:
         }
 
 
-MONTH_COLUMNS = ["month_start", "target_kind", *FINDING_COLUMNS]
+MONTH_COLUMNS = ["month_start", "target_kind", *FINDING_COLUMNS, "severity", "action"]
+SEVERITIES = ("low", "medium", "high")
+SEVERITY_SCORES = (1.5, 3.0)
+"""A finding's score from which it is at least medium, high."""
+TRIAGE = {  # kind: (the least severity, what to do)
+    "spike": ("low", "check the reading against the register; estimate the interval if wrong"),
+    "offpeak_spike": ("low", "check for a night-time load or a reading error"),
+    "flatline": ("medium", "check the register and its communication; estimate the stuck run"),
+    "drop_to_zero": ("medium", "check supply and meter; estimate the zeros if the meter failed"),
+    "reverse_flow": ("medium", "check the CT polarity and the sign convention of the export"),
+    "negative_import": ("medium", "check the CT polarity and the sign convention of the export"),
+    "sign_flip": ("medium", "check the CT polarity and the sign convention of the export"),
+    "level_shift": ("low", "check the multiplier and any change on site"),
+    "multiplier_error": ("high", "check the CT ratio / multiplier held for the meter"),
+    "clock_shift": ("medium", "check the meter's clock, timezone and DST setting"),
+    "stale_copy": ("medium", "ask the head-end for the actual readings: these repeat earlier ones"),
+    "silent_meter": ("medium", "check the meter's communication; estimate the gap"),
+    "gap": ("low", "estimate the gap or ask for the missing readings"),
+    "unusual_day": ("low", "compare the day with the meter's usual days"),
+    "forecast_residual": ("low", "look for an event on site or a fault the rules do not name"),
+}
+
+
+def triage(found: pd.DataFrame) -> pd.DataFrame:
+    """Each finding with a severity (its kind's least, raised by its score: `SEVERITY_SCORES`)
+    and the action an analyst takes first."""
+    floor = found["kind"].map(lambda k: SEVERITIES.index(TRIAGE.get(k, ("low",))[0]))
+    by_score = np.searchsorted(SEVERITY_SCORES, found["score"].astype(float), side="right")
+    level = np.maximum(floor.to_numpy(dtype=int), by_score)
+    return found.assign(
+        severity=[SEVERITIES[i] for i in level],
+        action=found["kind"].map(lambda k: TRIAGE.get(k, ("low", "look at the load"))[1]),
+    )
 
 
 def month_findings(
     inputs: MonthInputs, month: date, following: date, tz: str, t: AnomalyThresholds = DEFAULTS
 ) -> pd.DataFrame:
     """Every detector over one month, as `ml.anomalies` rows: meters and feeders by the rules and
-    the forest, meter gaps from marts.fct_gaps, backtest residuals from ml.forecasts."""
+    the forest, meter gaps from marts.fct_gaps, backtest residuals from ml.forecasts (the weeks
+    before the month are their error history), each with its severity and action."""
     start, end = (pd.Timestamp(d, tz="UTC") for d in (month, following))
     gaps = within(gap_findings(inputs.gaps), start, end, tz)
+    residuals = forecast_residuals(inputs.forecasts, t, start, tz)
+    gap = pd.Timedelta(hours=t.episode_gap_hours)
     parts = [
         find_anomalies(inputs.meters, start, end, t, tz).assign(target_kind="meter"),
         find_anomalies(inputs.feeders, start, end, t, tz).assign(target_kind="feeder"),
         gaps.assign(target_kind="meter"),
-        within(forecast_residuals(inputs.forecasts, t), start, end, tz),
+        *(
+            within(episodes(part, gap, tz), start, end, tz).assign(target_kind=kind)
+            for kind, part in residuals.groupby("target_kind")
+        ),
     ]
-    found = [p for p in parts if not p.empty] or [pd.DataFrame(columns=MONTH_COLUMNS[1:])]
-    found = pd.concat(found, ignore_index=True)
+    found = [p for p in parts if not p.empty] or [pd.DataFrame(columns=MONTH_COLUMNS[1:-2])]
+    found = triage(pd.concat(found, ignore_index=True).reset_index(drop=True))
     return found.reindex(columns=MONTH_COLUMNS[1:]).assign(month_start=month)[MONTH_COLUMNS]

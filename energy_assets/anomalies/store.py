@@ -4,6 +4,8 @@ connection, no Dagster."""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import date, timedelta
 
 import pandas as pd
@@ -16,10 +18,13 @@ from energy_assets.warehouse.database import copy_frame, read_frame
 HISTORY = timedelta(days=28)  # read before the month, for the detectors' baselines
 
 METERS = """
-select meter_id as target_id, interval_start, interval_end,
-       coalesce(kw_net, demand_kw) as value, coalesce(kw_del, demand_kw) as delivered
-from marts.fct_intervals_clean where interval_start >= %s and interval_start < %s
-"""
+select c.meter_id as target_id, c.interval_start, c.interval_end,
+       case when c.quality <> 'estimated' then coalesce(c.kw_net, c.demand_kw) end as value,
+       case when c.quality <> 'estimated' then coalesce(c.kw_del, c.demand_kw) end as delivered,
+       c.feeder, m.timezone
+from marts.fct_intervals_clean as c left join marts.dim_meter as m using (meter_id)
+where c.interval_start >= %s and c.interval_start < %s
+"""  # an estimated interval is judged as what it is: missing
 FEEDERS = """
 select feeder as target_id, interval_start,
        case when meters_reporting = meters_expected then mw_net * 1000 end as value
@@ -31,7 +36,8 @@ where gap_start < %s and gap_end > %s
 """
 FORECASTS = """
 select target_kind, target_id, interval_start, p50, actual from ml.forecasts
-where run_kind = 'backtest' and month_start = %s
+where run_kind = 'backtest' and month_start >= %s and month_start <= %s
+      and interval_start >= %s and interval_start < %s
 """
 
 
@@ -48,12 +54,29 @@ def month_inputs(conn: connection, month: date, following: date) -> MonthInputs:
         meters=_series(conn, METERS, month, following),
         feeders=_series(conn, FEEDERS, month, following),
         gaps=read_frame(conn, GAPS, (following, month)),
-        forecasts=read_frame(conn, FORECASTS, (month,)),
+        forecasts=read_frame(conn, FORECASTS, (month - HISTORY, month, month - HISTORY, following)),
     )
 
 
 def meter_feeders(conn: connection) -> dict[str, str | None]:
     return dict(read_frame(conn, "select meter_id, feeder from raw.meters").values)
+
+
+def _json(details: dict) -> str:
+    """A finding's numbers as JSON; a number that is not finite (an infinite z against a
+    baseline that never varied) becomes null, as JSON has no NaN or Infinity."""
+
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(
+        {
+            k: [finite(v) for v in x] if isinstance(x, list) else finite(x)
+            for k, x in details.items()
+        }
+    )
 
 
 def store_findings(
@@ -72,7 +95,8 @@ def store_findings(
         cur.execute("delete from ml.anomalies where month_start = %s", (month,))
         if not found.empty:
             days = [d if isinstance(d, date) else None for d in found["day"]]
-            copy_frame(cur, "ml.anomalies", found.assign(day=days))
+            details = [_json(d) if isinstance(d, dict) else None for d in found["details"]]
+            copy_frame(cur, "ml.anomalies", found.assign(day=days, details=details))
         cur.execute(
             "insert into ml.anomaly_months (month_start, intervals, findings, rate)"
             " values (%s, %s, %s, %s) on conflict (month_start) do update set"

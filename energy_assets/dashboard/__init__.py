@@ -6,3 +6,6 @@ reading through the read-only analyst role.
 functions over a connection), `figures.py` the Plotly charts (plain functions over frames), and
 `reads.py` / `controls.py` what the pages share.
 """
+
+LOAD_BLUE = "#1f77b4"
+"""The colour of load in every chart, and the app's accent (sliders, progress bars)."""

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-LOAD = "#1f77b4"
+from energy_assets.dashboard import LOAD_BLUE
+
+LOAD = LOAD_BLUE
 ACTUAL = "#111111"
 MISSING = "#d62728"
 ESTIMATED = "#ff7f0e"

@@ -22,12 +22,11 @@ from energy_assets.months import months_between, next_month
 from energy_assets.warehouse.database import read_frame
 
 ESTIMATED = "estimated"
-"""The `quality` of an estimated interval in marts.fct_intervals_clean: shaded wherever it
-occurs (a quality the marts do not produce yet simply never matches)."""
-SEVERITY_COLUMN: str | None = None
-"""The column of ml.anomalies that ranks a finding ('low' / 'medium' / 'high'): None until the
-table has one; set it to "severity" and the network page counts findings by it and the
-anomalies page filters on it."""
+"""The `quality` of an estimated interval in marts.fct_intervals_clean (when estimates are on,
+`ENERGY_ESTIMATE_MAX_INTERVALS`): shaded wherever it occurs."""
+SEVERITY_COLUMN: str | None = "severity"
+"""The column of ml.anomalies that ranks a finding ('low' / 'medium' / 'high'): the network
+page counts findings by it and the anomalies page filters on it (None would leave it out)."""
 SEVERITIES = ("high", "medium", "low")
 WORK_LIST_ROWS = 500
 """Findings listed at most on the anomalies page (the strongest first); the rest are counted."""
@@ -294,11 +293,14 @@ def backtest_scores(conn: connection, kind: str, target: str) -> pd.DataFrame:
 
 
 def models(conn: connection, limit: int = 50) -> pd.DataFrame:
-    """The model registry, newest first (without the boosters)."""
+    """The model registry, newest first (without the boosters). The fallback rule's row, which
+    was never trained, records 'epoch' for its times: shown empty, not as 1970."""
     return read_frame(
         conn,
-        """select name, model_version, trained_at, train_start, train_end, metrics
-        from ml.models order by trained_at desc, name limit %s""",
+        """select name, model_version, nullif(trained_at, 'epoch') as trained_at,
+               nullif(train_start, 'epoch') as train_start,
+               nullif(train_end, 'epoch') as train_end, metrics
+        from ml.models as m order by m.trained_at desc, m.name limit %s""",
         (limit,),
     )
 

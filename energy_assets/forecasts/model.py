@@ -9,10 +9,10 @@ Pure functions, data frames in and out: no database, no Dagster.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 from energy_assets.forecasts.features import (
     BASE_FEATURES,
@@ -22,6 +22,9 @@ from energy_assets.forecasts.features import (
     indexed_values,
     weather_columns,
 )
+
+if TYPE_CHECKING:  # imported where a model is trained or used: every process loads this module
+    import xgboost as xgb
 
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_TARGET_ROWS = 48  # calibration rows a target needs for a band offset of its own
@@ -76,6 +79,8 @@ def fit_quantile_model(
 
     nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
     """
+    import xgboost as xgb
+
     features = start.features if start is not None else model_features(train)
     train = train[train["y"].notna()]
     dtrain = xgb.DMatrix(train[features].astype(float), label=train["y"].to_numpy())
@@ -87,6 +92,8 @@ def fit_quantile_model(
 
 def _normalised(model: QuantileModel, features: pd.DataFrame) -> np.ndarray:
     """Raw quantile predictions in units of the target's scale, before widening."""
+    import xgboost as xgb
+
     x = features.reindex(columns=model.features).astype(float)
     return model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
 

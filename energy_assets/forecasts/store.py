@@ -102,7 +102,8 @@ def target_timezones(conn: connection, kind: str) -> dict[str, str]:
     """Targets' own timezones: a meter's from its metadata, a feeder's where all its meters
     share one; others follow ENERGY_TIMEZONE."""
     if kind == "meter":
-        return meter_timezones(conn)
+        with conn.cursor() as cur:
+            return meter_timezones(cur)
     if kind == "feeder":
         zones = read_frame(conn, FEEDER_ZONES)
         return dict(zip(zones["feeder"], zones["timezone"], strict=True))

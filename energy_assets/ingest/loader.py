@@ -57,7 +57,7 @@ from energy_assets.ingest.readers import Table, open_table
 from energy_assets.ingest.rejections import Rejected
 from energy_assets.months import month_start, months_between, months_of, next_month
 from energy_assets.settings import Settings
-from energy_assets.warehouse.database import connect
+from energy_assets.warehouse.database import connect, meter_timezones
 
 CHUNK_ROWS = 200_000
 """Rows of a file held in memory at once while it loads (plus a few values per meter)."""
@@ -521,7 +521,7 @@ class Ingest:
         return loader(cur, dropped, table, match)
 
     def _zones(self, cur) -> _Zones:
-        return _Zones(raw_tables.meter_timezones(cur), self.settings.default_timezone)
+        return _Zones(meter_timezones(cur), self.settings.default_timezone)
 
     def _parser(self, cur, match: Match, file_name: str) -> tuple[ReadingsParser, _Zones]:
         zones = self._zones(cur)

@@ -293,11 +293,6 @@ def upsert_weather(cur, frames: Iterable[pd.DataFrame]) -> None:
     cur.execute("drop table weather_load")
 
 
-def meter_timezones(cur) -> dict[str, str]:
-    cur.execute("select meter_id, timezone from raw.meters where timezone is not null")
-    return dict(cur.fetchall())
-
-
 def check_file_duplicates(cur, file_id: int) -> None:
     """Conflicting duplicates inside one file, found in the database (unsorted large files)."""
     cur.execute(

@@ -65,8 +65,11 @@ def monthly_marts(context: AssetExecutionContext, dbt: PlatformDbt, platform: Pl
     A backfill of several months runs as one dbt build over their joint window.
     """
     window = context.partition_time_window
-    timezone = platform.settings().default_timezone
-    variables = month_vars(window.start.isoformat(), window.end.isoformat(), timezone)
+    settings = platform.settings()
+    estimate = (settings.estimate_linear_intervals, settings.estimate_max_intervals)
+    variables = month_vars(
+        window.start.isoformat(), window.end.isoformat(), settings.default_timezone, estimate
+    )
     yield from dbt.cli(dbt_build_args(variables), context=context).stream()
 
 

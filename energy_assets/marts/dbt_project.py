@@ -148,10 +148,19 @@ def _dbt_run(monthly: bool) -> None:
         )
 
 
-def month_vars(start: str, end: str, timezone: str) -> dict[str, str]:
-    """dbt vars for the window [start, end) of a month partition (or a range of them), and the
-    local calendar of customer meters without a timezone of their own."""
-    return {"month_start": start, "month_end": end, "timezone": timezone}
+def month_vars(
+    start: str, end: str, timezone: str, estimate: tuple[int, int] = (4, 0)
+) -> dict[str, str | int]:
+    """dbt vars for the window [start, end) of a month partition (or a range of them), the
+    local calendar of customer meters without a timezone of their own, and the longest gaps
+    estimated (linearly, from the meter's profile: `Settings.estimate_*`)."""
+    return {
+        "month_start": start,
+        "month_end": end,
+        "timezone": timezone,
+        "estimate_linear_intervals": estimate[0],
+        "estimate_max_intervals": estimate[1],
+    }
 
 
 def dbt_build_args(variables: dict[str, str] | None = None) -> list[str]:

@@ -1,6 +1,7 @@
 """CSV exports of the marts in the seed toolkit's layouts (`lp/north.csv`, `lp/all.csv`,
 `_gaps.csv`), streamed by PostgreSQL's `COPY ... TO STDOUT`: rows never sit in Python memory.
-Text cells a spreadsheet would run as a formula are neutralised in the SELECT itself.
+Text cells a spreadsheet would run as a formula are neutralised in the SELECT itself. The
+load profiles end with `Estimated`: how many meters' values in the interval were estimated.
 """
 
 from __future__ import annotations
@@ -36,18 +37,20 @@ _SELECTS = {  # kind -> SELECT with bound %(name)s, %(start)s, %(end)s
     "feeder": f"""
         select {_utc("interval_start")} as "Start Time", mw_del as "MW_del", mw_rec as "MW_rec",
             mva_del as "MVA_del", mva_rec as "MVA_rec", mw_net as "MW_net",
-            mva_net as "MVA_net", pf_net as "PF_net"
+            mva_net as "MVA_net", pf_net as "PF_net", meters_estimated as "Estimated"
         from marts.fct_feeder_intervals
         where feeder = %(name)s and {_RANGE}
         order by interval_start""",
     "system": f"""
         select {_utc("interval_start")} as "Start Time", mw_total as "MW_total",
-            mva_total as "MVA_total", pf_total as "PF_total", mw_total as "MW_net"
+            mva_total as "MVA_total", pf_total as "PF_total", mw_total as "MW_net",
+            meters_estimated as "Estimated"
         from marts.fct_system_intervals
         where {_RANGE}
         order by interval_start""",
     "customer": f"""
-        select {_utc("interval_start")} as "Start Time", sum(demand_kw) as "kW"
+        select {_utc("interval_start")} as "Start Time", sum(demand_kw) as "kW",
+            count(*) filter (where quality = 'estimated') as "Estimated"
         from marts.fct_intervals_clean
         where meter_id in (
                 select unnest(meter_ids) from marts.dim_customer where customer_id = %(name)s

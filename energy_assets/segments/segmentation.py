@@ -11,12 +11,13 @@ left out first: their normalised "shape" is noise, and they are a finding of the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+if TYPE_CHECKING:  # scikit-learn and SciPy load where segments are fitted, not at every import
+    from sklearn.cluster import KMeans
 
 MINUTES_PER_DAY = 24 * 60
 N_INIT = 10
@@ -85,11 +86,15 @@ def split_halves(
 
 
 def _fit(shapes: pd.DataFrame, k: int, seed: int) -> KMeans:
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(shapes.to_numpy())
 
 
 def agreement(halves: tuple[pd.DataFrame, pd.DataFrame], k: int, seed: int = 0) -> float:
     """How alike the k segments of the two halves are (adjusted Rand index, 1 = identical)."""
+    from sklearn.metrics import adjusted_rand_score
+
     first, second = halves
     if len(first) <= k:
         return float("nan")
@@ -110,6 +115,8 @@ def choose_k(
     2 <= k <= n_customers - 1, so the range is capped to that; ties go to the smaller k (fewer
     segments are easier to explain).
     """
+    from sklearn.metrics import silhouette_score
+
     lo, hi = max(k_range[0], 2), min(k_range[1], len(shapes) - 1)
     if lo > hi:
         raise ValueError(f"k_range {k_range} is empty for {len(shapes)} customers")
@@ -162,6 +169,8 @@ def match_segments(previous: pd.DataFrame, current: pd.DataFrame) -> dict[int, i
     """Which segment of the previous month each current segment is (segment -> its shape over
     the slots, for both): the pairing with the least total squared difference of shapes. A
     segment without a partner (k grew) is left out."""
+    from scipy.optimize import linear_sum_assignment
+
     cost = ((previous.to_numpy()[:, None, :] - current.to_numpy()[None, :, :]) ** 2).sum(-1)
     rows, cols = linear_sum_assignment(cost)
     return {int(current.index[c]): int(previous.index[r]) for r, c in zip(rows, cols, strict=True)}

@@ -16,7 +16,7 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg2 import sql
-from psycopg2.extensions import connection
+from psycopg2.extensions import connection, cursor
 
 from energy_assets.settings import SQL_DIR, PlatformError
 
@@ -97,10 +97,11 @@ def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFr
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
-def meter_timezones(conn: connection) -> dict[str, str]:
-    """Each meter's own timezone, from its metadata (meters without one are left out)."""
-    rows = read_frame(conn, "select meter_id, timezone from raw.meters where timezone is not null")
-    return dict(zip(rows["meter_id"], rows["timezone"], strict=True))
+def meter_timezones(cur: cursor) -> dict[str, str]:
+    """Each meter's own timezone, from its metadata (meters without one are left out), read
+    through `cur` so a load sees the metadata of its own transaction."""
+    cur.execute("select meter_id, timezone from raw.meters where timezone is not null")
+    return dict(cur.fetchall())
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:

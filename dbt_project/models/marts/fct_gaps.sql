@@ -1,5 +1,6 @@
--- Runs of consecutive missing intervals per meter, whole (a gap may cross a month boundary).
--- A view over the gap rows of the clean grid, read through its partial index.
+-- Runs of consecutive missing intervals per meter, whole (a gap may cross a month boundary),
+-- estimated ones included (their readings are missing all the same). A view over the missing
+-- rows of the clean grid, read through its partial index.
 with gap_rows as (
     select
         meter_id,
@@ -10,7 +11,7 @@ with gap_rows as (
             * interval_seconds * interval '1 second'
         ) as run_anchor
     from {{ ref('fct_intervals_clean') }}
-    where quality = 'gap'
+    where quality in ('gap', 'estimated')
 )
 
 select

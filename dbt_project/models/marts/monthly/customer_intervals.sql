@@ -26,7 +26,8 @@ customer_intervals as (
         case
             when bool_and(clean.quality = 'ok') then 'ok'
             when bool_or(clean.quality = 'gap') then 'gap'
-            else 'suspect'
+            when bool_or(clean.quality = 'suspect') then 'suspect'
+            else 'estimated'
         end as quality
     from clean
     inner join meters on meters.meter_id = clean.meter_id

@@ -4,7 +4,8 @@
 ) }}
 
 -- Feeder load per interval in MW / MVA; meters without metadata have no feeder and stay out.
--- Suspect intervals count as measured: a reversed CT's negative kW is in the sums.
+-- Suspect intervals count as measured: a reversed CT's negative kW is in the sums. Estimated
+-- intervals are in the sums and count as reporting; meters_estimated says how many there are.
 with clean as (
     select *
     from {{ ref('fct_intervals_clean') }}
@@ -21,6 +22,7 @@ summed as (
         sum(kva_del) / 1000 as mva_del,
         sum(kva_rec) / 1000 as mva_rec,
         count(*) filter (where quality <> 'gap') as meters_reporting,
+        count(*) filter (where quality = 'estimated') as meters_estimated,
         count(*) as meters_expected
     from clean
     group by feeder, interval_start
@@ -45,5 +47,6 @@ select
     mva_net,
     mw_net / nullif(mva_net, 0) as pf_net,
     meters_reporting,
-    meters_expected
+    meters_expected,
+    meters_estimated
 from netted

@@ -15,7 +15,8 @@ summed as (
         interval_start,
         sum(mw_net) as mw_total,
         sum(mva_net) as mva_total,
-        count(mw_net) as feeders_reporting
+        count(mw_net) as feeders_reporting,
+        sum(meters_estimated) as meters_estimated
     from feeders
     group by interval_start
 )
@@ -25,5 +26,6 @@ select
     mw_total,
     mva_total,
     mw_total / nullif(mva_total, 0) as pf_total,
-    feeders_reporting
+    feeders_reporting,
+    meters_estimated
 from summed
