@@ -2,6 +2,7 @@
 until its month is rebuilt.
 
     .venv/bin/python benchmarks/latency.py [--drops 5] [--meters 20] [--month-run-concurrency 1]
+    .venv/bin/python benchmarks/latency.py --backlog [--meters 20]
 
 Starts `energy up` in a temporary ENERGY_HOME (embedded PostgreSQL and the UI on free ports,
 ENERGY_FILE_STABLE_SECONDS=1), drops meter metadata and a first month as a warm-up, then drops
@@ -10,6 +11,12 @@ rename) and measures, per drop: when its rows are complete in `marts.fct_interva
 (polled every 0.5 s), and when its month run finished (from Dagster's run storage), split into
 sensor + queue wait, ingest run, wait for the month run, and the month run. A last drop brings
 two new months at once, to show whether month runs overlap under the run queue's limit.
+
+With `--backlog`, after the warm-up a year of new months is dropped at once, and once its
+ingest run has queued the year's month runs, a corrected file for the year's third month
+(its meters' readings again, 1% higher): measured are the seconds from the correction's drop
+until a month run that read it has finished (the correction in the marts), until the whole
+backlog has drained, and the order in which the month runs started.
 """
 
 from __future__ import annotations
@@ -148,11 +155,109 @@ def measure_drop(
     }
 
 
+def corrected(path: Path, factor: float = 1.01) -> Path:
+    """A corrected copy of a feeder-month file: the same meters and intervals, values scaled."""
+    frame = pd.read_csv(path)
+    values = [c for c in frame.columns if c not in ("Start Time", "Meter")]
+    frame[values] = frame[values] * factor
+    target = path.with_name(path.stem + "-corrected.csv")
+    frame.to_csv(target, index=False)
+    return target
+
+
+def ingest_done(dagster_url: str, since: float) -> float | None:
+    """When the first ingest run started after `since` finished."""
+    runs = [r for r in query(dagster_url, RUNS, (since - 1,)) if r[0] == "ingest_dropbox"]
+    return runs[0][4] if runs and runs[0][2] in TERMINAL else None
+
+
+def measure_backlog(urls: tuple[str, str], home: Path, meters: int, year: list[str]) -> dict:
+    """A year dropped at once, then a correction of its third month once the year's month runs
+    wait in the queue."""
+    _, dagster_url = urls
+    dropped = drop(home, meters, year)
+    wait_for(lambda: ingest_done(dagster_url, dropped), 600, "the backlog's ingest run")
+    wait_for(lambda: month_runs_queued(dagster_url, dropped, year), 120, "the year's month runs")
+    month = year[2]
+    staging = home / "staging"
+    write_feeder_months(staging, meters, months_ending(month, 1), meters)
+    (staging / "meter-data.csv").unlink()
+    fix = corrected(staging / f"feeders_{month}.csv")
+    (staging / f"feeders_{month}.csv").unlink()
+    fixed = time.time()
+    os.rename(fix, home / "dropbox" / fix.name)
+    loaded = wait_for(lambda: ingest_done(dagster_url, fixed), 600, "the correction's ingest")
+
+    def correction_built() -> float | None:
+        runs = query(dagster_url, RUNS, (loaded,))
+        done = [r[4] for r in runs if r[0] == "monthly_marts_job" and r[1][:7] == month]
+        return min(done) if done and all(done) else None
+
+    built = wait_for(correction_built, 3600, f"{month}'s month run after the correction")
+    wait_for(lambda: idle(dagster_url), 3600, "the backlog to drain")
+    runs = [r for r in query(dagster_url, RUNS, (dropped,)) if r[0] == "monthly_marts_job"]
+    return {
+        "months": year,
+        "corrected_month": month,
+        "correction_to_marts_s": built - fixed,
+        "correction_ingest_s": loaded - fixed,
+        "backlog_drained_s": max(r[4] for r in runs) - dropped,
+        "correction_drop_after_backlog_drop_s": fixed - dropped,
+        "month_run_order": [r[1][:7] for r in runs],
+        "month_run_status": [r[2] for r in runs],
+    }
+
+
+def month_runs_queued(dagster_url: str, since: float, months: list[str]) -> bool:
+    """A month run of each of `months` waiting, or started since `since`."""
+    created = query(
+        dagster_url,
+        "select distinct substr(partition, 1, 7) from runs"
+        " where pipeline_name = 'monthly_marts_job' and (start_time is null or start_time >= %s)",
+        (since - 1,),
+    )
+    return {row[0] for row in created} >= set(months)
+
+
+def report_backlog(args: argparse.Namespace, warm: dict, backlog: dict) -> None:
+    print(
+        table(
+            ["case", "s"],
+            [
+                [
+                    "correction dropped after the year",
+                    backlog["correction_drop_after_backlog_drop_s"],
+                ],
+                ["correction's ingest run done", backlog["correction_ingest_s"]],
+                ["correction in the marts", backlog["correction_to_marts_s"]],
+                ["year dropped to backlog drained", backlog["backlog_drained_s"]],
+            ],
+        )
+    )
+    print(
+        f"\n{args.meters} meters x 12 months at 30 min; ENERGY_MONTH_RUN_CONCURRENCY="
+        f"{args.month_run_concurrency}; {backlog['corrected_month']} corrected. Month runs in the"
+        f" order they started: {', '.join(backlog['month_run_order'])}"
+    )
+    write_results(
+        "latency_backlog",
+        {
+            "meters": args.meters,
+            "month_run_concurrency": args.month_run_concurrency,
+            "warm_up": warm,
+            "backlog": backlog,
+        },
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drops", type=int, default=5)
     parser.add_argument("--meters", type=int, default=20)
     parser.add_argument("--month-run-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--backlog", action="store_true", help="a year dropped at once, then a correction"
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="energy-latency-"))
     ui_port = free_port()
@@ -167,7 +272,8 @@ def main() -> None:
         f"postgresql://postgres@127.0.0.1:{pg_port}/energy?passfile={passfile}",
         f"postgresql://postgres@127.0.0.1:{pg_port}/dagster?passfile={passfile}",
     )
-    months = [f"{m:%Y-%m}" for m in pd.date_range(FIRST + "-01", periods=args.drops + 3, freq="MS")]
+    count = 13 if args.backlog else args.drops + 3
+    months = [f"{m:%Y-%m}" for m in pd.date_range(FIRST + "-01", periods=count, freq="MS")]
     expected = {m: args.meters * 48 * months_ending(m, 1)[0].days_in_month for m in months}
     log = open(home / "up.log", "w")  # noqa: SIM115 (open for the life of the platform)
     up = subprocess.Popen(
@@ -177,17 +283,20 @@ def main() -> None:
         stderr=log,
         start_new_session=True,
     )
-    drops = []
+    drops, backlog = [], {}
     try:
         start = time.monotonic()
         wait_for(lambda: ui_answers(ui_port), 180, "the Dagster UI")
         print(f"platform up in {time.monotonic() - start:.0f} s; warm-up drop", flush=True)
         warm = measure_drop(urls, home, args.meters, months[:1], expected, metadata=True)
         wait_for(lambda: idle(urls[1]), 600, "the warm-up's runs (views) to finish")
-        for i, month in enumerate(months[1 : args.drops + 1], 1):
-            drops.append(measure_drop(urls, home, args.meters, [month], expected))
-            print(f"drop {i} ({month}): {drops[-1]['run_done_s']:.1f} s", flush=True)
-        pair = measure_drop(urls, home, args.meters, months[args.drops + 1 :], expected)
+        if args.backlog:
+            backlog = measure_backlog(urls, home, args.meters, months[1:])
+        else:
+            for i, month in enumerate(months[1 : args.drops + 1], 1):
+                drops.append(measure_drop(urls, home, args.meters, [month], expected))
+                print(f"drop {i} ({month}): {drops[-1]['run_done_s']:.1f} s", flush=True)
+            pair = measure_drop(urls, home, args.meters, months[args.drops + 1 :], expected)
     except BaseException:
         print((home / "up.log").read_text()[-3000:], file=sys.stderr)
         raise
@@ -200,6 +309,9 @@ def main() -> None:
         log.close()
         shutil.rmtree(home, ignore_errors=True)
 
+    if args.backlog:
+        report_backlog(args, warm, backlog)
+        return
     keys = [
         "rows_visible_s",
         "to_ingest_start_s",

@@ -17,6 +17,7 @@ from dagster import (
     AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -32,12 +33,19 @@ from dagster import (
 from psycopg2.extensions import connection
 
 from energy_assets.anomalies.assets import anomalies
+from energy_assets.backlog import month_priority
 from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
-from energy_assets.ingest.raw_tables import loaded_months, month_load_times
+from energy_assets.ingest.raw_tables import corrected_months, loaded_months, month_load_times
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
 from energy_assets.marts.dbt_project import models_version
-from energy_assets.partitions import MONTH_RUN_TAG, month_of_key, partition_key, run_months
+from energy_assets.partitions import (
+    MONTH_RUN_TAG,
+    PRIORITY_TAG,
+    month_of_key,
+    partition_key,
+    run_months,
+)
 from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
 from energy_assets.segments.assets import customer_segments
@@ -138,10 +146,24 @@ def views_built(instance: DagsterInstance, version: str) -> bool:
     return instance.get_runs_count(done) > 0
 
 
-def waiting_months(instance: DagsterInstance) -> set[date]:
-    """Months a month run waits to build: it will read every file loaded before it starts."""
+def waiting_runs(instance: DagsterInstance) -> dict[date, list[DagsterRun]]:
+    """The month runs waiting to build each month: they will read every file loaded before
+    they start."""
     runs = instance.get_runs(RunsFilter(job_name=monthly_marts_job.name, statuses=WAITING))
-    return {month for run in runs for month in run_months(run.tags)}
+    waiting: dict[date, list[DagsterRun]] = {}
+    for run in runs:
+        for month in run_months(run.tags):
+            waiting.setdefault(month, []).append(run)
+    return waiting
+
+
+def hurry(instance: DagsterInstance, runs: list[DagsterRun], month: date) -> None:
+    """Raise waiting runs to the priority of a correction of `month`: the correction rides
+    along with them, and they leave the queue before the history waiting beside them."""
+    priority = month_priority(month, corrected=True)
+    for run in runs:
+        if int(run.tags.get(PRIORITY_TAG, "0")) < priority:
+            instance.add_run_tags(run.run_id, {PRIORITY_TAG: str(priority)})
 
 
 def read_cursor(text: str | None) -> tuple[int, dict[int, float]]:
@@ -173,19 +195,24 @@ def advance(
     minimum_interval_seconds=2,
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests one marts run per month touched by newly loaded files, unless one "
-    "is already waiting for that month.",
+    "is already waiting for that month; newer months and corrections leave the queue first.",
 )
 def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -> SensorResult:
-    """A month with a run waiting gets no other: that run reads the new files too. A month whose
-    run is under way gets one more, to run after it. On a first start (no cursor) the months
-    already built from their files are adopted: only months that need a run get one."""
+    """A month with a run waiting gets no other: that run reads the new files too, and a
+    correction raises its priority. A month whose run is under way gets one more, to run after
+    it. On a first start (no cursor) the months already built from their files are adopted:
+    only months that need a run get one."""
     after, pending = read_cursor(context.cursor)
     with platform.connection() as conn:
         months, newest, found = loaded_months(conn, after, list(pending))
         if context.cursor is None:
-            months = months_to_build(context.instance, conn)
+            months, corrected = months_to_build(context.instance, conn), set()
+        else:
+            corrected = corrected_months(conn, found) if months else set()
     after, pending = advance(after, pending, newest, found, time.time())
-    waiting = waiting_months(context.instance) if months else set()
+    waiting = waiting_runs(context.instance) if months else {}
+    for month in corrected & waiting.keys():
+        hurry(context.instance, waiting[month], month)
     tags = {RUN_HOST_TAG: this_host()}
     # A file id is found once, so the newest one found names this tick's requests.
     requests = [
@@ -193,14 +220,15 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
             job_name=monthly_marts_job.name,
             partition_key=partition_key(month),
             run_key=f"month-{partition_key(month)}-upto-{max(found)}",
-            tags=tags,
+            tags={**tags, PRIORITY_TAG: str(month_priority(month, month in corrected))},
         )
         for month in months
         if month not in waiting
     ]
     if requests:
-        # The views need building once per version of the models, after the first month run
-        # (same tag, so the queue runs it after the month runs); the run key makes repeats no-ops.
+        # The views need building once per version of the models, after month runs (same
+        # tag, lowest priority, so the queue runs it after them); the run key makes repeats
+        # no-ops.
         version = models_version()
         requests.append(
             RunRequest(

@@ -12,6 +12,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from energy_assets.scaleout import DBT, ML
 from energy_assets.settings import REPO_ROOT, PlatformError, Settings
 
 BIN = Path(sys.executable).parent
@@ -137,6 +138,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print(report.table())
     return 0 if report.ok else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker for the platform's steps, until Ctrl-C, SIGTERM or SIGHUP."""
+    from energy_assets.commands.worker import run_worker
+
+    settings = Settings.from_env()
+    if settings.executor != "celery":
+        print(
+            "energy worker: ENERGY_EXECUTOR is not `celery` here: runs started from this"
+            " environment execute their steps themselves, not on workers",
+            file=sys.stderr,
+        )
+    return run_worker(settings, args.queue or [DBT, ML], args.name, args.concurrency)
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
@@ -394,6 +409,24 @@ def main(argv: list[str] | None = None) -> int:
     dashboard.set_defaults(func=cmd_dashboard)
     run = sub.add_parser("run", help="load everything in the dropbox now and build its months")
     run.set_defaults(func=cmd_run)
+    worker = sub.add_parser(
+        "worker", help="a Celery worker for the steps of runs (ENERGY_EXECUTOR=celery)"
+    )
+    worker.add_argument(
+        "--queue",
+        action="append",
+        choices=(DBT, ML),
+        help="the steps to take: dbt builds, Python ML steps (default: both; repeatable)",
+    )
+    worker.add_argument(
+        "--name",
+        default=f"energy-{os.getpid()}",
+        help="the worker's name, unique on this host (@ and the host's name are added)",
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=1, help="steps this worker executes at once"
+    )
+    worker.set_defaults(func=cmd_worker)
     db_url = sub.add_parser("db-url", help="print the warehouse connection string")
     db_url.add_argument(
         "--analyst", action="store_true", help="as the read-only energy_analyst role"

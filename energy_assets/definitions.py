@@ -38,21 +38,27 @@ from energy_assets.marts.assets import PlatformDbt, dbt_project, monthly_marts, 
 from energy_assets.marts.dbt_project import DBT_EXECUTABLE
 from energy_assets.plots.assets import customer_patterns, load_profiles
 from energy_assets.resources import Platform
+from energy_assets.scaleout import celery_config
 from energy_assets.segments.assets import customer_segments
 from energy_assets.settings import Settings
 from energy_assets.weather.assets import open_meteo_weather
 
 
-def run_executor(max_concurrent: int | None) -> ExecutorDefinition:
-    """In-process unless ENERGY_MAX_CONCURRENT is set, then that many steps at once.
+def run_executor(settings: Settings) -> ExecutorDefinition:
+    """In-process unless ENERGY_MAX_CONCURRENT is set, then that many steps at once; with
+    ENERGY_EXECUTOR=celery, each step on a Celery worker (`energy worker`).
 
     Each step process pays the code location's import (3-4 s on 2 cores), more than running a
     month's few steps side by side saves there; on more cores the ML and plot steps, which all
     follow the dbt step, can run in parallel.
     """
-    if not max_concurrent:
+    if settings.executor == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(celery_config(settings))
+    if not settings.max_concurrent:
         return in_process_executor
-    return multiprocess_executor.configured({"max_concurrent": max_concurrent})
+    return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent})
 
 
 settings = Settings.from_env()
@@ -83,7 +89,7 @@ defs = Definitions(
         ),
         "dbt": PlatformDbt(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     },
-    executor=run_executor(settings.max_concurrent),
+    executor=run_executor(settings),
 )
 
 with warnings.catch_warnings():

@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from energy_assets.months import months_between, next_month
+from energy_assets.scaleout import ML, step_tags
 from energy_assets.settings import Settings
 
 MONTH_RUN_TAG = "energy/month-run"
@@ -24,6 +25,8 @@ MONTH_RUN_TAG = "energy/month-run"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+PRIORITY_TAG = "dagster/priority"
+"""Runs with a higher value leave the run queue first (`backlog.month_priority`)."""
 # Dagster needs the partition set when the assets are defined, so the first month is read here.
 FIRST_MONTH = Settings.from_env().first_month
 KEY_FORMAT = "%Y-%m"
@@ -68,7 +71,7 @@ def monthly_asset(key: list[str], deps: list[list[str]], description: str):
     """Decorator for a Python asset partitioned by month like the marts it reads.
 
     A backfill runs once over its whole range (the asset loops over `months_in`); the group is
-    the key's first part (`ml`, `plots`).
+    the key's first part (`ml`, `plots`); on Celery workers it runs from the ML queue.
     """
     with warnings.catch_warnings():
         # `backfill_policy` is a beta parameter of `asset`; the single run is what is meant.
@@ -80,6 +83,7 @@ def monthly_asset(key: list[str], deps: list[list[str]], description: str):
             backfill_policy=BackfillPolicy.single_run(),
             group_name=key[0],
             description=description,
+            op_tags=step_tags(ML),
         )
 
 

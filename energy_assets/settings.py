@@ -27,6 +27,8 @@ DEFAULT_HOME = REPO_ROOT / ".energy" if SOURCE_CHECKOUT else Path.home() / ".ene
 """The checkout's `.energy` when running from a clone, else `~/.energy`: never the current
 directory, so a command run from another folder finds the same home."""
 ANOMALY_PREFIX = "ENERGY_ANOMALY_"
+EXECUTORS = ("in-process", "celery")
+"""Where a run's steps execute: in the run's own process(es), or on Celery workers."""
 
 
 def _flag(text: str) -> bool:
@@ -56,6 +58,13 @@ def _sites(text: str) -> tuple[tuple[str, float, float], ...]:
         latitude, longitude = (float(v) for v in place.split(","))
         sites.append((name.strip(), latitude, longitude))
     return tuple(sites)
+
+
+def _executor(text: str) -> str:
+    name = text.strip().lower().replace("_", "-")
+    if name not in EXECUTORS:
+        raise PlatformError(f"ENERGY_EXECUTOR={text!r}: expected one of {', '.join(EXECUTORS)}")
+    return name
 
 
 def _month(text: str) -> date:
@@ -384,7 +393,10 @@ class Settings:
         " (unset: `energy up` derives it, with the analyst's passfile on the embedded server)",
     )
     month_run_concurrency: int = _var(
-        "ENERGY_MONTH_RUN_CONCURRENCY", 1, int, "month runs the sensor lets run at once"
+        "ENERGY_MONTH_RUN_CONCURRENCY",
+        1,
+        int,
+        "month runs the run queue starts at once (`dagster.yaml`); runs of one month take turns",
     )
     max_concurrent: int | None = _var(
         "ENERGY_MAX_CONCURRENT",
@@ -392,6 +404,39 @@ class Settings:
         _optional(int),
         "steps of a run in processes of their own, this many at once"
         " (unset: all steps in the run's process, faster on 2 cores)",
+    )
+    executor: str = _var(
+        "ENERGY_EXECUTOR",
+        "in-process",
+        _executor,
+        "where the steps of runs execute: `in-process` (the run's process, or ENERGY_MAX_CONCURRENT"
+        " processes), or `celery` (on `energy worker` processes, through the broker)",
+    )
+    celery_broker: str = _var(
+        "ENERGY_CELERY_BROKER",
+        "amqp://guest:guest@127.0.0.1:5672//",
+        str,
+        "the Celery broker (RabbitMQ) of ENERGY_EXECUTOR=celery",
+    )
+    celery_backend: str = _var(
+        "ENERGY_CELERY_BACKEND",
+        "redis://127.0.0.1:6379/0",
+        str,
+        "the Celery result backend (Redis) of ENERGY_EXECUTOR=celery",
+    )
+    celery_queues: str = _var(
+        "ENERGY_CELERY_QUEUES",
+        "energy",
+        str,
+        "prefix of the Celery queues: dbt steps go to `<prefix>-dbt`, Python ML steps to"
+        " `<prefix>-ml`",
+    )
+    warehouse_slots: int = _var(
+        "ENERGY_WAREHOUSE_SLOTS",
+        2,
+        int,
+        "steps of all runs together that may work the warehouse at once (the Dagster pool"
+        " `warehouse`), with ENERGY_EXECUTOR=celery",
     )
     forecasts: bool = _var(
         "ENERGY_FORECASTS",
@@ -588,3 +633,9 @@ def export(values: Mapping[str, str]) -> None:
     if unknown:
         raise ValueError(f"not platform variables: {sorted(unknown)}")
     os.environ.update(values)
+
+
+def environment_with_path(first: Path) -> dict[str, str]:
+    """This process's environment with `first` at the head of PATH, for a tool that starts
+    others by name (dagster-celery runs `celery`) from a virtual environment not activated."""
+    return {**os.environ, "PATH": os.pathsep.join([str(first), os.environ.get("PATH", "")])}

@@ -1,5 +1,6 @@
 """Runs put in a real Dagster instance the way the daemon and the run queue put them there:
-created, handed to the queue, started by a process; for the tests of the sensors and status."""
+created, handed to the queue, chosen by it, started and finished by a process; for the tests
+of the sensors and status."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+    QueuedRunCoordinatorDaemon,
+)
 
 from energy_assets.definitions import defs
 
@@ -25,10 +29,11 @@ def job_origin(job_name: str) -> RemoteJobOrigin:
 
 
 def create(instance: DagsterInstance, tags: dict[str, str], job: str = MONTH_JOB) -> DagsterRun:
-    """A run as the daemon creates it from a request (NOT_STARTED)."""
+    """A run as the daemon creates it from a request (NOT_STARTED), with its job's tags."""
+    job_def = defs.resolve_job_def(job)
     return instance.create_run_for_job(
-        job_def=defs.resolve_job_def(job),
-        tags=tags,
+        job_def=job_def,
+        tags={**job_def.tags, **tags},
         status=DagsterRunStatus.NOT_STARTED,
         remote_job_origin=job_origin(job),
     )
@@ -55,6 +60,20 @@ def enqueue(instance: DagsterInstance, run: DagsterRun) -> None:
 def start(instance: DagsterInstance, run: DagsterRun, pid: int | None = None) -> None:
     """Started by its process `pid`, which reports the start as a run worker does."""
     report(instance, run, DagsterEventType.RUN_START, DagsterRunStatus.STARTED, pid)
+
+
+def finish(instance: DagsterInstance, run: DagsterRun) -> None:
+    """Its process reports success, which frees its place in the run queue's limits."""
+    report(instance, run, DagsterEventType.RUN_SUCCESS, DagsterRunStatus.SUCCESS)
+
+
+def dequeue(instance: DagsterInstance) -> list[DagsterRun]:
+    """The queued runs the run queue would start now, in order: the queued run coordinator's
+    own choice under the instance's limits (dagster.yaml) and the runs' priorities."""
+    daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    # A private method of Dagster's daemon (no public API says which runs the queue would pick):
+    # the very code that orders by priority and applies the limits, without launching anything.
+    return daemon._get_runs_to_dequeue(instance, instance.get_concurrency_config(), None)
 
 
 def views_of_older_models(settings) -> None:

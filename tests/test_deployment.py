@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from energy_assets.partitions import MONTH_RUN_TAG
+from energy_assets.commands.session import dagster_config
+from energy_assets.partitions import MONTH_RUN_TAG, PARTITION_TAG
 from energy_assets.settings import REPO_ROOT
 from energy_assets.warehouse.postgres import SERVER_OPTIONS
 
@@ -145,7 +146,13 @@ def test_dagster_instance_config_is_valid_and_limits_month_runs(tmp_path, monkey
     queue = process_config(QueuedRunCoordinator.config_type(), coordinator["config"])
     assert queue.success, queue.errors
     limits = queue.value["tag_concurrency_limits"]
-    assert [limit["key"] for limit in limits] == [MONTH_RUN_TAG]
+    assert [limit["key"] for limit in limits] == [MONTH_RUN_TAG, PARTITION_TAG]
+    # The same queue as `energy up` writes, at its default limit.
+    generated = dagster_config("postgresql://someone@db.example/dagster", 1)["run_coordinator"]
+    assert (
+        coordinator["config"]["tag_concurrency_limits"]
+        == (generated["config"]["tag_concurrency_limits"])
+    )
 
 
 def test_readme_documents_every_variable_the_deployment_reads():
@@ -183,10 +190,16 @@ def test_each_service_sees_only_the_credentials_of_its_role(compose):
     environments = {name: service.get("environment") or {} for name, service in services.items()}
     assert secrets_in(environments["postgres"]) == {"POSTGRES_PASSWORD"}
     assert secrets_in(environments["setup"]) == {"POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()}
-    assert secrets_in(environments["code"]) == {
-        "ENERGY_PLATFORM_PASSWORD",
-        "DAGSTER_POSTGRES_PASSWORD",
-    }
+    for name in ("code", "worker"):
+        assert secrets_in(environments[name]) == {
+            "ENERGY_PLATFORM_PASSWORD",
+            "DAGSTER_POSTGRES_PASSWORD",
+            "RABBITMQ_PASSWORD",
+        }, name
+    assert secrets_in(environments["rabbitmq"]) == {"RABBITMQ_PASSWORD"}
+    assert environments["redis"] == {} and "ports" not in services["redis"]
+    assert "ports" not in services["rabbitmq"]  # reached by the services only
+    assert services["worker"]["command"] == ["energy", "worker"]
     for name in ("webserver", "daemon"):
         assert secrets_in(environments[name]) == {"DAGSTER_POSTGRES_PASSWORD"}, name
         assert not any(key.startswith("ENERGY_") for key in environments[name]), name
@@ -210,15 +223,13 @@ def test_each_service_sees_only_the_credentials_of_its_role(compose):
         for line in (DOCKER / ".env.example").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    assert {"POSTGRES_PASSWORD", *ROLE_PASSWORDS.values()} <= set(example)
+    assert {"POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", *ROLE_PASSWORDS.values()} <= set(example)
 
 
 def test_the_instance_configs_retry_runs_whose_process_died(tmp_path, monkeypatch):
     from dagster._config import process_config
     from dagster._core.instance.config import dagster_instance_config
     from dagster._core.storage.config import pg_config
-
-    from energy_assets.commands.session import dagster_config
 
     url = "postgresql://someone:s3cret-pw@db.example:5433/dagster?sslmode=require"
     generated = yaml.safe_dump(dagster_config(url, 1))

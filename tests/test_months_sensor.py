@@ -1,8 +1,10 @@
 """The months sensor on a real Dagster instance and warehouse: a first start adopts the months
-already built from their files, and a month gets one waiting run however many files arrive."""
+already built from their files, a month gets one waiting run however many files arrive, and a
+correction leaves the run queue before a backlog of history."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -23,12 +25,14 @@ from energy_assets.automation import (
     loaded_months_sensor,
     read_cursor,
     stale_months,
+    waiting_runs,
 )
+from energy_assets.backlog import month_priority
 from energy_assets.commands.run import run_once
 from energy_assets.commands.session import platform_session
 from energy_assets.definitions import defs
 from energy_assets.ingest.loader import Ingest
-from energy_assets.partitions import run_months
+from energy_assets.partitions import PARTITION_TAG, PRIORITY_TAG, run_months
 from energy_assets.resources import Platform
 
 
@@ -221,3 +225,62 @@ def test_skipped_file_ids_are_looked_for_until_they_appear_or_a_day_passes():
     assert (after, pending) == (7, {3: 100.0})
     after, pending = advance(after, pending, 7, [], now=100.0 + PENDING_FILE_SECONDS)
     assert (after, pending) == (7, {})
+
+
+def test_a_correction_leaves_the_queue_before_a_backlog_of_history(platform, monkeypatch):
+    """A year dropped at once, then corrections of March: each March run starts before the
+    rest of the year, the newest months next; two months run at once, never two runs of one
+    month, and a month never waits in the queue twice."""
+    settings = dataclasses.replace(platform.settings, month_run_concurrency=2)
+    year = [f"2024-{m:02d}" for m in range(1, 13)]
+    with platform_session(settings), DagsterInstance.get() as instance:
+        load(platform, instance, *((f"M1_{m}.csv", f"{m}-01", f"{m}-03") for m in year))
+        requests, cursor = tick(platform, instance, None)
+        assert months(requests) == year
+        runs = {r.partition_key: submit(instance, r) for r in requests if r.job_name == MONTH_JOB}
+        (views,) = (r for r in requests if r.job_name != MONTH_JOB)
+        dagster_runs.enqueue(instance, dagster_runs.create(instance, views.tags, views.job_name))
+
+        # A corrected file for March rides along with March's waiting run and raises it.
+        load(platform, instance, ("M1_2024-03-fix.csv", "2024-03-02", "2024-03-03"))
+        requests, cursor = tick(platform, instance, cursor)
+        assert requests == []
+        march = instance.get_run_by_id(runs["2024-03"].run_id)
+        assert march.tags[PRIORITY_TAG] == str(month_priority(date(2024, 3, 1), True))
+
+        def dequeue_and_start() -> list[DagsterRun]:
+            chosen = dagster_runs.dequeue(instance)
+            for run in chosen:
+                dagster_runs.start(instance, run)
+            return chosen
+
+        def keys(chosen: list[DagsterRun]) -> list[str]:
+            return [run.tags.get(PARTITION_TAG, "views") for run in chosen]
+
+        assert keys(dequeue_and_start()) == ["2024-03", "2024-12"]
+        # Corrected again while its run is under way: March gets one more run, ahead of all.
+        load(platform, instance, ("M1_2024-03-fix2.csv", "2024-03-01", "2024-03-02"))
+        requests, cursor = tick(platform, instance, cursor)
+        assert months(requests) == ["2024-03"]
+        submit(instance, requests[0])
+        # December done: the second March run waits for the first; November goes instead.
+        dagster_runs.finish(instance, runs["2024-12"])
+        running = dequeue_and_start()
+        assert keys(running) == ["2024-11"]
+        dagster_runs.finish(instance, runs["2024-03"])
+        running += dequeue_and_start()
+        assert keys(running) == ["2024-11", "2024-03"]
+
+        started = []
+        while running:  # each run finishes in the order it started
+            dagster_runs.finish(instance, running.pop(0))
+            chosen = dequeue_and_start()
+            running += chosen
+            started += keys(chosen)
+        assert started == [*reversed(year[3:10]), "2024-02", "2024-01", "views"]
+        assert waiting_runs(instance) == {}
+        per_month = [
+            run.tags[PARTITION_TAG] for run in instance.get_runs() if run.job_name == MONTH_JOB
+        ]
+        assert sorted(per_month) == sorted([*year, "2024-03"])
+        assert views.tags.get(PRIORITY_TAG) is None

@@ -6,6 +6,7 @@ import os
 import socket
 from datetime import date
 
+from energy_assets.backlog import month_priority, run_order
 from energy_assets.ingest.dropbox import (
     RETRY_AFTER_SECONDS,
     dropbox_files,
@@ -292,3 +293,23 @@ def test_month_ranges():
         (date(2024, 12, 1), date(2025, 1, 1)),
         (date(2025, 3, 1), date(2025, 3, 1)),
     ]
+
+
+def test_corrected_months_go_first_then_the_newest_history():
+    jan, feb, mar, may, jun = (date(2024, m, 1) for m in (1, 2, 3, 5, 6))
+    assert run_order([jan, feb, mar, may, jun], {feb, jun}) == [
+        (jun, jun),
+        (feb, feb),
+        (may, may),
+        (mar, mar),
+        (jan, jan),
+    ]
+    assert run_order([jan, feb, mar, may], set()) == [(may, may), (jan, mar)]
+    assert run_order([], {feb}) == []
+
+
+def test_month_priorities_put_corrections_above_any_month_and_newer_months_above_older():
+    history = [month_priority(date(y, m, 1), False) for y in (1999, 2024) for m in (1, 12)]
+    assert history == sorted(history) and len(set(history)) == 4
+    assert month_priority(date(2000, 1, 1), True) > month_priority(date(9999, 12, 1), False)
+    assert month_priority(date(2024, 2, 1), True) > month_priority(date(2024, 1, 1), True)

@@ -29,7 +29,7 @@ _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _child_setup() -> None:
+def child_setup() -> None:
     """In a child before exec: default signal handling (children of a non-interactive shell
     inherit SIGINT/SIGTERM as ignored) and SIGTERM when the parent dies."""
     for sig in _STOP_SIGNALS:
@@ -90,7 +90,7 @@ class ProcessGroup:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_child_setup,
+                preexec_fn=child_setup,
                 process_group=self.pgid if self.procs else 0,
             )
         self.procs.append(proc)

@@ -9,9 +9,10 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date
 
+from energy_assets.backlog import run_order
 from energy_assets.commands.processes import stop_if_interrupted
 from energy_assets.ingest.dropbox import dropbox_files, readable
-from energy_assets.months import month_ranges
+from energy_assets.ingest.raw_tables import corrected_months
 from energy_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
 from energy_assets.settings import Settings
 from energy_assets.warehouse.database import connect
@@ -20,15 +21,16 @@ from energy_assets.warehouse.database import connect
 def execute(job_name: str, instance, settings: Settings, **options) -> bool:
     """Run a job of the code location to completion in this process; True when it succeeded.
 
-    With ENERGY_MAX_CONCURRENT set, the job's executor starts a process per step, and those
-    must re-import the job: it is then run through its reconstructable repository.
+    With ENERGY_MAX_CONCURRENT set, the job's executor starts a process per step (with
+    ENERGY_EXECUTOR=celery, a worker executes each), and those must re-import the job: it is
+    then run through its reconstructable repository.
     """
     from dagster import execute_job
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from energy_assets.definitions import defs
 
-    if settings.max_concurrent is None:
+    if settings.max_concurrent is None and settings.executor == "in-process":
         job = defs.resolve_job_def(job_name)
         result = job.execute_in_process(instance=instance, raise_on_error=False, **options)
         stop_if_interrupted(instance, result.run_id)
@@ -89,7 +91,8 @@ def build_views(instance, settings: Settings, tags: dict[str, str], **options) -
 
 
 def run_once(settings: Settings) -> RunReport:
-    """Ingest every (stable) file in the dropbox, then build every month that needs it.
+    """Ingest every (stable) file in the dropbox, then build every month that needs it:
+    corrected months first, then the newest history (`run_order`).
 
     Each stage is a Dagster run recorded in the platform's instance, as if the sensor had
     launched it, so the UI shows what `energy run` did.
@@ -123,9 +126,11 @@ def run_once(settings: Settings) -> RunReport:
         if not ingest.success:
             return report
         report.files = ingest.output_for_node("ingest_files")
+        loaded = [row["file_id"] for row in report.files if row["status"] == "loaded"]
         with contextlib.closing(connect(db.warehouse_url)) as conn:
             months = months_to_build(instance, conn)
-        for first, last in month_ranges(months):
+            corrected = corrected_months(conn, loaded)
+        for first, last in run_order(months, corrected):
             tags = {**range_tags(first, last), **here}
             success = execute("monthly_marts_job", instance, settings, run_config=quiet, tags=tags)
             report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", success))

@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import yaml
 
 from energy_assets.marts.dbt_project import ensure_manifest, ensure_relations
-from energy_assets.partitions import MONTH_RUN_TAG
+from energy_assets.partitions import MONTH_RUN_TAG, PARTITION_TAG
+from energy_assets.scaleout import WAREHOUSE_POOL
 from energy_assets.settings import Settings, export
 from energy_assets.warehouse import roles
 from energy_assets.warehouse.database import apply_schema
@@ -89,7 +90,9 @@ def dagster_config(dagster_url: str, month_run_concurrency: int) -> dict:
     monitoring and retries for runs whose process died.
 
     Month runs share a tag whose limit bounds how many rebuild months at once (the machine's
-    cores are the limit that matters; runs of the same month serialise on a database lock).
+    cores are the limit that matters); two runs of the same month share their work, so they
+    take turns in the queue instead of holding two places, one waiting on the other's lock.
+    Among the waiting runs, the highest `dagster/priority` starts first.
     """
     return {
         "storage": {"postgres": dagster_storage(dagster_url)},
@@ -102,7 +105,10 @@ def dagster_config(dagster_url: str, month_run_concurrency: int) -> dict:
             "config": {
                 "max_concurrent_runs": 4,
                 "dequeue_interval_seconds": 1,
-                "tag_concurrency_limits": [{"key": MONTH_RUN_TAG, "limit": month_run_concurrency}],
+                "tag_concurrency_limits": [
+                    {"key": MONTH_RUN_TAG, "limit": month_run_concurrency},
+                    {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+                ],
             },
         },
         "sensors": {"use_threads": True, "num_workers": 2},
@@ -117,6 +123,15 @@ def write_dagster_yaml(dagster_home: Path, dagster_url: str, month_run_concurren
     path = dagster_home / "dagster.yaml"
     if not path.exists() or path.read_text() != text or path.stat().st_mode & 0o077:
         write_private(path, text)
+
+
+def limit_warehouse_pool(slots: int) -> None:
+    """Set the warehouse pool's limit in Dagster's storage, where every run's executor reads it
+    (pools without a limit, as under the in-process executor, limit nothing)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, slots)
 
 
 @contextlib.contextmanager
@@ -137,4 +152,6 @@ def platform_session(settings: Settings, create: bool = True) -> Iterator[Databa
         write_dagster_yaml(settings.dagster_home, db.dagster_url, settings.month_run_concurrency)
         export(platform_env(settings, db))
         ensure_relations(db.warehouse_url)
+        if settings.executor == "celery":
+            limit_warehouse_pool(settings.warehouse_slots)
         yield db

@@ -9,6 +9,7 @@ from dagster import (
     Config,
     MetadataValue,
     OpExecutionContext,
+    in_process_executor,
     job,
     op,
 )
@@ -160,6 +161,11 @@ def materializations(outcomes: list[FileOutcome]) -> list[AssetMaterialization]:
     return events
 
 
-@job(description="Load files from the dropbox into raw.* (run by the dropbox sensor).")
+# In the run's process, wherever the platform's steps execute: the files are where the sensor
+# saw them.
+@job(
+    description="Load files from the dropbox into raw.* (run by the dropbox sensor).",
+    executor_def=in_process_executor,
+)
 def ingest_dropbox() -> None:
     ingest_files()

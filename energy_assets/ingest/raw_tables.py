@@ -381,6 +381,27 @@ def loaded_months(
     return months, last, found
 
 
+def corrected_months(conn: connection, file_ids: list[int]) -> set[date]:
+    """The months in which the loaded files among `file_ids` carry readings of a meter over
+    intervals an earlier loaded file already covered: corrections, not new history."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select distinct m from raw.file_meters f"
+            " join raw.files ff on ff.file_id = f.file_id and ff.status = 'loaded'"
+            " join raw.file_meters e on e.meter_id = f.meter_id and e.file_id < f.file_id"
+            "  and e.first_interval <= f.last_interval and f.first_interval <= e.last_interval"
+            " join raw.files ef on ef.file_id = e.file_id and ef.status = 'loaded'"
+            " cross join lateral unnest(ff.months) m"
+            " where f.file_id = any(%s::bigint[])"
+            "  and m >= date_trunc('month',"
+            "   greatest(f.first_interval, e.first_interval) at time zone 'UTC')::date"
+            "  and m <= date_trunc('month',"
+            "   least(f.last_interval, e.last_interval) at time zone 'UTC')::date",
+            (file_ids,),
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
 def month_load_times(conn: connection) -> dict[date, datetime]:
     """When the newest file touching each month loaded (readings, or metadata of its meters)."""
     with conn, conn.cursor() as cur:

@@ -12,6 +12,7 @@ from packaging.version import Version
 from energy_assets.marts.dbt_project import MANIFEST, dbt_build_args, month_vars
 from energy_assets.partitions import monthly_partitions
 from energy_assets.resources import Platform
+from energy_assets.scaleout import DBT, WAREHOUSE_POOL, step_tags
 from energy_assets.settings import DBT_PROJECT_DIR
 
 MONTHLY = "tag:monthly"
@@ -55,6 +56,8 @@ class PlatformDbt(DbtCliResource):
     backfill_policy=BackfillPolicy.single_run(),
     dagster_dbt_translator=translator,
     name="monthly_marts",
+    op_tags=step_tags(DBT),
+    pool=WAREHOUSE_POOL,
 )
 def monthly_marts(context: AssetExecutionContext, dbt: PlatformDbt, platform: Platform) -> Iterator:
     """Rebuild exactly the partition's months (delete + insert of that window) and test them.
@@ -75,6 +78,8 @@ def monthly_marts(context: AssetExecutionContext, dbt: PlatformDbt, platform: Pl
     exclude=MONTHLY,
     dagster_dbt_translator=translator,
     name="unpartitioned_marts",
+    op_tags=step_tags(DBT),
+    pool=WAREHOUSE_POOL,
 )
 def unpartitioned_marts(context: AssetExecutionContext, dbt: PlatformDbt) -> Iterator:
     """Views over raw metadata and over the monthly models; cheap to rebuild, always current."""
