@@ -38,6 +38,7 @@ LONGEST_FIRST = (
     "test_lifecycle.py",
     "test_pipeline.py",
     "test_up.py",
+    "test_celery.py",
     "test_status.py",
     "test_exports.py",
     "test_months_sensor.py",
