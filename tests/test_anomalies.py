@@ -125,6 +125,24 @@ def test_spike_above_robust_and_physical_ceiling():
     assert len(capped) > 1
 
 
+def test_spike_ceiling_of_a_meter_whose_history_is_quiet():
+    """A home vacant through the history (0.05 kW standby) and lived in during the month: its
+    ordinary evenings are no spikes, since the month's own quantiles lift the ceiling; a 9 kW
+    reading still is one (one interval cannot lift a quantile of a month)."""
+    load = household(days=56)
+    month = START + pd.Timedelta(days=28)
+    load.loc[load["interval_start"] < month, "value"] = 0.05
+    at = load.index[load["interval_start"] == month + pd.Timedelta("10 days 12:00:00")][0]
+    load.loc[at, "value"] = 9.0
+    frame, mask, _ = with_base(load, month)
+    found = spikes(frame, mask)
+    assert spans(found) == [
+        ("spike", load["interval_start"][at], load["interval_start"][at] + pd.Timedelta("30min"))
+    ]
+    night = offpeak_spikes(frame, mask)
+    assert night.empty, night["reason"]
+
+
 def test_offpeak_spike_at_night_only():
     load = household(days=14)
     night = load.index[(load["interval_start"] == START + pd.Timedelta("10 days 03:00:00"))][0]
