@@ -141,6 +141,17 @@ def test_spike_ceiling_of_a_meter_whose_history_is_quiet():
     ]
     night = offpeak_spikes(frame, mask)
     assert night.empty, night["reason"]
+    # A meter idle at zero is judged by what it draws when it draws.
+    idle = idle_meter()
+    idle.loc[40 * 48 + 30, "value"] = 15.0
+    frame, mask, _ = with_base(idle, START + pd.Timedelta(days=28))
+    assert spans(spikes(frame, mask)) == [
+        (
+            "spike",
+            START + pd.Timedelta("40 days 15:00:00"),
+            START + pd.Timedelta("40 days 15:30:00"),
+        )
+    ]
 
 
 def test_offpeak_spike_at_night_only():
@@ -472,10 +483,26 @@ def normal_series() -> dict[str, pd.DataFrame]:
             ),
         ]
     )
-    return {"holiday": holiday, "pv exporter": pv, "storage heater": heater, "dst days": dst}
+    return {
+        "holiday": holiday,
+        "pv exporter": pv,
+        "storage heater": heater,
+        "dst days": dst,
+        "idle meter": idle_meter(),
+    }
 
 
-@pytest.mark.parametrize("name", ["holiday", "pv exporter", "storage heater", "dst days"])
+def idle_meter(days: int = 42) -> pd.DataFrame:
+    """A meter at zero but for a half hour of ~1.5 kW every fifth day (a garage, a pump)."""
+    load = series(np.zeros(days * 48))
+    used = np.arange(5, days, 5) * 48 + np.resize([20, 6, 36, 26], len(range(5, days, 5)))
+    load.loc[used, "value"] = np.resize([1.4, 1.5, 1.6, 1.55], len(used))
+    return load
+
+
+@pytest.mark.parametrize(
+    "name", ["holiday", "pv exporter", "storage heater", "dst days", "idle meter"]
+)
 def test_normal_series_are_not_flagged(name):
     load = normal_series()[name]
     found = find_anomalies(load, load["interval_start"].min() + pd.Timedelta(days=28))

@@ -255,14 +255,16 @@ def dropouts(frame: pd.DataFrame, base: Baseline, t: AnomalyThresholds = DEFAULT
 def judged_ceiling(
     frame: pd.DataFrame, mask: pd.Series, k: float, quantile: float, margin: float
 ) -> pd.Series:
-    """Per target, the higher of the `ceiling`s of its baseline rows (`mask`) and of all its
-    rows: a meter whose quiet history (a vacant home) gives a tiny ceiling is judged by what it
-    draws now too, and a single spike cannot lift a ceiling set by a quantile of a month."""
+    """Per target, the higher of the `ceiling`s of its baseline's non-zero readings (`mask`) and
+    of all its rows: a meter idle at zero most of the time is judged by what it draws when it
+    draws, a meter whose quiet history (a vacant home) gives a tiny ceiling by what it draws now
+    too, and a single spike cannot lift a ceiling set by a quantile of a month's readings."""
+    known = frame["value"].notna()
     limits = []
-    for rows in (mask, pd.Series(True, index=frame.index)):
-        rows = frame.loc[rows & frame["value"].notna()]
+    for rows in (mask & known & (frame["value"] != 0), known):
+        rows = frame.loc[rows]
         limits.append(ceiling(rows["value"], rows["target_id"], k, quantile, margin))
-    return np.maximum(limits[0], limits[1].reindex(limits[0].index))
+    return pd.concat(limits, axis=1).max(axis=1)
 
 
 def spikes(frame: pd.DataFrame, mask: pd.Series, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
@@ -470,7 +472,8 @@ def day_shifts(
     floor = np.maximum(level.abs(), typical)
     z = change.abs() / np.maximum(MAD_SCALE * spread, 1e-6 * floor)
     far = (change > (t.level_ratio - 1) * floor) | (change < -(1 - 1 / t.level_ratio) * floor)
-    flagged = (z > t.level_k) & far & level.notna()
+    # A meter idle at zero on most days has no level to shift from: its odd day of use is not one.
+    flagged = (z > t.level_k) & far & level.notna() & (floor > 0)
     if not flagged.any():
         return _empty()
     centred = profiles.sub(profiles.mean(axis=1), axis=0)
