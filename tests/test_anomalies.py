@@ -242,22 +242,31 @@ def test_forecast_residuals_need_persistence():
     month = START + pd.Timedelta(days=14)
     rows.loc[rows["interval_start"] == month + pd.Timedelta("2 days 03:00:00"), "actual"] = 13.0
     assert forecast_residuals(rows, history_end=month).empty  # one interval is not persistent
-    evening = (rows["interval_start"] >= month + pd.Timedelta("4 days 16:00:00")) & (
+    evening = (rows["interval_start"] >= month + pd.Timedelta("4 days 10:00:00")) & (
         rows["interval_start"] < month + pd.Timedelta("4 days 23:00:00")
     )
-    rows.loc[evening, "actual"] = 14.0  # 7 h at 14 MW against 10
+    rows.loc[evening, "actual"] = 14.0  # 13 h at 14 MW against 10
     found = forecast_residuals(rows, history_end=month)
     day = month + pd.Timedelta(days=4)
     assert spans(found) == [  # the run, and its day's energy error
         ("forecast_residual", day, day + pd.Timedelta(days=1)),
-        ("forecast_residual", day + pd.Timedelta("16h"), day + pd.Timedelta("23h")),
+        ("forecast_residual", day + pd.Timedelta("10h"), day + pd.Timedelta("23h")),
     ]
-    run = found.loc[found["interval_start"] == day + pd.Timedelta("16h")].iloc[0]
+    run = found.loc[found["interval_start"] == day + pd.Timedelta("10h")].iloc[0]
     assert run["target_kind"] == "feeder"
-    assert run["details"]["observed_energy"] == 98.0  # 7 h x 14 MW
-    assert run["details"]["expected_energy"] == 70.0
-    assert run["reason"].startswith("7 intervals in a row beyond 4 robust SDs")
-    assert "observed 98.00 MWh against an expected 70.00 MWh" in run["reason"]
+    assert run["details"]["observed_energy"] == 182.0  # 13 h x 14 MW
+    assert run["details"]["expected_energy"] == 130.0
+    assert run["reason"].startswith("13 intervals in a row beyond 4 robust SDs")
+    assert "observed 182.00 MWh against an expected 130.00 MWh" in run["reason"]
+    # An evening of 11 h is not yet persistent (its day's energy error still is found).
+    shorter = rows.assign(
+        actual=rows["actual"].where(
+            ~evening | (rows["interval_start"] >= month + pd.Timedelta("4 days 12:00:00")), 10.0
+        )
+    )
+    assert spans(forecast_residuals(shorter, history_end=month)) == [
+        ("forecast_residual", day, day + pd.Timedelta(days=1))
+    ]
     assert forecast_residuals(rows.iloc[:0]).empty  # no backtest yet: nothing found
 
 
