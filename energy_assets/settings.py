@@ -274,8 +274,9 @@ class AnomalyThresholds:
     )
     residual_hours: float = _anomaly(
         "residual_hours",
-        6.0,
-        "hours in a row past residual_z (one sign) that make a persistent residual",
+        12.0,
+        "hours in a row past residual_z (one sign) that make a persistent residual (a shorter"
+        " error that matters shows in its day's energy error)",
     )
     residual_days_per_year: float = _anomaly(
         "residual_days_per_year",

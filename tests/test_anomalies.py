@@ -125,6 +125,35 @@ def test_spike_above_robust_and_physical_ceiling():
     assert len(capped) > 1
 
 
+def test_spike_ceiling_of_a_meter_whose_history_is_quiet():
+    """A home vacant through the history (0.05 kW standby) and lived in during the month: its
+    ordinary evenings are no spikes, since the month's own quantiles lift the ceiling; a 9 kW
+    reading still is one (one interval cannot lift a quantile of a month)."""
+    load = household(days=56)
+    month = START + pd.Timedelta(days=28)
+    load.loc[load["interval_start"] < month, "value"] = 0.05
+    at = load.index[load["interval_start"] == month + pd.Timedelta("10 days 12:00:00")][0]
+    load.loc[at, "value"] = 9.0
+    frame, mask, _ = with_base(load, month)
+    found = spikes(frame, mask)
+    assert spans(found) == [
+        ("spike", load["interval_start"][at], load["interval_start"][at] + pd.Timedelta("30min"))
+    ]
+    night = offpeak_spikes(frame, mask)
+    assert night.empty, night["reason"]
+    # A meter idle at zero is judged by what it draws when it draws.
+    idle = idle_meter()
+    idle.loc[40 * 48 + 30, "value"] = 15.0
+    frame, mask, _ = with_base(idle, START + pd.Timedelta(days=28))
+    assert spans(spikes(frame, mask)) == [
+        (
+            "spike",
+            START + pd.Timedelta("40 days 15:00:00"),
+            START + pd.Timedelta("40 days 15:30:00"),
+        )
+    ]
+
+
 def test_offpeak_spike_at_night_only():
     load = household(days=14)
     night = load.index[(load["interval_start"] == START + pd.Timedelta("10 days 03:00:00"))][0]
@@ -213,22 +242,31 @@ def test_forecast_residuals_need_persistence():
     month = START + pd.Timedelta(days=14)
     rows.loc[rows["interval_start"] == month + pd.Timedelta("2 days 03:00:00"), "actual"] = 13.0
     assert forecast_residuals(rows, history_end=month).empty  # one interval is not persistent
-    evening = (rows["interval_start"] >= month + pd.Timedelta("4 days 16:00:00")) & (
+    evening = (rows["interval_start"] >= month + pd.Timedelta("4 days 10:00:00")) & (
         rows["interval_start"] < month + pd.Timedelta("4 days 23:00:00")
     )
-    rows.loc[evening, "actual"] = 14.0  # 7 h at 14 MW against 10
+    rows.loc[evening, "actual"] = 14.0  # 13 h at 14 MW against 10
     found = forecast_residuals(rows, history_end=month)
     day = month + pd.Timedelta(days=4)
     assert spans(found) == [  # the run, and its day's energy error
         ("forecast_residual", day, day + pd.Timedelta(days=1)),
-        ("forecast_residual", day + pd.Timedelta("16h"), day + pd.Timedelta("23h")),
+        ("forecast_residual", day + pd.Timedelta("10h"), day + pd.Timedelta("23h")),
     ]
-    run = found.loc[found["interval_start"] == day + pd.Timedelta("16h")].iloc[0]
+    run = found.loc[found["interval_start"] == day + pd.Timedelta("10h")].iloc[0]
     assert run["target_kind"] == "feeder"
-    assert run["details"]["observed_energy"] == 98.0  # 7 h x 14 MW
-    assert run["details"]["expected_energy"] == 70.0
-    assert run["reason"].startswith("7 intervals in a row beyond 4 robust SDs")
-    assert "observed 98.00 MWh against an expected 70.00 MWh" in run["reason"]
+    assert run["details"]["observed_energy"] == 182.0  # 13 h x 14 MW
+    assert run["details"]["expected_energy"] == 130.0
+    assert run["reason"].startswith("13 intervals in a row beyond 4 robust SDs")
+    assert "observed 182.00 MWh against an expected 130.00 MWh" in run["reason"]
+    # An evening of 11 h is not yet persistent (its day's energy error still is found).
+    shorter = rows.assign(
+        actual=rows["actual"].where(
+            ~evening | (rows["interval_start"] >= month + pd.Timedelta("4 days 12:00:00")), 10.0
+        )
+    )
+    assert spans(forecast_residuals(shorter, history_end=month)) == [
+        ("forecast_residual", day, day + pd.Timedelta(days=1))
+    ]
     assert forecast_residuals(rows.iloc[:0]).empty  # no backtest yet: nothing found
 
 
@@ -454,10 +492,26 @@ def normal_series() -> dict[str, pd.DataFrame]:
             ),
         ]
     )
-    return {"holiday": holiday, "pv exporter": pv, "storage heater": heater, "dst days": dst}
+    return {
+        "holiday": holiday,
+        "pv exporter": pv,
+        "storage heater": heater,
+        "dst days": dst,
+        "idle meter": idle_meter(),
+    }
 
 
-@pytest.mark.parametrize("name", ["holiday", "pv exporter", "storage heater", "dst days"])
+def idle_meter(days: int = 42) -> pd.DataFrame:
+    """A meter at zero but for a half hour of ~1.5 kW every fifth day (a garage, a pump)."""
+    load = series(np.zeros(days * 48))
+    used = np.arange(5, days, 5) * 48 + np.resize([20, 6, 36, 26], len(range(5, days, 5)))
+    load.loc[used, "value"] = np.resize([1.4, 1.5, 1.6, 1.55], len(used))
+    return load
+
+
+@pytest.mark.parametrize(
+    "name", ["holiday", "pv exporter", "storage heater", "dst days", "idle meter"]
+)
 def test_normal_series_are_not_flagged(name):
     load = normal_series()[name]
     found = find_anomalies(load, load["interval_start"].min() + pd.Timedelta(days=28))

@@ -252,11 +252,25 @@ def dropouts(frame: pd.DataFrame, base: Baseline, t: AnomalyThresholds = DEFAULT
     )
 
 
+def judged_ceiling(
+    frame: pd.DataFrame, mask: pd.Series, k: float, quantile: float, margin: float
+) -> pd.Series:
+    """Per target, the higher of the `ceiling`s of its baseline's non-zero readings (`mask`) and
+    of all its rows: a meter idle at zero most of the time is judged by what it draws when it
+    draws, a meter whose quiet history (a vacant home) gives a tiny ceiling by what it draws now
+    too, and a single spike cannot lift a ceiling set by a quantile of a month's readings."""
+    known = frame["value"].notna()
+    limits = []
+    for rows in (mask & known & (frame["value"] != 0), known):
+        rows = frame.loc[rows]
+        limits.append(ceiling(rows["value"], rows["target_id"], k, quantile, margin))
+    return pd.concat(limits, axis=1).max(axis=1)
+
+
 def spikes(frame: pd.DataFrame, mask: pd.Series, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
     """Values above a physical ceiling, or above the meter's robust statistical ceiling."""
-    rows = frame.loc[mask & frame["value"].notna()]
     limit = frame["target_id"].map(
-        ceiling(rows["value"], rows["target_id"], t.spike_k, t.spike_quantile, t.spike_margin)
+        judged_ceiling(frame, mask, t.spike_k, t.spike_quantile, t.spike_margin)
     )
     limit = limit.where(limit > 0)  # a meter that never varied has no statistical ceiling
     physical = pd.Series(t.physical_ceiling_kw, index=frame.index, dtype="float64")
@@ -287,13 +301,10 @@ def offpeak_spikes(
     night = (hour >= t.night_hours[0]) & (hour < t.night_hours[1])
     rows = frame.loc[mask & night & frame["value"].notna()]
     night_limit = frame["target_id"].map(
-        ceiling(rows["value"], rows["target_id"], t.offpeak_k, t.offpeak_quantile, t.offpeak_margin)
+        judged_ceiling(frame[night], mask[night], t.offpeak_k, t.offpeak_quantile, t.offpeak_margin)
     )
-    all_rows = frame.loc[mask & frame["value"].notna()]
     day_limit = frame["target_id"].map(
-        ceiling(
-            all_rows["value"], all_rows["target_id"], t.spike_k, t.spike_quantile, t.spike_margin
-        )
+        judged_ceiling(frame, mask, t.spike_k, t.spike_quantile, t.spike_margin)
     )
     night_level = frame["target_id"].map(rows.groupby("target_id")["value"].median())
     # What the meter draws at this time of night on its usual nights (a storage heater or a
@@ -461,7 +472,8 @@ def day_shifts(
     floor = np.maximum(level.abs(), typical)
     z = change.abs() / np.maximum(MAD_SCALE * spread, 1e-6 * floor)
     far = (change > (t.level_ratio - 1) * floor) | (change < -(1 - 1 / t.level_ratio) * floor)
-    flagged = (z > t.level_k) & far & level.notna()
+    # A meter idle at zero on most days has no level to shift from: its odd day of use is not one.
+    flagged = (z > t.level_k) & far & level.notna() & (floor > 0)
     if not flagged.any():
         return _empty()
     centred = profiles.sub(profiles.mean(axis=1), axis=0)
