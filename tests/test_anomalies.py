@@ -603,3 +603,23 @@ def test_triage_gives_severity_and_action():
     judged = triage(found)
     assert judged["severity"].tolist() == ["low", "high", "high", "medium"]
     assert judged["action"].iat[2] == "check the CT ratio / multiplier held for the meter"
+
+
+def test_residuals_of_a_target_without_history_are_judged_against_its_month():
+    """A first month (no backtest rows before it) is still judged: against its own errors."""
+    times = pd.date_range("2024-01-01", "2024-02-01", freq="15min", tz="UTC", inclusive="left")
+    error = np.random.default_rng(0).standard_normal(len(times))
+    error[500:560] = 50.0  # 15 h far beyond an SD of 1
+    forecasts = pd.DataFrame(
+        {
+            "target_kind": "meter",
+            "target_id": "M2",
+            "interval_start": times,
+            "p50": 30.0,
+            "actual": 30.0 + error,
+        }
+    )
+    found = forecast_residuals(forecasts, history_end=pd.Timestamp("2024-01-01", tz="UTC"))
+    spans = sorted(found[["interval_start", "interval_end"]].itertuples(index=False, name=None))
+    day = (pd.Timestamp("2024-01-06", tz="UTC"), pd.Timestamp("2024-01-07", tz="UTC"))
+    assert spans == [day, (times[500], times[560])]  # the day's energy, and the 15 h run

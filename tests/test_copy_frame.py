@@ -77,9 +77,9 @@ def test_findings_of_a_month_whose_first_target_kind_has_none_are_stored(platfor
     """The backtest residuals are judged per target kind; when the first kind (feeders) has no
     finding, its empty frame leads the month's findings."""
     times = pd.date_range("2024-01-01", "2024-02-01", freq="15min", tz="UTC", inclusive="left")
-    wobble = np.where(np.arange(len(times)) % 2, 1.0, -1.0)  # residuals of +-1: MAD 1
+    wobble = np.random.default_rng(0).standard_normal(len(times))  # residuals of SD 1
     residual = {"feeder": np.zeros(len(times)), "meter": wobble.copy()}
-    residual["meter"][500:504] = 50.0  # four intervals 50 over the p50: robust z 34
+    residual["meter"][500:560] = 50.0  # 15 hours 50 over the p50 (robust z about 50)
     forecasts = pd.concat(
         [
             pd.DataFrame(
@@ -124,8 +124,8 @@ def test_findings_of_a_month_whose_first_target_kind_has_none_are_stored(platfor
         {
             "target_kind": "meter",
             "target_id": "M2",
-            "interval_start": times[500],
-            "interval_end": times[504],
+            "interval_start": pd.Timestamp("2024-01-06", tz="UTC"),  # the run and its day:
+            "interval_end": pd.Timestamp("2024-01-07", tz="UTC"),  # one episode, one row
             "detector": "forecast_residual",
         }
     ]

@@ -975,7 +975,8 @@ def forecast_residuals(
         frame = prepare(part.assign(value=part["actual"] - part["p50"]))
         mask = baseline_mask(frame, history_end, t.history_days)
         median, sd = _slot_scale(frame, mask, tz)
-        judged = ~mask | (history_end is None)
+        # The month's rows; a target without enough history is judged against all its rows.
+        judged = frame["interval_start"] >= history_end if history_end is not None else mask
         z = ((frame["value"] - median) / sd).where(judged)
         unit = RESIDUAL_UNITS.get(kind, "kW")
         found = _residual_runs(frame, z, unit, t)
