@@ -32,6 +32,7 @@ from energy_assets.anomalies.detectors import (
     spikes,
     stale_copies,
     triage,
+    unexplained_gaps,
 )
 from energy_assets.commands.run import range_tags
 from energy_assets.ingest.dropbox import dropbox_files
@@ -623,3 +624,27 @@ def test_residuals_of_a_target_without_history_are_judged_against_its_month():
     spans = sorted(found[["interval_start", "interval_end"]].itertuples(index=False, name=None))
     day = (pd.Timestamp("2024-01-06", tz="UTC"), pd.Timestamp("2024-01-07", tz="UTC"))
     assert spans == [day, (times[500], times[560])]  # the day's energy, and the 15 h run
+
+
+def test_a_gap_a_silent_meter_finding_covers_is_one_finding_and_gaps_stay_low():
+    gaps = gap_findings(
+        pd.DataFrame(
+            {
+                "meter_id": ["m1", "m1", "m2"],
+                "gap_start": [START, START + pd.Timedelta("1D"), START],
+                "gap_end": [
+                    START + pd.Timedelta("2h"),
+                    START + pd.Timedelta("25h"),
+                    START + pd.Timedelta("2h"),
+                ],
+                "missing_intervals": [8, 4, 8],
+            }
+        )
+    )
+    silent = gaps.iloc[[0]].assign(kind="silent_meter", detector="rules")  # m1's first gap
+    left = unexplained_gaps(gaps, silent)
+    assert left[["target_id", "interval_start"]].values.tolist() == [
+        ["m1", START + pd.Timedelta("1D")],
+        ["m2", START],
+    ]
+    assert triage(left)["severity"].tolist() == ["low", "low"]  # 4 and 8 missing: not a score

@@ -160,7 +160,7 @@ def test_dashboard_serves_every_page_as_the_analyst(up):
         "network": [f"{latest:,.3f} MW", "Files today", "Freshness per month"],
         "feeders": ["System (all feeders)", "Intervals missing data", "load by day and time"],
         "forecasts": ["No forecasts yet"],
-        "anomalies": ["Open a finding", "no reading for 8 intervals"],
+        "anomalies": ["Open a finding", "M1002: no reading for 8 intervals"],  # the opened one
         "customers": ["No customers in this data"],
         "segments": ["No segments yet"],
         "quality": ["Completeness by meter and month", "M1002"],

@@ -1205,12 +1205,31 @@ def triage(found: pd.DataFrame) -> pd.DataFrame:
     """Each finding with a severity (its kind's least, raised by its score: `SEVERITY_SCORES`)
     and the action an analyst takes first."""
     floor = found["kind"].map(lambda k: SEVERITIES.index(TRIAGE.get(k, ("low",))[0]))
-    by_score = np.searchsorted(SEVERITY_SCORES, found["score"].astype(float), side="right")
+    # A gap's score counts its missing intervals; it is not a multiple of a threshold.
+    score = found["score"].astype(float).where(found["kind"] != "gap", 0.0)
+    by_score = np.searchsorted(SEVERITY_SCORES, score, side="right")
     level = np.maximum(floor.to_numpy(dtype=int), by_score)
     return found.assign(
         severity=[SEVERITIES[i] for i in level],
         action=found["kind"].map(lambda k: TRIAGE.get(k, ("low", "look at the load"))[1]),
     )
+
+
+def unexplained_gaps(gaps: pd.DataFrame, meters: pd.DataFrame) -> pd.DataFrame:
+    """The gap findings no `silent_meter` finding of the same meter covers: that one says more
+    (its feeder kept reporting), and one fault is one finding."""
+    silent = meters.loc[
+        meters["kind"] == "silent_meter", ["target_id", "interval_start", "interval_end"]
+    ]
+    if gaps.empty or silent.empty:
+        return gaps
+    pairs = gaps.reset_index().merge(silent, on="target_id", suffixes=("", "_silent"))
+    covered = pairs.loc[
+        (pairs["interval_start"] >= pairs["interval_start_silent"])
+        & (pairs["interval_end"] <= pairs["interval_end_silent"]),
+        "index",
+    ]
+    return gaps.drop(index=covered.unique())
 
 
 def month_findings(
@@ -1223,10 +1242,11 @@ def month_findings(
     gaps = within(gap_findings(inputs.gaps), start, end, tz)
     residuals = forecast_residuals(inputs.forecasts, t, start, tz)
     gap = pd.Timedelta(hours=t.episode_gap_hours)
+    meters = find_anomalies(inputs.meters, start, end, t, tz)
     parts = [
-        find_anomalies(inputs.meters, start, end, t, tz).assign(target_kind="meter"),
+        meters.assign(target_kind="meter"),
         find_anomalies(inputs.feeders, start, end, t, tz).assign(target_kind="feeder"),
-        gaps.assign(target_kind="meter"),
+        unexplained_gaps(gaps, meters).assign(target_kind="meter"),
         *(
             within(episodes(part, gap, tz), start, end, tz).assign(target_kind=kind)
             for kind, part in residuals.groupby("target_kind")

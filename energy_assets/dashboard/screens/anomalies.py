@@ -48,7 +48,7 @@ def label(index: int) -> str:
 
 columns = ["severity", "kind", "target_kind", "target_id", "interval_start", "interval_end"]
 st.dataframe(
-    findings[[*columns, "day", "score", "action", "reason"]],
+    findings[[*columns, "day", "score", "reason", "action"]],
     hide_index=True,
     key="findings",
     column_config={
