@@ -13,7 +13,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection
 
 from energy_assets.anomalies.detectors import MonthInputs
-from energy_assets.warehouse.database import copy_frame, read_frame
+from energy_assets.warehouse.database import FINDINGS_LOCK, SCHEMA_LOCK, copy_frame, read_frame
 
 HISTORY = timedelta(days=28)  # read before the month, for the detectors' baselines
 
@@ -85,6 +85,7 @@ def store_findings(
     """Replace the month's findings (its own list partition) and its rate in one transaction."""
     rate = 1000 * len(found) / intervals if intervals else None
     with conn, conn.cursor() as cur:  # short: creating a partition locks the parent table
+        cur.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))  # two runs, one month
         cur.execute(
             sql.SQL(
                 "create table if not exists ml.{} partition of ml.anomalies for values in (%s)"
@@ -92,6 +93,8 @@ def store_findings(
             (month,),
         )
     with conn, conn.cursor() as cur:
+        # Two runs storing one month take turns: the later one's delete sees the earlier rows.
+        cur.execute("select pg_advisory_xact_lock(%s, %s)", (FINDINGS_LOCK, month.toordinal()))
         cur.execute("delete from ml.anomalies where month_start = %s", (month,))
         if not found.empty:
             days = [d if isinstance(d, date) else None for d in found["day"]]

@@ -22,11 +22,13 @@ from energy_assets.settings import SQL_DIR, PlatformError
 
 # Advisory lock keys (one server may hold several platforms' databases; the keys are per database).
 SCHEMA_LOCK = 7_310_001
-"""Applying `sql/*.sql` and creating month partitions of raw.readings."""
+"""Applying `sql/*.sql` and creating month partitions (raw.readings, ml.anomalies)."""
 RELATIONS_LOCK = 7_310_002
 """Creating the mart relations before runs may go in parallel."""
 DAGSTER_ACL_LOCK = 7_310_003
 """Changing the privileges of Dagster's storage database."""
+FINDINGS_LOCK = 7_310_004
+"""Replacing one month's anomaly findings (with the month's ordinal as the second key)."""
 
 Params = Sequence | Mapping | None
 
