@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
-import requests
 from browser import check_page, chromium_page
 from conftest import SHARED_DATA, configured_platform, copied_databases, free_port
 from playwright.sync_api import sync_playwright
 from streamlit.testing.v1 import AppTest
 from test_roles import ANALYST_PASSWORD
-from up_process import wait_for
+from up_process import answers, wait_for
 
 from energy_assets.cli import main
 from energy_assets.commands.dashboard import dashboard_env, streamlit_command
@@ -398,13 +397,6 @@ def served(seeded):
     finally:
         app.terminate()
         app.wait(timeout=30)
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_a_browser_shows_the_household_pages_with_their_charts(seeded, served):

@@ -33,11 +33,16 @@ def wait_for(condition, timeout: float, what: str):
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
-def ui_answers(port: int) -> bool:
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 now (a server still starting refuses the connection)."""
     try:
-        return requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200
+        return requests.get(url, timeout=2).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+def ui_answers(port: int) -> bool:
+    return answers(f"http://127.0.0.1:{port}/server_info")
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:

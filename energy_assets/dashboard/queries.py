@@ -26,7 +26,9 @@ ESTIMATED = "estimated"
 `ENERGY_ESTIMATE_MAX_INTERVALS`): shaded wherever it occurs."""
 SEVERITIES = ("high", "medium", "low")
 """ml.anomalies' severities, most urgent first: the order findings are counted and listed in."""
-SEVERITY_RANK = sql.SQL("array_position(array['high', 'medium', 'low'], severity)")
+SEVERITY_RANK = sql.SQL("array_position({}::text[], severity)").format(
+    sql.Literal(list(SEVERITIES))
+)
 WORK_LIST_ROWS = 500
 """Findings listed at most on the anomalies page (the strongest first); the rest are counted."""
 
