@@ -239,8 +239,9 @@ class AnomalyThresholds:
     )
     clock_gain: float = _anomaly(
         "clock_gain",
-        0.5,
-        "... and at least this much better than without the lag",
+        0.8,
+        "... and at least this much better than without the lag (the readings a shifted clock"
+        " stamps twice find most shifts; the profile alone is noisy for households)",
     )
     clock_max_hours: int = _anomaly(
         "clock_max_hours", 12, "largest clock shift looked for, in hours either way", int

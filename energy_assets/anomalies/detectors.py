@@ -807,7 +807,9 @@ def clock_repeats(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.Da
         if not found.empty:
             found["interval_start"] -= lag
             parts.append(found)
-    return pd.concat(parts or [_empty()], ignore_index=True)
+    if not parts:
+        return _empty()
+    return pd.concat(parts).sort_values(["target_id", "interval_start"], ignore_index=True)
 
 
 def silent_meters(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
