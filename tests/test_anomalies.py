@@ -174,6 +174,18 @@ def test_offpeak_spike_at_night_only():
     assert found["reason"].iat[0].startswith("night-time 1.50 kW at 03:00 against a typical")
 
 
+def test_offpeak_spike_margin_over_the_night_level():
+    # 0.8 kW at 03:00 is 2.4 x the nights' ~0.33 kW peak: a night load, not a spike, by
+    # default (3 x); a margin of 2 flags it.
+    load = household(days=28)
+    at = START + pd.Timedelta("24 days 03:00:00")
+    load.loc[load["interval_start"] == at, "value"] = 0.8
+    frame, mask, _ = with_base(load, START + pd.Timedelta(days=21))
+    assert offpeak_spikes(frame, mask).empty
+    found = offpeak_spikes(frame, mask, AnomalyThresholds(offpeak_margin=2.0))
+    assert spans(found) == [("offpeak_spike", at, at + pd.Timedelta("30min"))]
+
+
 def test_reverse_flow_only_without_export_history_and_negative_import():
     load = household(days=10)
     load.loc[400:403, "value"] *= -1
