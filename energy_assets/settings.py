@@ -288,7 +288,7 @@ class AnomalyThresholds:
         "days per target-year a day's forecast energy error passes its threshold by chance:"
         " sets the threshold from an exponential tail fitted to the target's own daily errors"
         " (real errors have heavier tails: on the LCL households 1 gave ~5 findings a year,"
-        " half of them on no fault; 0.25 gives ~3)",
+        " half of them on no fault; 0.25 gives ~2)",
     )
     forest_score: float = _anomaly(
         "forest_score", 0.7, "isolation score of an unusual day (0.5 ordinary, 1 isolated at once)"
