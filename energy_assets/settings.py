@@ -166,7 +166,10 @@ class AnomalyThresholds:
         "offpeak_quantile", 0.99, "... or offpeak_margin x this night quantile, the higher"
     )
     offpeak_margin: float = _anomaly(
-        "offpeak_margin", 2.0, "margin over the night quantile and over the habit"
+        "offpeak_margin",
+        3.0,
+        "margin over the night quantile and over the habit (at 2, the LCL households' own"
+        " night loads gave about one finding per household-year)",
     )
     offpeak_habit_quantile: float = _anomaly(
         "offpeak_habit_quantile",
@@ -239,8 +242,9 @@ class AnomalyThresholds:
     )
     clock_gain: float = _anomaly(
         "clock_gain",
-        0.5,
-        "... and at least this much better than without the lag",
+        0.8,
+        "... and at least this much better than without the lag (the readings a shifted clock"
+        " stamps twice find most shifts; the profile alone is noisy for households)",
     )
     clock_max_hours: int = _anomaly(
         "clock_max_hours", 12, "largest clock shift looked for, in hours either way", int
@@ -280,10 +284,11 @@ class AnomalyThresholds:
     )
     residual_days_per_year: float = _anomaly(
         "residual_days_per_year",
-        1.0,
+        0.25,
         "days per target-year a day's forecast energy error passes its threshold by chance:"
         " sets the threshold from an exponential tail fitted to the target's own daily errors"
-        " (real errors have heavier tails: on the LCL households 1 gives ~5 findings a year)",
+        " (real errors have heavier tails: on the LCL households 1 gave ~5 findings a year,"
+        " half of them on no fault; 0.25 gives ~2)",
     )
     forest_score: float = _anomaly(
         "forest_score", 0.7, "isolation score of an unusual day (0.5 ordinary, 1 isolated at once)"

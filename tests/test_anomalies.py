@@ -15,6 +15,7 @@ from energy_assets.anomalies.checks import rate_verdict
 from energy_assets.anomalies.detectors import (
     baseline,
     baseline_mask,
+    clock_repeats,
     clock_shifts,
     daily_profiles,
     day_shifts,
@@ -171,6 +172,18 @@ def test_offpeak_spike_at_night_only():
         )
     ]
     assert found["reason"].iat[0].startswith("night-time 1.50 kW at 03:00 against a typical")
+
+
+def test_offpeak_spike_margin_over_the_night_level():
+    # 0.8 kW at 03:00 is 2.4 x the nights' ~0.33 kW peak: a night load, not a spike, by
+    # default (3 x); a margin of 2 flags it.
+    load = household(days=28)
+    at = START + pd.Timedelta("24 days 03:00:00")
+    load.loc[load["interval_start"] == at, "value"] = 0.8
+    frame, mask, _ = with_base(load, START + pd.Timedelta(days=21))
+    assert offpeak_spikes(frame, mask).empty
+    found = offpeak_spikes(frame, mask, AnomalyThresholds(offpeak_margin=2.0))
+    assert spans(found) == [("offpeak_spike", at, at + pd.Timedelta("30min"))]
 
 
 def test_reverse_flow_only_without_export_history_and_negative_import():
@@ -559,6 +572,38 @@ def test_clock_shift_of_a_day():
     noisy = household(days=42)
     noisy["value"] *= np.random.default_rng(5).uniform(0.1, 3, len(noisy))
     assert clock_shifts(daily_profiles(prepare(noisy), "UTC", 0.8)).empty
+
+
+def test_clock_shift_by_readings_stamped_twice():
+    load = household(days=10)
+    values = load["value"].to_numpy()
+    late = np.flatnonzero(load["interval_start"].dt.date == date(2024, 1, 6))
+    load.loc[late, "value"] = values[late - 8]  # the day's readings stamped 4 h late
+    early = np.flatnonzero(load["interval_start"].dt.date == date(2024, 1, 8))
+    load.loc[early, "value"] = values[early + 6]  # and this day's 3 h early
+    found = clock_repeats(prepare(load))
+    # Both copies: the previous evening's 4 h again after midnight, the 3 h after midnight
+    # already at the end of the early day.
+    assert spans(found) == [
+        ("clock_shift", T("2024-01-05 20:00", tz="UTC"), T("2024-01-06 04:00", tz="UTC")),
+        ("clock_shift", T("2024-01-08 21:00", tz="UTC"), T("2024-01-09 03:00", tz="UTC")),
+    ]
+    assert list(found["details"]) == [
+        {"intervals": 8, "lag_hours": 4},
+        {"intervals": 6, "lag_hours": 3},
+    ]
+    assert found["reason"].iat[0] == (
+        "8 intervals (4 h) from 2024-01-06 00:00 UTC identical, value for value, to the 4 h "
+        "before: readings stamped twice, a clock 4 h off?"
+    )
+    # A pump cycling one hour on, one hour off repeats itself exactly, honestly; so does a
+    # household whose hour of repeats is shorter than the lag it repeats.
+    pump = series(np.tile([1.5, 1.5, 0.0, 0.0], 240))
+    assert clock_repeats(prepare(pump)).empty
+    short = household(days=10)
+    values = short["value"].to_numpy()
+    short.loc[100:103, "value"] = values[100 - 12 : 104 - 12]  # 2 h as 6 h before
+    assert clock_repeats(prepare(short)).empty
 
 
 def test_stale_copy_of_the_previous_day():

@@ -720,32 +720,46 @@ STALE_LAGS = (pd.Timedelta(days=1), pd.Timedelta(days=7))
 """Earlier intervals a stale copy repeats: the day before, the week before."""
 
 
+def _repeats(frame: pd.DataFrame, lag: pd.Timedelta) -> np.ndarray:
+    """Per row, whether its value equals, exactly, its target's value `lag` earlier (a row
+    without a reading `lag` earlier is no repeat)."""
+    target = pd.factorize(frame["target_id"])[0].astype("int64")
+    seconds = frame["interval_start"].array.asi8 // 10**9
+    key = target * 10**11 + seconds  # sorted, as `prepare` sorts by target and time
+    wanted = key - int(lag.total_seconds())
+    at = np.minimum(np.searchsorted(key, wanted), len(key) - 1)
+    values = frame["value"].to_numpy()
+    found = key[at] == wanted
+    return found & ~np.isnan(values) & (values == np.where(found, values[at], np.nan))
+
+
+def _repeat_runs(frame: pd.DataFrame, lag: pd.Timedelta, hours: float, distinct: int):
+    """Runs of at least `hours` of readings identical to those `lag` before, with at least
+    `distinct` distinct values (a flat or idle meter repeats itself honestly); with the number
+    of intervals each needed."""
+    values = frame["value"].to_numpy()
+    step = (frame["interval_end"] - frame["interval_start"]).to_numpy()
+    needed = np.ceil(pd.Timedelta(hours=hours).to_timedelta64() / step)
+    runs = _runs(frame, _repeats(frame, lag))
+    runs = runs[runs["length"].to_numpy() >= needed[runs["first"].to_numpy()]]
+    counts = np.array(
+        [
+            len(np.unique(values[a : b + 1]))
+            for a, b in zip(runs["first"], runs["last"], strict=True)
+        ],
+        dtype=int,
+    )
+    runs = runs[counts >= distinct]
+    return runs, needed[runs["first"].to_numpy()]
+
+
 def stale_copies(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
     """Runs of at least `stale_hours` whose values are exactly those of the same intervals a day
     or a week before (a head-end that filled a day with an earlier one), with at least
     `stale_distinct` distinct values (a flat or idle meter repeats itself honestly)."""
-    values = frame["value"].to_numpy()
-    known = pd.Series(
-        values, index=pd.MultiIndex.from_arrays([frame["target_id"], frame["interval_start"]])
-    )
-    known = known[~known.index.duplicated()]
-    step = (frame["interval_end"] - frame["interval_start"]).to_numpy()
-    needed = np.ceil(pd.Timedelta(hours=t.stale_hours).to_timedelta64() / step)
     parts = []
     for lag in STALE_LAGS:
-        earlier = known.reindex(
-            pd.MultiIndex.from_arrays([frame["target_id"], frame["interval_start"] - lag])
-        ).to_numpy()
-        runs = _runs(frame, ~np.isnan(values) & (values == earlier))
-        runs = runs[runs["length"].to_numpy() >= needed[runs["first"].to_numpy()]]
-        distinct = np.array(
-            [
-                len(np.unique(values[a : b + 1]))
-                for a, b in zip(runs["first"], runs["last"], strict=True)
-            ],
-            dtype=int,
-        )
-        runs = runs[distinct >= t.stale_distinct]
+        runs, needed = _repeat_runs(frame, lag, t.stale_hours, t.stale_distinct)
         steps = _steps(frame, runs)
         when = "day" if lag == pd.Timedelta(days=1) else "week"
         parts.append(
@@ -753,7 +767,7 @@ def stale_copies(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.Dat
                 frame,
                 runs,
                 "stale_copy",
-                runs["length"] / needed[runs["first"].to_numpy()],
+                runs["length"] / needed,
                 [
                     f"{_duration(n, s)} identical, value for value, to the same intervals a "
                     f"{when} before: a copied or stale day?"
@@ -763,6 +777,39 @@ def stale_copies(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.Dat
             )
         )
     return pd.concat([p for p in parts if not p.empty] or [_empty()], ignore_index=True)
+
+
+def clock_repeats(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
+    """Readings stamped twice: a run identical, value for value, to the readings `h` whole hours
+    before it (1 <= h <= `clock_max_hours`) that lasts at least those `h` hours, with at least
+    `stale_distinct` distinct values. A meter clock set back by `h` hours stamps its next
+    readings over the `h` hours already read (forward, the last `h` hours of its wrong day
+    come again at their right time); a household repeating `h` hours of its own load, value
+    for value, does not happen by chance. The finding spans both copies: which one is
+    misplaced is for the analyst to see."""
+    parts = []
+    for h in range(1, t.clock_max_hours + 1):
+        lag = pd.Timedelta(hours=h)
+        runs, needed = _repeat_runs(frame, lag, h, t.stale_distinct)
+        found = _span_findings(
+            frame,
+            runs,
+            "clock_shift",
+            runs["length"] / needed,
+            [
+                f"{_duration(n, s)} from {frame['interval_start'].iat[a]:%Y-%m-%d %H:%M} UTC "
+                f"identical, value for value, to the {h} h before: readings stamped twice, a "
+                f"clock {h} h off?"
+                for a, n, s in zip(runs["first"], runs["length"], _steps(frame, runs), strict=True)
+            ],
+            details=[{"intervals": int(n), "lag_hours": h} for n in runs["length"]],
+        )
+        if not found.empty:
+            found["interval_start"] -= lag
+            parts.append(found)
+    if not parts:
+        return _empty()
+    return pd.concat(parts).sort_values(["target_id", "interval_start"], ignore_index=True)
 
 
 def silent_meters(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
@@ -1050,6 +1097,7 @@ def find_anomalies(
         spikes(frame, mask, t),
         reverse_flows(frame, base, t),
         stale_copies(frame, t),
+        clock_repeats(frame, t),
         silent_meters(frame, t),
     ]
     for zone, rows in frame.groupby(zones, sort=True):
