@@ -2,7 +2,7 @@
 until its month is rebuilt.
 
     .venv/bin/python benchmarks/latency.py [--drops 5] [--meters 20] [--month-run-concurrency 1]
-    .venv/bin/python benchmarks/latency.py --backlog [--meters 20]
+    .venv/bin/python benchmarks/latency.py --backlog [--meters 20] [--backlog-range-months N]
 
 Starts `energy up` in a temporary ENERGY_HOME (embedded PostgreSQL and the UI on free ports,
 ENERGY_FILE_STABLE_SECONDS=1), drops meter metadata and a first month as a warm-up, then drops
@@ -50,10 +50,22 @@ from benchmarks._data import months_ending, write_feeder_months  # noqa: E402
 
 FIRST = "2024-01"
 TERMINAL = ("SUCCESS", "FAILURE")
-RUNS = """
-select pipeline_name, partition, status, start_time, end_time from runs
-where start_time >= %s order by start_time
+SPANS = """
+select r.pipeline_name, coalesce(r.partition, s.value || '..' || e.value), r.status,
+       r.start_time, r.end_time
+from runs r
+left join run_tags s on s.run_id = r.run_id and s.key = 'dagster/asset_partition_range_start'
+left join run_tags e on e.run_id = r.run_id and e.key = 'dagster/asset_partition_range_end'
 """
+RUNS = SPANS + "where r.start_time >= %s order by r.start_time"
+"""Each run started since a time: job, months (`2024-03`, or `2024-01..2024-11` for a
+single-run backfill), status, start and end."""
+
+
+def span_months(span: str) -> list[str]:
+    """The months of a run's span: `2024-03`, or each month of `2024-01..2024-03`."""
+    first, _, last = span.partition("..")
+    return [str(p) for p in pd.period_range(first[:7], (last or first)[:7], freq="M")]
 
 
 def wait_for(condition, timeout: float, what: str, every: float = 0.5):
@@ -110,7 +122,8 @@ def month_runs_done(dagster_url: str, since: float, months: list[str]) -> list[t
     marts; its status is reported beside the timings.
     """
     runs = query(dagster_url, RUNS, (since - 1,))
-    done = {r[1][:7] for r in runs if r[0] == "monthly_marts_job" and r[2] in TERMINAL}
+    month_runs = [r for r in runs if r[0] == "monthly_marts_job" and r[2] in TERMINAL]
+    done = {m for r in month_runs for m in span_months(r[1])}
     return runs if done >= set(months) else None
 
 
@@ -138,7 +151,10 @@ def measure_drop(
     runs = wait_for(lambda: month_runs_done(dagster_url, dropped, months), 600, f"runs {months}")
     ingest = next(r for r in runs if r[0] == "ingest_dropbox")
     month = [
-        r for r in runs if r[0] == "monthly_marts_job" and r[1][:7] in months and r[2] in TERMINAL
+        r
+        for r in runs
+        if r[0] == "monthly_marts_job" and set(span_months(r[1])) & set(months)
+        if r[2] in TERMINAL
     ]
     first_month_start = min(r[3] for r in month)
     overlap = len(month) > 1 and month[1][3] < month[0][4]
@@ -190,7 +206,7 @@ def measure_backlog(urls: tuple[str, str], home: Path, meters: int, year: list[s
 
     def correction_built() -> float | None:
         runs = query(dagster_url, RUNS, (loaded,))
-        done = [r[4] for r in runs if r[0] == "monthly_marts_job" and r[1][:7] == month]
+        done = [r[4] for r in runs if r[0] == "monthly_marts_job" and month in span_months(r[1])]
         return min(done) if done and all(done) else None
 
     built = wait_for(correction_built, 3600, f"{month}'s month run after the correction")
@@ -203,7 +219,7 @@ def measure_backlog(urls: tuple[str, str], home: Path, meters: int, year: list[s
         "correction_ingest_s": loaded - fixed,
         "backlog_drained_s": max(r[4] for r in runs) - dropped,
         "correction_drop_after_backlog_drop_s": fixed - dropped,
-        "month_run_order": [r[1][:7] for r in runs],
+        "month_run_order": [r[1] for r in runs],
         "month_run_status": [r[2] for r in runs],
     }
 
@@ -212,11 +228,11 @@ def month_runs_queued(dagster_url: str, since: float, months: list[str]) -> bool
     """A month run of each of `months` waiting, or started since `since`."""
     created = query(
         dagster_url,
-        "select distinct substr(partition, 1, 7) from runs"
-        " where pipeline_name = 'monthly_marts_job' and (start_time is null or start_time >= %s)",
+        SPANS + "where r.pipeline_name = 'monthly_marts_job'"
+        " and (r.start_time is null or r.start_time >= %s)",
         (since - 1,),
     )
-    return {row[0] for row in created} >= set(months)
+    return {m for row in created for m in span_months(row[1])} >= set(months)
 
 
 def report_backlog(args: argparse.Namespace, warm: dict, backlog: dict) -> None:
@@ -236,7 +252,9 @@ def report_backlog(args: argparse.Namespace, warm: dict, backlog: dict) -> None:
     )
     print(
         f"\n{args.meters} meters x 12 months at 30 min; ENERGY_MONTH_RUN_CONCURRENCY="
-        f"{args.month_run_concurrency}; {backlog['corrected_month']} corrected. Month runs in the"
+        f"{args.month_run_concurrency}; ENERGY_BACKLOG_RANGE_MONTHS "
+        f"{'default' if args.backlog_range_months is None else args.backlog_range_months}; "
+        f"{backlog['corrected_month']} corrected. Month runs in the"
         f" order they started: {', '.join(backlog['month_run_order'])}"
     )
     write_results(
@@ -244,6 +262,7 @@ def report_backlog(args: argparse.Namespace, warm: dict, backlog: dict) -> None:
         {
             "meters": args.meters,
             "month_run_concurrency": args.month_run_concurrency,
+            "backlog_range_months": args.backlog_range_months,
             "warm_up": warm,
             "backlog": backlog,
         },
@@ -258,6 +277,12 @@ def main() -> None:
     parser.add_argument(
         "--backlog", action="store_true", help="a year dropped at once, then a correction"
     )
+    parser.add_argument(
+        "--backlog-range-months",
+        type=int,
+        default=None,
+        help="ENERGY_BACKLOG_RANGE_MONTHS (default: the platform's; 0: a run per month)",
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="energy-latency-"))
     ui_port = free_port()
@@ -266,6 +291,8 @@ def main() -> None:
         ENERGY_FILE_STABLE_SECONDS="1",
         ENERGY_MONTH_RUN_CONCURRENCY=str(args.month_run_concurrency),
     )
+    if args.backlog_range_months is not None:
+        env["ENERGY_BACKLOG_RANGE_MONTHS"] = str(args.backlog_range_months)
     pg_port = env["ENERGY_PG_PORT"]
     passfile = home / "secrets" / "postgres.pgpass"  # written by the platform at initdb
     urls = (
@@ -353,6 +380,7 @@ def main() -> None:
         {
             "meters": args.meters,
             "month_run_concurrency": args.month_run_concurrency,
+            "backlog_range_months": args.backlog_range_months,
             "warm_up": warm,
             "drops": drops,
             "two_months": pair,

@@ -33,15 +33,18 @@ from dagster import (
 from psycopg2.extensions import connection
 
 from energy_assets.anomalies.assets import anomalies
-from energy_assets.backlog import month_priority
+from energy_assets.backlog import range_priority, sensor_runs
 from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
 from energy_assets.ingest.raw_tables import corrected_months, loaded_months, month_load_times
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
 from energy_assets.marts.dbt_project import models_version
+from energy_assets.months import months_between
 from energy_assets.partitions import (
     MONTH_RUN_TAG,
     PRIORITY_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
     month_of_key,
     partition_key,
     run_months,
@@ -157,13 +160,21 @@ def waiting_runs(instance: DagsterInstance) -> dict[date, list[DagsterRun]]:
     return waiting
 
 
-def hurry(instance: DagsterInstance, runs: list[DagsterRun], month: date) -> None:
-    """Raise waiting runs to the priority of a correction of `month`: the correction rides
-    along with them, and they leave the queue before the history waiting beside them."""
-    priority = month_priority(month, corrected=True)
+def make_way(instance: DagsterInstance, runs: list[DagsterRun], corrected: set[date]) -> set[date]:
+    """Let corrections of months waiting in `runs` leave the queue before the history beside
+    them. A queued run of several months is cancelled and its months returned, to be requested
+    again with each corrected month in a run of its own; any other run rides along, raised to
+    its correction's priority."""
+    released: set[date] = set()
     for run in runs:
+        months = run_months(run.tags)
+        if len(months) > 1 and instance.run_coordinator.cancel_run(run.run_id):
+            released.update(months)
+            continue
+        priority = range_priority(months, corrected)
         if int(run.tags.get(PRIORITY_TAG, "0")) < priority:
             instance.add_run_tags(run.run_id, {PRIORITY_TAG: str(priority)})
+    return released
 
 
 def read_cursor(text: str | None) -> tuple[int, dict[int, float]]:
@@ -190,17 +201,44 @@ def advance(
     return max(after, newest), {i: s for i, s in kept.items() if now - s < PENDING_FILE_SECONDS}
 
 
+def month_request(
+    first: date, last: date, corrected: set[date], key: str, tags: dict[str, str]
+) -> RunRequest:
+    """A month run of the months first..last: one partition, or a single-run backfill."""
+    months = months_between(first, last)
+    if first == last:
+        return RunRequest(
+            job_name=monthly_marts_job.name,
+            partition_key=partition_key(first),
+            run_key=f"month-{partition_key(first)}-{key}",
+            tags={**tags, PRIORITY_TAG: str(range_priority(months, corrected))},
+        )
+    return RunRequest(
+        job_name=monthly_marts_job.name,
+        run_key=f"months-{partition_key(first)}-{partition_key(last)}-{key}",
+        tags={
+            **tags,
+            RANGE_START_TAG: partition_key(first),
+            RANGE_END_TAG: partition_key(last),
+            PRIORITY_TAG: str(range_priority(months, corrected)),
+        },
+    )
+
+
 @sensor(
     jobs=[monthly_marts_job, unpartitioned_marts_job],
     minimum_interval_seconds=2,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Requests one marts run per month touched by newly loaded files, unless one "
-    "is already waiting for that month; newer months and corrections leave the queue first.",
+    description="Requests marts runs for the months touched by newly loaded files, unless one "
+    "is already waiting for that month: a run per month, a backlog of history as single-run "
+    "backfills; newer months and corrections leave the queue first.",
 )
 def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -> SensorResult:
     """A month with a run waiting gets no other: that run reads the new files too, and a
-    correction raises its priority. A month whose run is under way gets one more, to run after
-    it. On a first start (no cursor) the months already built from their files are adopted:
+    correction raises its priority (or, waiting in a backfill of several months, takes its
+    month out of it into a run of its own). A month whose run is under way gets one more, to
+    run after it. A backlog of history goes as single-run backfills (`sensor_runs`). On a
+    first start (no cursor) the months already built from their files are adopted:
     only months that need a run get one."""
     after, pending = read_cursor(context.cursor)
     with platform.connection() as conn:
@@ -211,19 +249,18 @@ def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -
             corrected = corrected_months(conn, found) if months else set()
     after, pending = advance(after, pending, newest, found, time.time())
     waiting = waiting_runs(context.instance) if months else {}
-    for month in corrected & waiting.keys():
-        hurry(context.instance, waiting[month], month)
+    holding = {run.run_id: run for month in corrected & waiting.keys() for run in waiting[month]}
+    released = make_way(context.instance, list(holding.values()), corrected)
+    wanted = sorted({m for m in months if m not in waiting} | released)
+    settings = platform.settings()
+    # The run queue's per-month limit cannot see a backfill's months: backfills only where
+    # month runs go one at a time (more at once run the months side by side instead).
+    range_from = settings.backlog_range_months if settings.month_run_concurrency == 1 else 0
     tags = {RUN_HOST_TAG: this_host()}
     # A file id is found once, so the newest one found names this tick's requests.
     requests = [
-        RunRequest(
-            job_name=monthly_marts_job.name,
-            partition_key=partition_key(month),
-            run_key=f"month-{partition_key(month)}-upto-{max(found)}",
-            tags={**tags, PRIORITY_TAG: str(month_priority(month, month in corrected))},
-        )
-        for month in months
-        if month not in waiting
+        month_request(first, last, corrected, f"upto-{max(found)}", tags)
+        for first, last in sensor_runs(wanted, corrected, range_from)
     ]
     if requests:
         # The views need building once per version of the models, after month runs (same

@@ -5,6 +5,10 @@ A year of history dropped at once queues a dozen month runs; a corrected file dr
 should not wait behind them all. So month runs carry a priority (Dagster's run queue starts the
 highest first, in order of creation among equals): the newest months before older history, and
 corrections (files whose readings overlap readings already loaded) before any history.
+
+A run per month pays a run process and a dbt build per month; a backlog of history is cheaper
+as single-run backfills over its consecutive months (one process, one dbt build), while the
+newest month and each correction keep a run of their own so that they are not held behind it.
 """
 
 from __future__ import annotations
@@ -41,3 +45,31 @@ datetime.date(2024, 3, 1))]
     first = sorted(set(months) & corrected, reverse=True)
     rest = month_ranges([m for m in months if m not in corrected])
     return [(m, m) for m in first] + sorted(rest, reverse=True)
+
+
+def sensor_runs(
+    months: list[date], corrected: set[date], range_from: int
+) -> list[tuple[date, date]]:
+    """The [first, last] month ranges the months sensor requests, one run each, for `months`
+    (none of them waiting in the queue): one run per month, unless at least `range_from` of
+    them are history (neither the newest month nor corrected; `range_from` 0: never), which
+    then go as one run per range of consecutive months beside the newest and corrected months
+    alone.
+
+    >>> year = [date(2024, m, 1) for m in range(1, 13)]
+    >>> [f"{a:%m}-{b:%m}" for a, b in sensor_runs(year, {date(2024, 3, 1)}, 4)]
+    ['12-12', '03-03', '04-11', '01-02']
+    >>> len(sensor_runs(year[:4], set(), 4)), len(sensor_runs(year, set(), 0))
+    (4, 12)
+    """
+    if not months:
+        return []
+    alone = corrected | {max(months)}
+    if range_from and len(set(months) - alone) >= range_from:
+        return run_order(months, alone)
+    return [(m, m) for m in sorted(set(months), reverse=True)]
+
+
+def range_priority(months: list[date], corrected: set[date]) -> int:
+    """A run's priority from the months it builds: that of its highest-ranked month."""
+    return max(month_priority(m, m in corrected) for m in months)

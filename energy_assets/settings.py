@@ -404,6 +404,14 @@ class Settings:
         int,
         "month runs the run queue starts at once (`dagster.yaml`); runs of one month take turns",
     )
+    backlog_range_months: int = _var(
+        "ENERGY_BACKLOG_RANGE_MONTHS",
+        4,
+        int,
+        "months of history found at once that the months sensor builds as single-run backfills"
+        " over their consecutive months, the newest month and corrections in runs of their own"
+        " (0: a run per month; only with ENERGY_MONTH_RUN_CONCURRENCY 1)",
+    )
     max_concurrent: int | None = _var(
         "ENERGY_MAX_CONCURRENT",
         None,

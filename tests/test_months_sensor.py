@@ -15,7 +15,13 @@ from datetime import UTC, date, datetime
 import dagster_runs
 import psycopg2
 import pytest
-from dagster import DagsterInstance, DagsterRun, RunRequest, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunRequest,
+    build_sensor_context,
+)
 from dagster_runs import MONTH_JOB
 from meter_files import three_meters_two_feeders, write_meter_data, write_meter_file
 
@@ -32,7 +38,13 @@ from energy_assets.commands.run import run_once
 from energy_assets.commands.session import platform_session
 from energy_assets.definitions import defs
 from energy_assets.ingest.loader import Ingest
-from energy_assets.partitions import PARTITION_TAG, PRIORITY_TAG, run_months
+from energy_assets.partitions import (
+    PARTITION_TAG,
+    PRIORITY_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    run_months,
+)
 from energy_assets.resources import Platform
 
 
@@ -65,12 +77,28 @@ def load(platform, instance, *files: tuple[str, str, str]) -> None:
     )
 
 
+def spans(requests: list[RunRequest]) -> list[str]:
+    """The months of each month request: `2024-03`, or `2024-01..2024-11` for a backfill."""
+    return [
+        r.partition_key or f"{r.tags[RANGE_START_TAG]}..{r.tags[RANGE_END_TAG]}"
+        for r in requests
+        if r.job_name == MONTH_JOB
+    ]
+
+
+def run_span(run: DagsterRun) -> str:
+    """`2024-03`, `2024-01..2024-11` or, for the views run, `views`."""
+    months = [f"{m:%Y-%m}" for m in run_months(run.tags)]
+    if len(months) > 1:
+        return f"{months[0]}..{months[-1]}"
+    return months[0] if months else "views"
+
+
 def submit(instance, request: RunRequest, enqueue: bool = True) -> DagsterRun:
     """The run the daemon makes of a month request: created, then (unless not `enqueue`)
     handed to the run queue."""
-    run = dagster_runs.create(
-        instance, {**request.tags, "dagster/partition": request.partition_key}
-    )
+    partition = {PARTITION_TAG: request.partition_key} if request.partition_key else {}
+    run = dagster_runs.create(instance, {**request.tags, **partition})
     if enqueue:
         dagster_runs.enqueue(instance, run)
     return run
@@ -111,7 +139,9 @@ def test_a_month_gets_one_waiting_run_however_many_files_arrive(platform, instan
     )
     requests, cursor = tick(platform, instance, None)
     assert months(requests) == ["2024-01", "2024-02"]
-    january, february = (r for r in requests if r.job_name == MONTH_JOB)
+    january, february = sorted(
+        (r for r in requests if r.job_name == MONTH_JOB), key=lambda r: r.partition_key
+    )
     submit(instance, january)
     february_run = submit(instance, february, enqueue=False)  # created, not yet queued
 
@@ -229,9 +259,10 @@ def test_skipped_file_ids_are_looked_for_until_they_appear_or_a_day_passes():
 
 def test_a_correction_leaves_the_queue_before_a_backlog_of_history(platform, monkeypatch):
     """A year dropped at once, then corrections of March: each March run starts before the
-    rest of the year, the newest months next; two months run at once, never two runs of one
-    month, and a month never waits in the queue twice."""
-    settings = dataclasses.replace(platform.settings, month_run_concurrency=2)
+    rest of the year, the newest months next; two months run at once (so a run per month),
+    never two runs of one month, and a month never waits in the queue twice."""
+    monkeypatch.setenv("ENERGY_MONTH_RUN_CONCURRENCY", "2")  # the sensor's settings
+    settings = dataclasses.replace(platform.settings, month_run_concurrency=2)  # dagster.yaml
     year = [f"2024-{m:02d}" for m in range(1, 13)]
     with platform_session(settings), DagsterInstance.get() as instance:
         load(platform, instance, *((f"M1_{m}.csv", f"{m}-01", f"{m}-03") for m in year))
@@ -284,3 +315,56 @@ def test_a_correction_leaves_the_queue_before_a_backlog_of_history(platform, mon
         ]
         assert sorted(per_month) == sorted([*year, "2024-03"])
         assert views.tags.get(PRIORITY_TAG) is None
+
+
+def test_a_backlog_goes_as_one_backfill_that_a_correction_splits(platform, monkeypatch):
+    """One month run at a time (the default): a year dropped at once is the newest month's run
+    and one backfill of the other eleven. A correction of March cancels the waiting backfill:
+    March runs first, alone, then the newest months; every month is built once."""
+    monkeypatch.setenv("ENERGY_BACKLOG_RANGE_MONTHS", "4")
+    year = [f"2024-{m:02d}" for m in range(1, 13)]
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        load(platform, instance, *((f"M1_{m}.csv", f"{m}-01", f"{m}-03") for m in year))
+        requests, cursor = tick(platform, instance, None)
+        assert spans(requests) == ["2024-12", "2024-01..2024-11"]
+        month_runs = [r for r in requests if r.job_name == MONTH_JOB]
+        backlog = {s: submit(instance, r) for s, r in zip(spans(requests), month_runs, strict=True)}
+        assert run_months(backlog["2024-01..2024-11"].tags) == [
+            date(2024, m, 1) for m in range(1, 12)
+        ]
+        (views,) = (r for r in requests if r.job_name != MONTH_JOB)
+        dagster_runs.enqueue(instance, dagster_runs.create(instance, views.tags, views.job_name))
+        (first,) = dagster_runs.dequeue(instance)
+        assert first.tags[PARTITION_TAG] == "2024-12"
+        dagster_runs.start(instance, first)
+
+        load(platform, instance, ("M1_2024-03-fix.csv", "2024-03-02", "2024-03-03"))
+        requests, cursor = tick(platform, instance, cursor)
+        assert spans(requests) == ["2024-11", "2024-03", "2024-04..2024-10", "2024-01..2024-02"]
+        cancelled = instance.get_run_by_id(backlog["2024-01..2024-11"].run_id)
+        assert cancelled.status == DagsterRunStatus.CANCELED
+        runs = [submit(instance, r) for r in requests if r.job_name == MONTH_JOB]
+        assert [int(run.tags[PRIORITY_TAG]) for run in runs] == [
+            month_priority(date(2024, 11, 1), False),
+            month_priority(date(2024, 3, 1), True),
+            month_priority(date(2024, 10, 1), False),
+            month_priority(date(2024, 2, 1), False),
+        ]
+
+        started, running = [], first
+        while running is not None:  # one month run at a time, by priority
+            dagster_runs.finish(instance, running)
+            chosen = dagster_runs.dequeue(instance)
+            running = chosen[0] if chosen else None
+            if running is not None:
+                dagster_runs.start(instance, running)
+                started.append(run_span(running))
+        assert started == ["2024-03", "2024-11", "2024-04..2024-10", "2024-01..2024-02", "views"]
+        built = [
+            f"{m:%Y-%m}"
+            for run in instance.get_runs()
+            if run.job_name == MONTH_JOB and run.status == DagsterRunStatus.SUCCESS
+            for m in run_months(run.tags)
+        ]
+        assert sorted(built) == year
+        assert waiting_runs(instance) == {}
