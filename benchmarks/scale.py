@@ -1,6 +1,7 @@
 """The platform at LCL scale: households x months of half-hourly readings through `energy run`.
 
     .venv/bin/python benchmarks/scale.py [--households 500] [--months 12] [--max-concurrent N]
+        [--keep DIR]
 
 Generates LCL-shaped files (blocks of 50 households, `LCLid,tstp,energy(kWh/hh)`, plus the
 household table) in a temporary ENERGY_HOME, runs `energy run` on them (embedded PostgreSQL on
@@ -215,6 +216,12 @@ def main() -> None:
     )
     parser.add_argument("--output", default="scale", help="results/<output>.json")
     parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="work in DIR (must not exist) and keep it: ENERGY_HOME is DIR/home, to profile after",
+    )
+    parser.add_argument(
         "--extrapolate",
         nargs="+",
         metavar="JSON",
@@ -239,8 +246,12 @@ def main() -> None:
         )
         write_results(args.output, {"sources": args.extrapolate, "readings": args.to, "rows": rows})
         return
-    with tempfile.TemporaryDirectory(prefix="energy-scale-") as tmp:
-        result = measure(Path(tmp), args.households, args.months, args.max_concurrent)
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        result = measure(args.keep, args.households, args.months, args.max_concurrent)
+    else:
+        with tempfile.TemporaryDirectory(prefix="energy-scale-") as tmp:
+            result = measure(Path(tmp), args.households, args.months, args.max_concurrent)
     print()
     print(table(["stage", "step", "seconds", "readings/s", "run status"], stage_rows(result)))
     slowest = sorted(result["dbt_models_s"].items(), key=lambda kv: -kv[1])[:4]

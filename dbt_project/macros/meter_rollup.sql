@@ -4,7 +4,10 @@
 with clean as (
     select
         *,
-        date_trunc('{{ grain }}', interval_start, 'UTC') as period_start
+        -- The UTC hour or day as a fixed-length bin from a UTC midnight: the same as
+        -- date_trunc(grain, interval_start, 'UTC'), without converting each row's time zone.
+        date_bin('1 {{ grain }}', interval_start, '2000-01-01 00:00:00+00'::timestamptz)
+            as period_start
     from {{ ref('fct_intervals_clean') }}
     where {{ in_month_window('interval_start') }}
 ),

@@ -5,7 +5,7 @@
 
 -- Mean demand per customer by local hour of day and day type, per (UTC) month.
 select
-    customer_id,
+    customer_id collate "default" as customer_id,
     date_trunc('month', interval_start, 'UTC') as month_start,
     day_type,
     local_hour as hour,
