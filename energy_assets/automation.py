@@ -36,6 +36,7 @@ from energy_assets.anomalies.assets import anomalies
 from energy_assets.backlog import range_priority, sensor_runs
 from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
+from energy_assets.ingest.assets import ingest_dropbox
 from energy_assets.ingest.raw_tables import corrected_months, loaded_months, month_load_times
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
 from energy_assets.marts.dbt_project import models_version
@@ -63,6 +64,7 @@ MONTH_ASSETS = [
 ]
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 """Run states before a run's process starts: such a run reads every file loaded until then."""
+UNFINISHED = [*WAITING, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 PENDING_FILE_SECONDS = 24 * 3600
 """How long the months sensor looks for a file id it skipped: a load still in progress commits
 within it, one rolled back never does."""
@@ -177,6 +179,12 @@ def make_way(instance: DagsterInstance, runs: list[DagsterRun], corrected: set[d
     return released
 
 
+def loading(instance: DagsterInstance) -> bool:
+    """Whether an ingest run waits or is under way: its files commit one by one."""
+    runs = RunsFilter(job_name=ingest_dropbox.name, statuses=UNFINISHED)
+    return instance.get_runs_count(runs) > 0
+
+
 def read_cursor(text: str | None) -> tuple[int, dict[int, float]]:
     """The months sensor's cursor: the newest file id handled, and the ids below it not seen
     yet, with when they were first missed. A bare id is a cursor from before pending ids."""
@@ -233,13 +241,18 @@ def month_request(
     "is already waiting for that month: a run per month, a backlog of history as single-run "
     "backfills; newer months and corrections leave the queue first.",
 )
-def loaded_months_sensor(context: SensorEvaluationContext, platform: Platform) -> SensorResult:
+def loaded_months_sensor(
+    context: SensorEvaluationContext, platform: Platform
+) -> SensorResult | SkipReason:
     """A month with a run waiting gets no other: that run reads the new files too, and a
     correction raises its priority (or, waiting in a backfill of several months, takes its
     month out of it into a run of its own). A month whose run is under way gets one more, to
     run after it. A backlog of history goes as single-run backfills (`sensor_runs`). On a
     first start (no cursor) the months already built from their files are adopted:
-    only months that need a run get one."""
+    only months that need a run get one. While files are loading it waits, so that one tick
+    sees a whole drop and a backlog is not cut into the pieces that happened to be loaded."""
+    if loading(context.instance):
+        return SkipReason("files are loading; their months are requested once the ingest ends")
     after, pending = read_cursor(context.cursor)
     with platform.connection() as conn:
         months, newest, found = loaded_months(conn, after, list(pending))

@@ -20,6 +20,8 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     RunRequest,
+    SensorResult,
+    SkipReason,
     build_sensor_context,
 )
 from dagster_runs import MONTH_JOB
@@ -54,12 +56,16 @@ def instance(platform) -> Iterator[DagsterInstance]:
         yield instance
 
 
-def tick(platform, instance, cursor: str | None) -> tuple[list[RunRequest], str]:
+def evaluate(platform, instance, cursor: str | None) -> SensorResult | SkipReason:
     resources = {
         "platform": Platform(home=str(platform.settings.home), warehouse_url=platform.warehouse_url)
     }
     context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    result = loaded_months_sensor(context)
+    return loaded_months_sensor(context)
+
+
+def tick(platform, instance, cursor: str | None) -> tuple[list[RunRequest], str]:
+    result = evaluate(platform, instance, cursor)
     return result.run_requests, result.cursor
 
 
@@ -315,6 +321,20 @@ def test_a_correction_leaves_the_queue_before_a_backlog_of_history(platform, mon
         ]
         assert sorted(per_month) == sorted([*year, "2024-03"])
         assert views.tags.get(PRIORITY_TAG) is None
+
+
+def test_months_are_requested_once_the_ingest_run_has_loaded_every_file(platform, instance):
+    """Files commit one by one during an ingest run: the sensor waits for its end, so the
+    months of one drop are requested in one tick."""
+    load(platform, instance, ("M1_2024-01.csv", "2024-01-01", "2024-01-02"))
+    requests, cursor = tick(platform, instance, None)
+    ingest = dagster_runs.create(instance, {}, "ingest_dropbox")
+    dagster_runs.start(instance, ingest)
+    load(platform, instance, ("M1_2024-02.csv", "2024-02-01", "2024-02-02"))
+    assert isinstance(evaluate(platform, instance, cursor), SkipReason)
+    dagster_runs.finish(instance, ingest)
+    requests, _ = tick(platform, instance, cursor)
+    assert months(requests) == ["2024-02"]
 
 
 def test_a_backlog_goes_as_one_backfill_that_a_correction_splits(platform, monkeypatch):
