@@ -1,4 +1,5 @@
-"""Feature rows for issued forecasts: lags, rolling statistics, calendar and weather.
+"""Feature rows for issued forecasts: lags, rolling statistics, calendar, weather, and each
+target's own linear fit of its load on the calendar and the weather.
 
 A forecast is issued at `Issue.issued_at` and covers the intervals of its window. Every feature
 of the readings comes from rows strictly before the issue time, so backtests cannot peek. The
