@@ -63,8 +63,8 @@ class QuantileModel:
 
 
 def model_features(train: pd.DataFrame) -> list[str]:
-    """The features a model learns from: the base set, and the tariff flag and weather where
-    the training rows carry them."""
+    """The features a model learns from: the base set, and the tariff flag, the weather, the
+    sun and the target's own fit where the training rows carry them."""
     optional = [c for c in ("tariff_flag", *DAY_WEATHER, *SUN, *OWN_FIT) if c in train.columns]
     return BASE_FEATURES + optional + weather_columns(train)
 
@@ -120,9 +120,9 @@ def conformal_offsets(
     (normalised CQR: where the model expects a wide band, as on a windy day, the widening is
     wider too); its finite-sample corrected `coverage` quantile, added to both ends in the
     row's own widths, makes the band cover about `coverage` of new rows. Negative when the raw
-    band is too wide. Targets differ (a steady feeder, a wind-driven
-    one), so each target with a day of rows gets its own, drawn towards the pooled one by
-    SHRINK rows' weight and kept within MAX_OWN of it.
+    band is too wide. Targets differ (a steady feeder, a wind-driven one), so each target with
+    a day of rows gets its own, drawn towards the pooled one by SHRINK rows' weight and kept
+    within MAX_OWN of it.
     """
     rows = calibration[calibration["y"].notna()]
     if rows.empty:
