@@ -156,7 +156,15 @@ def openstef_python() -> tuple[Path | None, str]:
     candidates = [shutil.which(f"python3.{minor}") for minor in (14, 13, 12)]
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     candidates += sorted(map(str, pyenv.glob("3.1[2-9]*/bin/python")), reverse=True)
-    base = next((c for c in candidates if c), None)
+    # A pyenv shim is on PATH for versions it does not select, and fails when run: try each.
+    base = next(
+        (
+            c
+            for c in candidates
+            if c and subprocess.run([c, "-c", ""], capture_output=True).returncode == 0
+        ),
+        None,
+    )
     if base is None:
         return None, "no Python >= 3.12 found (PATH or pyenv) for OpenSTEF 4.7"
     WORK.mkdir(parents=True, exist_ok=True)

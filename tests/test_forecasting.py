@@ -191,6 +191,31 @@ def test_target_day_grid_is_local_and_dst_aware(series):
     assert features.groupby("target_id")["y"].mean().between(0.7, 1.3).all()
 
 
+def test_own_fit_learns_each_targets_weather_response(weather):
+    """A target whose load is a line in the temperature gets that line back for the window,
+    each target its own, in units of its scale: one feeder warms with the weather, the other
+    cools (a heat pump beside a solar roof)."""
+    temperature = weather[weather["issued_at"].isna()].set_index("valid_at")["value"]
+    times = pd.date_range("2025-02-05", "2025-03-20", freq="30min", tz="UTC")
+    temps = temperature.reindex(times.floor("h")).to_numpy()
+    lines = {"warms": (5.0, 0.5), "cools": (30.0, -2.0)}
+    series = pd.concat(
+        [
+            pd.DataFrame({"target_id": t, "interval_start": times, "value": a + b * temps})
+            for t, (a, b) in lines.items()
+        ],
+        ignore_index=True,
+    )
+    issue = cutoffs("2025-03-17", 1)[0]
+    observed = weather[weather["issued_at"].isna()]  # the window's weather as it was
+    features = build_features(series, issue, weather=observed, **KW)
+    for target, (a, b) in lines.items():
+        rows = features[features["target_id"] == target]
+        hours = rows["interval_start"].dt.floor("h")
+        truth = a + b * temperature.reindex(hours).to_numpy()
+        np.testing.assert_allclose(rows["own_fit"] * rows["scale"], truth, rtol=0.01)
+
+
 def week_earlier(series: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """The seasonal-naive forecast by hand: each row's value a week earlier at the same local
     wall-clock time."""

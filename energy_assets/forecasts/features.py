@@ -1,4 +1,5 @@
-"""Feature rows for issued forecasts: lags, rolling statistics, calendar and weather.
+"""Feature rows for issued forecasts: lags, rolling statistics, calendar, weather, and each
+target's own linear fit of its load on the calendar and the weather.
 
 A forecast is issued at `Issue.issued_at` and covers the intervals of its window. Every feature
 of the readings comes from rows strictly before the issue time, so backtests cannot peek. The
@@ -53,10 +54,17 @@ HEATING_BASE, COOLING_BASE = 15.5, 22.0
 DAY_WEATHER = ["temp_day_min", "temp_day_mean", "temp_day_max", "heating_dd", "cooling_dd"]
 SUN = ["sun_elevation", "sun_incidence", "tilted_radiation"]  # with the weather's coordinates
 RADIATION = "radiation"
+WIND = "wind_speed"
 PANEL_TILT = 35.0  # degrees, facing the equator: how most solar panels are mounted
 WEEK = pd.Timedelta(days=7)
 SCALE_WINDOW = pd.Timedelta(days=7)  # a target's level: its mean |value| over this window
 HISTORY = pd.Timedelta(days=29)  # the 28-day lag plus a day of slack
+FIT_WINDOW = pd.Timedelta(days=28)  # the readings each target's own fit learns from
+RIDGE = 1e-3  # the own fit's ridge penalty, per row, on standardised regressors
+MIN_FIT_ROWS = 10  # readings per regressor a target needs for a fit of its own
+FIT_HARMONICS = (1, 2, 3)  # of the time of day, in the own fit
+CALENDAR = 2 + 2 * len(FIT_HARMONICS)  # the own fit's calendar regressors, before the weather
+OWN_FIT = ["own_fit", "own_weather", "own_fit_error"]
 
 
 def _resolution(series: pd.DataFrame) -> pd.Timedelta:
@@ -212,16 +220,14 @@ def sun_position(
 
 
 def _sun(cols: dict, times: pd.DatetimeIndex, step: pd.Timedelta, place: tuple | None) -> None:
-    """Where the sun is at each interval's middle, and the radiation on a tilted panel: the
-    horizontal radiation times the beam's gain from tilting (capped: low sun, large ratios)."""
+    """Where the sun is at each interval's middle, and the radiation on a tilted panel."""
     if place is None:
         return
     elevation, incidence = sun_position(times + step / 2, *place)
     cols["sun_elevation"], cols["sun_incidence"] = elevation, incidence
     radiation = cols.get(WEATHER_PREFIX + RADIATION)
     if radiation is not None:
-        up = np.sin(np.radians(np.maximum(elevation, 5.0)))
-        cols["tilted_radiation"] = radiation * np.clip(incidence, 0, None) / up
+        cols["tilted_radiation"] = _tilted(radiation, elevation, incidence)
 
 
 def _lags(
@@ -246,6 +252,93 @@ def _lags(
         warnings.simplefilter("ignore", RuntimeWarning)  # a slot without any of the 4 weeks
         cols["same_slot_p50"] = np.nanmean(weeks, axis=1)
     cols["same_slot_p90"] = _nan_quantile(weeks, 0.9)
+
+
+def _tilted(radiation: np.ndarray, elevation: np.ndarray, incidence: np.ndarray) -> np.ndarray:
+    """The horizontal radiation times the beam's gain from tilting (capped: low sun, large
+    ratios)."""
+    return radiation * np.clip(incidence, 0, None) / np.sin(np.radians(np.maximum(elevation, 5.0)))
+
+
+def _fit_design(times: pd.DatetimeIndex, hourly: pd.DataFrame, tz: str, place) -> np.ndarray:
+    """The regressors of `_own_fit`: first the calendar (an intercept, the weekend, harmonics
+    of the local time of day; CALENDAR columns), then the weather: each variable, the wind
+    speed also cubed (a turbine's output grows with its cube below its rating), and with the
+    weather's `place` the radiation on a tilted panel."""
+    local = times.tz_convert(tz)
+    day_angle = 2 * np.pi * np.asarray(local.hour * 60 + local.minute, dtype=float) / 1440
+    columns = [np.ones(len(times)), (local.day_of_week >= 5).astype(float)]
+    for k in FIT_HARMONICS:
+        columns += [np.sin(k * day_angle), np.cos(k * day_angle)]
+    hours = times.floor("h")
+    for variable in sorted(hourly.columns):
+        v = hourly[variable].reindex(hours).to_numpy(dtype=float)
+        columns += [v, v**3] if variable == WIND else [v]
+    if place is not None and RADIATION in hourly.columns:
+        radiation = hourly[RADIATION].reindex(hours).to_numpy(dtype=float)
+        columns.append(_tilted(radiation, *sun_position(times, *place)))
+    return np.column_stack(columns)
+
+
+def _own_fit(
+    cols: dict,
+    targets: pd.Series,
+    times: pd.DatetimeIndex,
+    values: _Wide,
+    issue: Issue,
+    weather: pd.DataFrame | None,
+    tz: str,
+    place: tuple[float, float] | None,
+) -> None:
+    """Each target's own linear model of its load on the calendar and the weather, fit by
+    ridge regression on its readings of the FIT_WINDOW before the issue, in units of the
+    scale: its forecast of the window (`own_fit`), the weather's part of it relative to the
+    fit window's mean (`own_weather`), and its mean absolute error over the fit window
+    (`own_fit_error`, how far to trust it).
+
+    How much a feeder's load moves with the wind or the sun differs from feeder to feeder and
+    drifts: one pooled tree model learns that slowly from raw weather, a fit per target at
+    once. The weather of past hours is, like the window's, what was known at the issue.
+    """
+    if weather is None or weather.empty:
+        return
+    past_times = pd.DatetimeIndex(
+        values.times[
+            (values.times < issue.issued_at) & (values.times >= issue.issued_at - FIT_WINDOW)
+        ]
+    )
+    hourly, _ = weather_at_issue(
+        weather, Issue(issue.issued_at, issue.issued_at - FIT_WINDOW, issue.end)
+    )
+    if hourly.empty or len(past_times) == 0:
+        return
+    x_past = _fit_design(past_times, hourly, tz, place)
+    x_now = _fit_design(times, hourly, tz, place)
+    mean, std = np.nanmean(x_past, axis=0), np.nanstd(x_past, axis=0)
+    mean[0], std[0] = 0.0, 1.0  # the intercept
+    std = np.where(std > 0, std, 1.0)
+    x_past, x_now = (x_past - mean) / std, (x_now - mean) / std
+    y_past = values.values[values.times.get_indexer(past_times)]
+    fit, part, error = (np.full(len(times), np.nan) for _ in range(3))
+    rows_of = targets.to_numpy()
+    weather_part = slice(CALENDAR, None)
+    for k, target in enumerate(values.targets):
+        y = y_past[:, k]
+        keep = ~np.isnan(y) & ~np.isnan(x_past).any(axis=1)
+        if keep.sum() < MIN_FIT_ROWS * x_past.shape[1]:
+            continue
+        a = x_past[keep]
+        penalty = RIDGE * keep.sum() * np.eye(a.shape[1])
+        penalty[0, 0] = 0.0  # the intercept is not shrunk
+        coef = np.linalg.solve(a.T @ a + penalty, a.T @ y[keep])
+        rows = rows_of == target
+        fit[rows] = x_now[rows] @ coef
+        error[rows] = np.mean(np.abs(y[keep] - a @ coef))
+        past_part = a[:, weather_part] @ coef[weather_part]
+        part[rows] = x_now[rows][:, weather_part] @ coef[weather_part] - past_part.mean()
+    cols["own_fit"] = fit / cols["scale"]
+    cols["own_weather"] = part / cols["scale"]
+    cols["own_fit_error"] = error / cols["scale"]
 
 
 def _per_target(stat: pd.Series, targets: pd.Series) -> np.ndarray:
@@ -317,6 +410,7 @@ def build_features(
         cols[WEATHER_PREFIX + variable] = hourly[variable].reindex(hours).to_numpy()
     _day_weather(cols, times, hourly, tz)
     _sun(cols, times, step, place)
+    _own_fit(cols, targets, times, values, issue, weather, tz, place)
     cols["forecast_weather_share"] = np.full(len(grid), np.nan if share is None else share)
     cols["y"] = values.lookup(targets, times) / scale
     return pd.concat([grid, pd.DataFrame(cols)], axis=1)

@@ -17,6 +17,7 @@ import pandas as pd
 from energy_assets.forecasts.features import (
     BASE_FEATURES,
     DAY_WEATHER,
+    OWN_FIT,
     SUN,
     WEEK,
     indexed_values,
@@ -29,9 +30,10 @@ if TYPE_CHECKING:  # imported where a model is trained or used: every process lo
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_TARGET_ROWS = 48  # calibration rows a target needs for a band offset of its own
 SHRINK = 48  # the pooled offset's weight, in rows, in a target's own
-# A target's own offset stays within one level (its mean |value|) of the pooled one: a meter
-# near zero all week and then busy would otherwise get a band of thousands of its levels.
+# A target's own offset stays within one band width of the pooled one: a meter near zero all
+# week and then busy would otherwise get a band of thousands of its levels.
 MAX_OWN = 1.0
+MIN_WIDTH = 0.05  # the narrowest raw band (in units of the scale) the widening scales with
 PEAK_MARGIN = 1.5
 MODEL_PARAMS = {
     "objective": "reg:quantileerror",
@@ -47,7 +49,7 @@ MODEL_PARAMS = {
 @dataclass(frozen=True)
 class QuantileModel:
     """The booster, the feature order and quantiles it was trained with, and the widening of
-    the outer quantiles (in units of the target's scale) that calibration found: per target
+    the outer quantiles (in widths of the raw P10-P90 band) that calibration found: per target
     where it had rows of that target, else pooled."""
 
     booster: xgb.Booster
@@ -61,9 +63,9 @@ class QuantileModel:
 
 
 def model_features(train: pd.DataFrame) -> list[str]:
-    """The features a model learns from: the base set, and the tariff flag and weather where
-    the training rows carry them."""
-    optional = [c for c in ("tariff_flag", *DAY_WEATHER, *SUN) if c in train.columns]
+    """The features a model learns from: the base set, and the tariff flag, the weather, the
+    sun and the target's own fit where the training rows carry them."""
+    optional = [c for c in ("tariff_flag", *DAY_WEATHER, *SUN, *OWN_FIT) if c in train.columns]
     return BASE_FEATURES + optional + weather_columns(train)
 
 
@@ -98,6 +100,11 @@ def _normalised(model: QuantileModel, features: pd.DataFrame) -> np.ndarray:
     return model.booster.predict(xgb.DMatrix(x)).reshape(len(x), len(model.quantiles))
 
 
+def _width(raw: np.ndarray) -> np.ndarray:
+    """The raw P10-P90 band's width, at least MIN_WIDTH: the unit of the band's widening."""
+    return np.maximum(raw[:, -1] - raw[:, 0], MIN_WIDTH)
+
+
 def _conformal(scores: np.ndarray, coverage: float) -> float:
     level = min(1.0, coverage * (1 + 1 / len(scores)))
     return float(np.quantile(scores, level))
@@ -109,18 +116,20 @@ def conformal_offsets(
     """Split-conformal widening of the outer quantiles (CQR, Romano et al. 2019), pooled and
     per target.
 
-    The score max(p_lo - y, y - p_hi) on rows the model never saw; its finite-sample corrected
-    `coverage` quantile, added to both ends, makes the band cover about `coverage` of new rows.
-    Negative when the raw band is too wide. Targets differ (a steady feeder, a wind-driven
-    one), so each target with a day of rows gets its own, drawn towards the pooled one by
-    SHRINK rows' weight and kept within MAX_OWN of it.
+    The score max(p_lo - y, y - p_hi) on rows the model never saw, in widths of the raw band
+    (normalised CQR: where the model expects a wide band, as on a windy day, the widening is
+    wider too); its finite-sample corrected `coverage` quantile, added to both ends in the
+    row's own widths, makes the band cover about `coverage` of new rows. Negative when the raw
+    band is too wide. Targets differ (a steady feeder, a wind-driven one), so each target with
+    a day of rows gets its own, drawn towards the pooled one by SHRINK rows' weight and kept
+    within MAX_OWN of it.
     """
     rows = calibration[calibration["y"].notna()]
     if rows.empty:
         return 0.0, {}
     raw = _normalised(model, rows)
     y = rows["y"].to_numpy(dtype=float)
-    scores = pd.Series(np.maximum(raw[:, 0] - y, y - raw[:, -1]))
+    scores = pd.Series(np.maximum(raw[:, 0] - y, y - raw[:, -1]) / _width(raw))
     pooled = _conformal(scores.to_numpy(), coverage)
     own = {}
     for target, s in scores.groupby(rows["target_id"].to_numpy()):
@@ -134,9 +143,9 @@ def conformal_offsets(
 
 def predict_quantiles(model: QuantileModel, features: pd.DataFrame) -> pd.DataFrame:
     """Quantiles in original units (x scale), the outer ones widened by the model's calibrated
-    offset, sorted per row so they never cross."""
+    offset (in widths of the row's raw band), sorted per row so they never cross."""
     raw = _normalised(model, features)
-    offsets = model.offsets(features["target_id"])
+    offsets = model.offsets(features["target_id"]) * _width(raw)
     raw[:, 0] -= offsets
     raw[:, -1] += offsets
     # Never beyond PEAK_MARGIN times the largest |value| of the last four weeks: a meter near
