@@ -129,9 +129,13 @@ def limit_warehouse_pool(slots: int) -> None:
     """Set the warehouse pool's limit in Dagster's storage, where every run's executor reads it
     (pools without a limit, as under the in-process executor, limit nothing)."""
     from dagster import DagsterInstance
+    from sqlalchemy.exc import IntegrityError
 
     with DagsterInstance.get() as instance:
-        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, slots)
+        try:
+            instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, slots)
+        except IntegrityError:  # a worker starting beside it created the pool's row meanwhile
+            instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, slots)
 
 
 @contextlib.contextmanager
