@@ -47,9 +47,10 @@ def load_history(home: Path, history: int, meters: int) -> dict:
     months play no part in rebuilding the last one)."""
     from dagster import DagsterInstance
 
-    from energy_assets.commands.run import execute, range_tags
+    from energy_assets.commands.run import execute
     from energy_assets.commands.session import platform_session
     from energy_assets.marts.assets import monthly_marts
+    from energy_assets.partitions import range_tags
     from energy_assets.settings import Settings
 
     with use_environ(platform_environ(home)):

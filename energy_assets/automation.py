@@ -44,10 +44,9 @@ from energy_assets.months import months_between
 from energy_assets.partitions import (
     MONTH_RUN_TAG,
     PRIORITY_TAG,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
     month_of_key,
     partition_key,
+    range_tags,
     run_months,
 )
 from energy_assets.plots.assets import customer_patterns, load_profiles
@@ -213,23 +212,18 @@ def month_request(
     first: date, last: date, corrected: set[date], key: str, tags: dict[str, str]
 ) -> RunRequest:
     """A month run of the months first..last: one partition, or a single-run backfill."""
-    months = months_between(first, last)
+    priority = {PRIORITY_TAG: str(range_priority(months_between(first, last), corrected))}
     if first == last:
         return RunRequest(
             job_name=monthly_marts_job.name,
             partition_key=partition_key(first),
             run_key=f"month-{partition_key(first)}-{key}",
-            tags={**tags, PRIORITY_TAG: str(range_priority(months, corrected))},
+            tags={**tags, **priority},
         )
     return RunRequest(
         job_name=monthly_marts_job.name,
         run_key=f"months-{partition_key(first)}-{partition_key(last)}-{key}",
-        tags={
-            **tags,
-            RANGE_START_TAG: partition_key(first),
-            RANGE_END_TAG: partition_key(last),
-            PRIORITY_TAG: str(range_priority(months, corrected)),
-        },
+        tags={**tags, **range_tags(first, last), **priority},
     )
 
 

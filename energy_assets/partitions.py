@@ -41,6 +41,11 @@ def partition_key(month: date) -> str:
     return f"{month:{KEY_FORMAT}}"
 
 
+def range_tags(first: date, last: date) -> dict[str, str]:
+    """Tags that make one run cover the months first..last (a single-run backfill)."""
+    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
+
+
 def month_of_key(key: str) -> date:
     """The month of a partition key: `2024-01`, or `2024-01-01` in homes from before keys were
     months."""

@@ -35,9 +35,9 @@ from energy_assets.anomalies.detectors import (
     triage,
     unexplained_gaps,
 )
-from energy_assets.commands.run import range_tags
 from energy_assets.ingest.dropbox import dropbox_files
 from energy_assets.marts.exports import export_csv
+from energy_assets.partitions import range_tags
 from energy_assets.settings import AnomalyThresholds
 
 START = pd.Timestamp("2024-01-01", tz="UTC")

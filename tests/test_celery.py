@@ -44,7 +44,8 @@ from datetime import date
 
 from dagster import DagsterInstance
 
-from energy_assets.commands.run import execute, range_tags
+from energy_assets.commands.run import execute
+from energy_assets.partitions import range_tags
 from energy_assets.commands.session import platform_session
 from energy_assets.settings import Settings
 

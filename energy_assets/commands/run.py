@@ -7,13 +7,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass, field
-from datetime import date
 
 from energy_assets.backlog import run_order
 from energy_assets.commands.processes import stop_if_interrupted
 from energy_assets.ingest.dropbox import dropbox_files, readable
 from energy_assets.ingest.raw_tables import corrected_months
-from energy_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, partition_key
+from energy_assets.partitions import range_tags
 from energy_assets.settings import Settings
 from energy_assets.warehouse.database import connect
 
@@ -74,11 +73,6 @@ class RunReport:
         for name, success in self.steps:
             lines.append(f"{'ok    ' if success else 'FAILED'} {name}")
         return "\n".join(lines)
-
-
-def range_tags(first: date, last: date) -> dict[str, str]:
-    """Tags that make one run cover the months first..last (a single-run backfill)."""
-    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
 
 
 def build_views(instance, settings: Settings, tags: dict[str, str], **options) -> bool:
