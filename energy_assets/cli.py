@@ -28,6 +28,8 @@ def _forward_to_sigint(*_) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     """Database, Dagster webserver and daemon (with the sensors) until Ctrl-C, SIGTERM or SIGHUP,
     or until a platform process or the embedded database is lost."""
+    from dagster import DagsterInstance
+
     from energy_assets.commands.dashboard import dashboard_env, dashboard_url, streamlit_command
     from energy_assets.commands.processes import (
         ProcessGroup,
@@ -36,6 +38,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         single_instance,
     )
     from energy_assets.commands.session import platform_session
+    from energy_assets.launcher import fail_runs_left_starting
     from energy_assets.warehouse.postgres import redact
 
     settings = Settings.from_env()
@@ -47,6 +50,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         single_instance(settings.home / ".up.lock", "energy up"),
         platform_session(settings, create=True) as db,
     ):
+        with DagsterInstance.get() as instance:  # the home's (the session exported it)
+            fail_runs_left_starting(instance)
         log = settings.home / "logs" / "dagster.log"
         group = ProcessGroup(env=os.environ.copy(), log=log)  # with what the session exported
         group.start(

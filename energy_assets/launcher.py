@@ -10,7 +10,8 @@ whose daemon and code servers share one machine.
 
 from __future__ import annotations
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRun
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
 START_SLACK_SECONDS = 2.0
@@ -39,6 +40,23 @@ def process_alive(pid: int, since: float) -> bool:
         )
     except psutil.NoSuchProcess:
         return False
+
+
+def fail_runs_left_starting(instance: DagsterInstance) -> list[str]:
+    """Fail the runs an earlier `energy up` launched whose process never reported its start (the
+    platform stopped, or its database died, in between), so that run retries launch them again
+    now: run monitoring would wait its whole start timeout (minutes) for them, and the months
+    sensor waits for an unfinished ingest run. Called by `energy up` before its daemon starts,
+    when no run of the home can be starting: one `energy up` runs per home, and `energy run`
+    executes its runs in its own process, never through the launcher."""
+    left = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTING]))
+    for run in left:
+        instance.report_run_failed(
+            run,
+            "The platform stopped before this run's process started.",
+            JobFailureData(error=None, failure_reason=RunFailureReason.START_TIMEOUT),
+        )
+    return [run.run_id for run in left]
 
 
 class LocalRunLauncher(DefaultRunLauncher):

@@ -294,3 +294,33 @@ def test_run_monitoring_knows_a_run_whose_process_is_gone(platform):
         "gone": WorkerStatus.FAILED,
         "unsaid": WorkerStatus.RUNNING,  # started, its process not named yet
     }
+
+
+def test_energy_up_fails_at_its_start_the_runs_left_starting(platform):
+    """A run the last `energy up` launched whose process never reported its start fails at the
+    next start (so run retries launch it again at once, not after the start timeout); runs
+    waiting in the queue or started are left to the queue and to run monitoring."""
+    import dagster_runs
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+    from energy_assets.commands.session import platform_session
+    from energy_assets.launcher import fail_runs_left_starting
+
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        queued, starting, started = (
+            dagster_runs.create(instance, {}, "ingest_dropbox") for _ in range(3)
+        )
+        dagster_runs.enqueue(instance, queued)
+        dagster_runs.report(
+            instance, starting, DagsterEventType.RUN_STARTING, DagsterRunStatus.STARTING
+        )
+        dagster_runs.start(instance, started)
+        assert fail_runs_left_starting(instance) == [starting.run_id]
+        statuses = [instance.get_run_by_id(r.run_id).status for r in (queued, starting, started)]
+        assert statuses == [
+            DagsterRunStatus.QUEUED,
+            DagsterRunStatus.FAILURE,
+            DagsterRunStatus.STARTED,
+        ]
+        failed = instance.get_run_by_id(starting.run_id)
+        assert failed.tags["dagster/failure_reason"] == "START_TIMEOUT"  # retried: not a step's
