@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 
 from dagster import (
+    AssetKey,
     AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
@@ -33,14 +34,14 @@ from dagster import (
 from psycopg2.extensions import connection
 
 from energy_assets.anomalies.assets import anomalies
-from energy_assets.backlog import range_priority, sensor_runs
+from energy_assets.backlog import month_priority, range_priority, sensor_runs
 from energy_assets.forecasts.assets import forecast_backtest
 from energy_assets.forecasts.schedules import day_ahead_job
 from energy_assets.ingest.assets import ingest_dropbox
 from energy_assets.ingest.raw_tables import corrected_months, loaded_months, month_load_times
 from energy_assets.marts.assets import monthly_marts, unpartitioned_marts
 from energy_assets.marts.dbt_project import models_version
-from energy_assets.months import months_between
+from energy_assets.months import months_between, next_month
 from energy_assets.partitions import (
     MONTH_RUN_TAG,
     PRIORITY_TAG,
@@ -71,6 +72,11 @@ RUN_HOST_TAG = "energy/host"
 """Where a run executes (see `this_host`): there, a run whose process is gone can be told."""
 MODELS_TAG = "energy/models"
 """The version of the dbt models a views run built (`models_version`)."""
+HISTORY_KEY = AssetKey(["marts", "fct_intervals_clean"])
+"""The mart a month's backtest reads the weeks before the month from."""
+BACKTEST_KEYS = [forecast_backtest.key, anomalies.key]
+"""What a month rebuilds when the month before it is built later: the backtest, and the
+anomalies that judge its residuals."""
 
 
 def this_host() -> str:
@@ -136,6 +142,26 @@ def stale_months(loaded: Mapping[date, datetime], builds: list[dict[date, float]
 def months_to_build(instance: DagsterInstance, conn: connection) -> list[date]:
     """Months holding loaded data that their month assets do not reflect yet."""
     return stale_months(month_load_times(conn), latest_builds(instance))
+
+
+def latest_build(instance: DagsterInstance, key: AssetKey, month: date) -> float | None:
+    """When `key` was last materialized for `month` (a Unix time), or None."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition_key(month)]), limit=1
+    ).records
+    return records[0].timestamp if records else None
+
+
+def backtest_behind(instance: DagsterInstance, month: date) -> date | None:
+    """The month after `month` when its backtest ran before `month` was last built: its first
+    weeks were forecast without, or trained on an older copy of, that history (a backlog built
+    newest first; a correction). None when it is current or not built."""
+    following = next_month(month)
+    backtested = latest_build(instance, forecast_backtest.key, following)
+    built = latest_build(instance, HISTORY_KEY, month)
+    if backtested is None or built is None or backtested >= built:
+        return None
+    return following
 
 
 def views_built(instance: DagsterInstance, version: str) -> bool:
@@ -304,4 +330,30 @@ def forecasts_after_marts(context: RunStatusSensorContext, platform: Platform):
         return SkipReason("a live forecast refresh is already queued")
     return RunRequest(
         run_key=f"live-{context.dagster_run.run_id}", tags={RUN_HOST_TAG: this_host()}
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[monthly_marts_job],
+    request_job=monthly_marts_job,
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
+)
+def backtest_after_its_history(context: RunStatusSensorContext, platform: Platform):
+    """Once a month run has succeeded, backtest the month after it again if that month's
+    backtest ran before it (`backtest_behind`), unless a run of that month is waiting."""
+    if not platform.settings().forecasts:
+        return SkipReason("forecasts are off (ENERGY_FORECASTS)")
+    months = run_months(context.dagster_run.tags)
+    behind = backtest_behind(context.instance, months[-1]) if months else None
+    if behind is None:
+        return SkipReason("the month after it was backtested with its history, or not yet")
+    if behind in waiting_runs(context.instance):
+        return SkipReason(f"a run of {behind:%Y-%m} is waiting: it backtests the month again")
+    return RunRequest(
+        run_key=f"backtest-{context.dagster_run.run_id}",
+        partition_key=partition_key(behind),
+        asset_selection=BACKTEST_KEYS,
+        tags={RUN_HOST_TAG: this_host(), PRIORITY_TAG: str(month_priority(behind, False))},
     )

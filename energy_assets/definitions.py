@@ -19,6 +19,7 @@ from dagster import (
 from energy_assets.anomalies.assets import anomalies
 from energy_assets.anomalies.checks import anomaly_rate_usual
 from energy_assets.automation import (
+    backtest_after_its_history,
     forecasts_after_marts,
     loaded_months_sensor,
     monthly_marts_job,
@@ -78,7 +79,12 @@ defs = Definitions(
     ],
     asset_checks=[anomaly_rate_usual, forecast_data_sufficient],
     jobs=[ingest_dropbox, monthly_marts_job, unpartitioned_marts_job, day_ahead_job, weather_job],
-    sensors=[dropbox_sensor, loaded_months_sensor, forecasts_after_marts],
+    sensors=[
+        dropbox_sensor,
+        loaded_months_sensor,
+        forecasts_after_marts,
+        backtest_after_its_history,
+    ],
     schedules=[
         day_ahead_schedule(settings.default_timezone),
         weather_schedule(settings.default_timezone),

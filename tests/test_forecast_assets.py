@@ -25,7 +25,7 @@ from energy_assets.commands.session import platform_session
 from energy_assets.ingest.sample import write_sample
 from energy_assets.resources import Platform
 
-JAN, FEB, MAR = date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
+DEC, JAN, FEB, MAR = date(2023, 12, 1), date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)
 # The sample (2 feeders, 3 kW-logging meters at 15 min) and 2 households logging kWh per half
 # hour on no feeder, all from 2024-01-01 to 2024-02-29. A target needs 14 days of history at
 # a weekly retrain point for the model: the first is 2024-01-22; before it, from 2024-01-08
@@ -54,10 +54,10 @@ from ml.forecasts group by 1, 2, 3
 """
 
 
-def write_households(path) -> None:
+def write_households(path, start: str = "2024-01-01", end: str = "2024-03-01") -> None:
     """Two households in the LCL layout: kWh per half hour, an evening peak, some noise."""
     rng = np.random.default_rng(7)
-    times = pd.date_range("2024-01-01", "2024-03-01", freq="30min", inclusive="left")
+    times = pd.date_range(start, end, freq="30min", inclusive="left")
     hour = times.hour + times.minute / 60
     frames = [
         pd.DataFrame(
@@ -241,3 +241,21 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         # Re-issuing the live forecast replaces it rather than adding a copy.
         assert defs.resolve_job_def("day_ahead_job").execute_in_process(instance=instance).success
     assert forecast_counts(platform) == EXPECTED_FORECASTS
+
+    # History that arrives after the month it precedes: the households' December, dropped now,
+    # is built, then January is backtested again with December's weeks behind it. The
+    # households' January forecasts start on the 1st instead of the 8th; nothing else changes.
+    settings = replace(platform.settings, forecasts=True)
+    write_households(settings.dropbox / "households-2023-12.csv", "2023-12-01", "2024-01-01")
+    report = run_once(settings)
+    assert report.ok, report.table()
+    assert [name for name, _ in report.steps][1:] == [
+        "marts 2023-12..2023-12",
+        "backtest 2024-01 with 2023-12 before it",
+        "day-ahead forecast",
+    ]
+    counts = forecast_counts(platform)
+    assert counts[("backtest", "meter", JAN)] == (2 * 24 * 96 + 2 * 31 * 48, 4)
+    assert {k: v for k, v in counts.items() if k[2] != DEC and k[1] == "feeder"} == {
+        k: v for k, v in EXPECTED_FORECASTS.items() if k[1] == "feeder"
+    }

@@ -16,20 +16,26 @@ import dagster_runs
 import psycopg2
 import pytest
 from dagster import (
+    AssetMaterialization,
+    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     RunRequest,
     SensorResult,
     SkipReason,
+    build_run_status_sensor_context,
     build_sensor_context,
 )
 from dagster_runs import MONTH_JOB
 from meter_files import three_meters_two_feeders, write_meter_data, write_meter_file
 
 from energy_assets.automation import (
+    BACKTEST_KEYS,
+    HISTORY_KEY,
     PENDING_FILE_SECONDS,
     advance,
+    backtest_after_its_history,
     loaded_months_sensor,
     read_cursor,
     stale_months,
@@ -56,11 +62,14 @@ def instance(platform) -> Iterator[DagsterInstance]:
         yield instance
 
 
-def evaluate(platform, instance, cursor: str | None) -> SensorResult | SkipReason:
-    resources = {
+def resources(platform) -> dict[str, Platform]:
+    return {
         "platform": Platform(home=str(platform.settings.home), warehouse_url=platform.warehouse_url)
     }
-    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+
+
+def evaluate(platform, instance, cursor: str | None) -> SensorResult | SkipReason:
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources(platform))
     return loaded_months_sensor(context)
 
 
@@ -388,3 +397,44 @@ def test_a_backlog_goes_as_one_backfill_that_a_correction_splits(platform, monke
         ]
         assert sorted(built) == year
         assert waiting_runs(instance) == {}
+
+
+def test_a_month_built_after_the_month_it_precedes_gets_that_months_backtest_again(
+    platform, instance, monkeypatch
+):
+    """February was backtested before January was built (a backlog built newest first): once
+    January's run has succeeded, February's backtest and anomalies are requested again; not
+    when February's backtest is newer than January, nor while a run of February waits."""
+    monkeypatch.setenv("ENERGY_FORECASTS", "on")
+
+    def materialize(key, month: str) -> None:
+        instance.report_runless_asset_event(AssetMaterialization(asset_key=key, partition=month))
+
+    def after_january_run():
+        run = dagster_runs.create(instance, {PARTITION_TAG: "2024-01"})
+        dagster_runs.start(instance, run)
+        dagster_runs.finish(instance, run)
+        [success] = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)
+        context = build_run_status_sensor_context(
+            sensor_name=backtest_after_its_history.name,
+            dagster_event=success.dagster_event,
+            dagster_instance=instance,
+            dagster_run=run,
+            resources=resources(platform),
+        )
+        return backtest_after_its_history(context), run
+
+    materialize(BACKTEST_KEYS[0], "2024-02")
+    materialize(HISTORY_KEY, "2024-01")
+    request, run = after_january_run()
+    assert isinstance(request, RunRequest)
+    assert (request.partition_key, request.asset_selection) == ("2024-02", BACKTEST_KEYS)
+    assert request.run_key == f"backtest-{run.run_id}"
+    assert request.tags[PRIORITY_TAG] == str(month_priority(date(2024, 2, 1), False))
+
+    waiting = submit(instance, RunRequest(partition_key="2024-02", tags={}))
+    assert isinstance(after_january_run()[0], SkipReason)
+    dagster_runs.start(instance, waiting)
+    dagster_runs.finish(instance, waiting)
+    materialize(BACKTEST_KEYS[0], "2024-02")
+    assert isinstance(after_january_run()[0], SkipReason)

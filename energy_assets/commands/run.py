@@ -86,14 +86,22 @@ def build_views(instance, settings: Settings, tags: dict[str, str], **options) -
 
 def run_once(settings: Settings) -> RunReport:
     """Ingest every (stable) file in the dropbox, then build every month that needs it:
-    corrected months first, then the newest history (`run_order`).
+    corrected months first, then the newest history (`run_order`); a month built before the
+    month it follows is backtested again after it.
 
     Each stage is a Dagster run recorded in the platform's instance, as if the sensor had
     launched it, so the UI shows what `energy run` did.
     """
     from dagster import DagsterInstance
 
-    from energy_assets.automation import RUN_HOST_TAG, months_to_build, this_host, views_built
+    from energy_assets.automation import (
+        BACKTEST_KEYS,
+        RUN_HOST_TAG,
+        backtest_behind,
+        months_to_build,
+        this_host,
+        views_built,
+    )
     from energy_assets.commands.session import platform_session
     from energy_assets.marts.dbt_project import models_version
 
@@ -128,6 +136,19 @@ def run_once(settings: Settings) -> RunReport:
             tags = {**range_tags(first, last), **here}
             success = execute("monthly_marts_job", instance, settings, run_config=quiet, tags=tags)
             report.steps.append((f"marts {first:%Y-%m}..{last:%Y-%m}", success))
+            behind = backtest_behind(instance, last) if success and settings.forecasts else None
+            if behind is not None:  # built before the month it follows (`run_order`)
+                success = execute(
+                    "monthly_marts_job",
+                    instance,
+                    settings,
+                    run_config=quiet,
+                    tags={**range_tags(behind, behind), **here},
+                    asset_selection=BACKTEST_KEYS,
+                )
+                report.steps.append(
+                    (f"backtest {behind:%Y-%m} with {last:%Y-%m} before it", success)
+                )
         if months and not views_built(instance, models_version()):
             success = build_views(instance, settings, here, run_config=quiet)
             report.steps.append(("views", success))

@@ -378,6 +378,8 @@ def _forecast_group(
         if len(fallback):
             named = verdict[verdict != "ok"].to_numpy()
             parts.append(_fallback(fallback).assign(model_version=FALLBACK, verdict=named))
+        if not parts:
+            continue  # no target has rows at this issue (history of a month before its data)
         scored = pd.concat(parts, ignore_index=True).dropna(subset=["p50"])
         if scored.empty or (scored_only and scored["actual"].isna().all()):
             continue  # nothing to forecast from, or past the end of the data: nothing to judge
