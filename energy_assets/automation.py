@@ -311,13 +311,18 @@ def loaded_months_sensor(
     return SensorResult(run_requests=requests, cursor=cursor)
 
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    monitored_jobs=[monthly_marts_job],
-    request_job=day_ahead_job,
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=5,
-)
+def after_month_runs(request_job):
+    """A sensor evaluated after each successful month run, which may request `request_job`."""
+    return run_status_sensor(
+        run_status=DagsterRunStatus.SUCCESS,
+        monitored_jobs=[monthly_marts_job],
+        request_job=request_job,
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=5,
+    )
+
+
+@after_month_runs(day_ahead_job)
 def forecasts_after_marts(context: RunStatusSensorContext, platform: Platform):
     """Once a month run (its backtest included) has succeeded, refresh the live forecast,
     unless a refresh is already waiting."""
@@ -333,13 +338,7 @@ def forecasts_after_marts(context: RunStatusSensorContext, platform: Platform):
     )
 
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    monitored_jobs=[monthly_marts_job],
-    request_job=monthly_marts_job,
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=5,
-)
+@after_month_runs(monthly_marts_job)
 def backtest_after_its_history(context: RunStatusSensorContext, platform: Platform):
     """Once a month run has succeeded, backtest the month after it again if that month's
     backtest ran before it (`backtest_behind`), unless a run of that month is waiting."""
