@@ -608,7 +608,7 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     `multiplier_ratios`): every quantile of the day's readings (`multiplier_quantiles`, from the
     minimum to the high load) moved against the same quantile of the trailing days by about one
     ratio, their median ratio close to a candidate, and far from 1 against the day-to-day spread
-    of those quantiles on the trailing days.
+    of that median ratio on the trailing days.
 
     A wrong multiplier scales every reading, so the whole distribution of the day moves by one
     factor. Ordinary changes add or remove a load: a holiday drops the evening peak but keeps the
@@ -623,11 +623,9 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     stats = profiles.quantile(quantiles, axis=1).T
     stats.columns = names
     logs = stats.apply(_log_level)
-    usual, spread = {}, {}
-    for name in names:
-        level, mad, _ = trailing_days(logs[[name]], t.level_days, t.level_min_days)
-        usual[name], spread[name] = level, mad
-    usual, spread = pd.DataFrame(usual), pd.DataFrame(spread)
+    usual = pd.DataFrame(
+        {n: trailing_days(logs[[n]], t.level_days, t.level_min_days)[0] for n in names}
+    )
     moved = logs - usual  # log of each quantile's ratio to the trailing days'
     judged = usual.notna()  # a quantile the trailing days hold above zero
     # A quantile above zero on the usual days but not on this one moved by no ratio.
@@ -640,11 +638,13 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     nearest = pd.Series(nearest, index=profiles.index)
     close = (estimate - nearest).abs() <= t.multiplier_tolerance
     agree = (moved.sub(nearest, axis=0).abs() <= t.multiplier_spread) | ~judged
-    scale = np.maximum(MAD_SCALE * spread.where(judged).median(axis=1), 0.05)
-    z = estimate.abs() / scale
+    # The median ratio moves from one ordinary day to the next too: its own spread over the
+    # trailing days (each against its own previous weeks) is the yardstick.
+    _, wander, _ = trailing_days(estimate.to_frame(), t.level_days, t.level_min_days)
+    z = estimate.abs() / np.maximum(MAD_SCALE * wander, 0.05)
     flagged = close & agree.all(axis=1) & (counted >= (len(names) + 1) // 2) & (z >= t.multiplier_k)
     rows = []
-    low, mid, high = names[len(names) // 4], names[len(names) // 2], names[-1]
+    low, mid, high = (names[int(np.abs(np.asarray(quantiles) - q).argmin())] for q in (0.1, 0.5, 1))
     for key in flagged[flagged].index:
         r, near = float(np.exp(estimate[key])), float(np.exp(nearest[key]))
         rows.append(
