@@ -239,8 +239,8 @@ class AnomalyThresholds:
     multiplier_k: float = _anomaly(
         "multiplier_k",
         4.0,
-        "robust z of a day's quantile ratio against the trailing days' day-to-day spread of"
-        " those quantiles that a multiplier error needs",
+        "robust z of the median of a day's quantile ratios against its day-to-day spread over"
+        " the trailing days that a multiplier error needs",
     )
     clock_regularity: float = _anomaly(
         "clock_regularity",
