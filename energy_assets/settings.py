@@ -218,16 +218,29 @@ class AnomalyThresholds:
         "CT / multiplier ratios (and their inverses) a wrong multiplier scales a meter by",
         _floats,
     )
+    multiplier_quantiles: tuple[float, ...] = _anomaly(
+        "multiplier_quantiles",
+        (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9),
+        "quantiles of a day's readings (from its minimum to its high load) that a wrong"
+        " multiplier all moves by the same ratio",
+        _floats,
+    )
     multiplier_tolerance: float = _anomaly(
         "multiplier_tolerance",
-        0.25,
-        "largest |log| distance of a day's level ratios from a multiplier ratio",
+        0.1,
+        "largest |log| distance of the median of a day's quantile ratios from a multiplier ratio",
+    )
+    multiplier_spread: float = _anomaly(
+        "multiplier_spread",
+        0.35,
+        "largest |log| distance of any one of a day's quantile ratios from that multiplier ratio"
+        " (a day that only gains or loses an appliance moves its quantiles unevenly)",
     )
     multiplier_k: float = _anomaly(
         "multiplier_k",
-        8.0,
-        "robust z of a day's low (10th percentile) level against the trailing days' that a"
-        " multiplier error needs: a household's base load is steadier than its energy",
+        4.0,
+        "robust z of the median of a day's quantile ratios against its day-to-day spread over"
+        " the trailing days that a multiplier error needs",
     )
     clock_regularity: float = _anomaly(
         "clock_regularity",

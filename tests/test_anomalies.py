@@ -560,6 +560,47 @@ def test_multiplier_errors_by_ct_ratio():
     assert multiplier_errors(daily_profiles(prepare(sqrt3), "UTC", 0.8), only_ten).empty
 
 
+def test_multiplier_errors_need_every_quantile_moved_by_the_ratio():
+    """A day that gains a load (an all-day heater: +0.3 kW doubles the base load but not the
+    evening peak) moves its quantiles unevenly and is no CT ratio; the same day scaled x2 is."""
+    load = household(days=42)
+    day = load["interval_start"].dt.date
+    load.loc[day == date(2024, 2, 5), "value"] += 0.3
+    load.loc[day == date(2024, 2, 8), "value"] *= 2
+    found = multiplier_errors(daily_profiles(prepare(load), "UTC", 0.8))
+    assert days_of(found) == [("m1", date(2024, 2, 8))]
+    details = found["details"].iat[0]
+    assert details["nearest_ratio"] == 2.0
+    assert 1.9 < details["ratio"] < 2.1 and details["robust_z"] >= 4
+
+
+@pytest.mark.parametrize(("wander", "found_days"), [(0.1, [date(2024, 2, 8)]), (0.4, [])])
+def test_multiplier_errors_judged_against_how_much_the_days_wander(wander, found_days):
+    """A x sqrt 3 day stands out on a household whose whole day wanders +-10% in level from one
+    day to the next; on one whose days wander +-40% it is within what its ordinary days do."""
+    load = household(days=42)
+    level = np.exp(np.random.default_rng(5).normal(0, wander, 42))
+    load["value"] *= np.repeat(level, 48)
+    load.loc[load["interval_start"].dt.date == date(2024, 2, 8), "value"] *= 3**0.5
+    found = multiplier_errors(daily_profiles(prepare(load), "UTC", 0.8))
+    assert [d for _, d in days_of(found)] == found_days, found["reason"].tolist()
+
+
+def test_multiplier_errors_on_a_meter_at_zero_for_hours():
+    """Quantiles at zero on the usual days carry no ratio: the others judge the day; a day that
+    loses its zeros while the others keep them is no scaled day."""
+    load = household(days=42)
+    hour = load["interval_start"].dt.hour
+    load.loc[(hour >= 11) & (hour < 15), "value"] = 0.0  # solar covers the midday load
+    day = load["interval_start"].dt.date
+    load.loc[day == date(2024, 2, 5), "value"] *= 0.5
+    cloudy = (day == date(2024, 2, 8)) & (hour >= 11) & (hour < 15)
+    load.loc[cloudy, "value"] = 0.6  # a cloudy day: the midday load is bought
+    found = multiplier_errors(daily_profiles(prepare(load), "UTC", 0.8))
+    assert days_of(found) == [("m1", date(2024, 2, 5))]
+    assert found["details"].iat[0]["nearest_ratio"] == 0.5
+
+
 def test_clock_shift_of_a_day():
     load = household(days=42)
     day = (load["interval_start"].dt.date == date(2024, 2, 5)).to_numpy()

@@ -599,55 +599,74 @@ def _log_level(values: pd.Series) -> pd.Series:
     return np.log(values.where(values > 0))
 
 
+def _quantile_name(q: float) -> str:
+    return "min" if q == 0 else "max" if q == 1 else f"q{round(100 * q):02d}"
+
+
 def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
     """Days on which the whole load is scaled by a CT or multiplier ratio (x or / 10, 2, sqrt 3,
-    `multiplier_ratios`): the day's base load (10th percentile), median and mean all moved by
-    the same ratio near one of them, and the base load far from the trailing days'.
+    `multiplier_ratios`): every quantile of the day's readings (`multiplier_quantiles`, from the
+    minimum to the high load) moved against the same quantile of the trailing days by about one
+    ratio, their median ratio close to a candidate, and far from 1 against the day-to-day spread
+    of that median ratio on the trailing days.
 
-    A household's energy varies ~2x day to day, its base load (fridge, standby) hardly, so a
-    holiday (low energy, same base load) or a cold evening (high energy, same base load) is
-    not a wrong multiplier; a scaled meter scales all three.
+    A wrong multiplier scales every reading, so the whole distribution of the day moves by one
+    factor. Ordinary changes add or remove a load: a holiday drops the evening peak but keeps the
+    fridge's base load, a cold evening or a storage heater adds to some hours only, so the low
+    and high quantiles move by different ratios. A household's energy varies ~2x day to day, so
+    the ratio is judged against the meter's own spread, as a robust z.
     """
     if profiles.empty:
         return _empty()
-    stats = pd.DataFrame(
-        {
-            "low": profiles.quantile(0.1, axis=1),
-            "median": profiles.median(axis=1),
-            "mean": profiles.mean(axis=1),
-        }
-    )
+    quantiles = list(t.multiplier_quantiles)
+    names = [_quantile_name(q) for q in quantiles]
+    stats = profiles.quantile(quantiles, axis=1).T
+    stats.columns = names
     logs = stats.apply(_log_level)
-    usual, spread = {}, {}
-    for name in logs:
-        level, mad, _ = trailing_days(logs[[name]], t.level_days, t.level_min_days)
-        usual[name], spread[name] = level, mad
-    usual, spread = pd.DataFrame(usual), pd.DataFrame(spread)
-    moved = logs - usual  # log of each level's ratio to the trailing days'
-    ratio = np.exp(moved.median(axis=1))
+    usual = pd.DataFrame(
+        {n: trailing_days(logs[[n]], t.level_days, t.level_min_days)[0] for n in names}
+    )
+    moved = logs - usual  # log of each quantile's ratio to the trailing days'
+    judged = usual.notna()  # a quantile the trailing days hold above zero
+    # A quantile above zero on the usual days but not on this one moved by no ratio.
+    moved = moved.where(~(judged & logs.isna()), np.inf)
+    counted = judged.sum(axis=1)
+    finite = moved.where(np.isfinite(moved))
+    estimate = finite.median(axis=1)
     candidates = np.log(np.r_[t.multiplier_ratios, 1 / np.asarray(t.multiplier_ratios)])
-    nearest = candidates[np.abs(moved.median(axis=1).to_numpy()[:, None] - candidates).argmin(1)]
-    agree = moved.sub(nearest, axis=0).abs() <= t.multiplier_tolerance
-    z = moved["low"].abs() / np.maximum(MAD_SCALE * spread["low"], 0.05)
-    flagged = (agree.sum(axis=1) == 3) & (z >= t.multiplier_k)
+    nearest = candidates[np.abs(estimate.fillna(0).to_numpy()[:, None] - candidates).argmin(axis=1)]
+    nearest = pd.Series(nearest, index=profiles.index)
+    close = (estimate - nearest).abs() <= t.multiplier_tolerance
+    agree = (moved.sub(nearest, axis=0).abs() <= t.multiplier_spread) | ~judged
+    # The median ratio moves from one ordinary day to the next too: its own spread over the
+    # trailing days (each against its own previous weeks) is the yardstick.
+    _, wander, _ = trailing_days(estimate.to_frame(), t.level_days, t.level_min_days)
+    z = estimate.abs() / np.maximum(MAD_SCALE * wander, 0.05)
+    flagged = close & agree.all(axis=1) & (counted >= (len(names) + 1) // 2) & (z >= t.multiplier_k)
     rows = []
+    low, mid, high = (names[int(np.abs(np.asarray(quantiles) - q).argmin())] for q in (0.1, 0.5, 1))
     for key in flagged[flagged].index:
-        r, near = ratio[key], float(np.exp(nearest[flagged.index.get_loc(key)]))
+        r, near = float(np.exp(estimate[key])), float(np.exp(nearest[key]))
         rows.append(
             (
                 *key,
                 z[key] / t.multiplier_k,
-                f"the day's base load {stats.at[key, 'low']:.2f} kW, median "
-                f"{stats.at[key, 'median']:.2f} kW and mean {stats.at[key, 'mean']:.2f} kW are "
-                f"all x{r:.2f} the previous days' ({np.exp(usual.at[key, 'low']):.2f}, "
-                f"{np.exp(usual.at[key, 'median']):.2f}, {np.exp(usual.at[key, 'mean']):.2f} kW),"
-                f" close to a ratio of {near:.3g}: a wrong CT ratio or multiplier?",
+                f"the day's readings are x{r:.2f} the previous days' throughout: {low}"
+                f" {stats.at[key, low]:.2f} kW, {mid} {stats.at[key, mid]:.2f} kW, {high}"
+                f" {stats.at[key, high]:.2f} kW against {np.exp(usual.at[key, low]):.2f},"
+                f" {np.exp(usual.at[key, mid]):.2f} and {np.exp(usual.at[key, high]):.2f} kW"
+                f" ({z[key]:.1f} robust SDs of the day-to-day spread), close to a ratio of"
+                f" {near:.3g}: a wrong CT ratio or multiplier?",
                 {
-                    "ratio": round(float(r), 3),
+                    "ratio": round(r, 3),
                     "nearest_ratio": round(near, 4),
-                    "base_load_z": round(float(z[key]), 2),
-                    **{f"day_{n}_kw": round(float(stats.at[key, n]), 4) for n in stats},
-                    **{f"usual_{n}_kw": round(float(np.exp(usual.at[key, n])), 4) for n in stats},
+                    "robust_z": round(float(z[key]), 2),
+                    **{f"day_{n}_kw": round(float(stats.at[key, n]), 4) for n in names},
+                    **{
+                        f"usual_{n}_kw": round(float(np.exp(usual.at[key, n])), 4)
+                        for n in names
+                        if judged.at[key, n]
+                    },
                 },
             )
         )
