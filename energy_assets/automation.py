@@ -325,9 +325,13 @@ def after_month_runs(request_job):
 @after_month_runs(day_ahead_job)
 def forecasts_after_marts(context: RunStatusSensorContext, platform: Platform):
     """Once a month run (its backtest included) has succeeded, refresh the live forecast,
-    unless a refresh is already waiting."""
+    unless a refresh is already waiting or the run rebuilt no marts (a month backtested again,
+    `backtest_after_its_history`: the live forecast reads the marts, not the backtest)."""
     if not platform.settings().forecasts:
         return SkipReason("forecasts are off (ENERGY_FORECASTS)")
+    selected = context.dagster_run.asset_selection  # None or empty: the whole job
+    if selected and HISTORY_KEY not in selected:
+        return SkipReason("the run rebuilt no marts: the live forecast stands")
     waiting = context.instance.get_runs_count(
         RunsFilter(job_name=day_ahead_job.name, statuses=WAITING)
     )

@@ -16,6 +16,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     RunsFilter,
+    SkipReason,
     build_run_status_sensor_context,
 )
 from test_plots import assert_png
@@ -79,6 +80,24 @@ def write_households(path, start: str = "2024-01-01", end: str = "2024-03-01") -
 def forecast_counts(platform) -> dict:
     rows = platform.query(FORECAST_COUNTS)
     return {(r.run_kind, r.target_kind, r.month_start): (r.n, r.targets) for r in rows.itertuples()}
+
+
+def after_run(platform, instance: DagsterInstance, run):
+    """The context of the live-forecast sensor after `run` succeeded."""
+    from energy_assets.automation import forecasts_after_marts
+
+    success = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[0]
+    return build_run_status_sensor_context(
+        sensor_name=forecasts_after_marts.name,
+        dagster_event=success.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={
+            "platform": Platform(
+                home=str(platform.settings.home), warehouse_url=platform.warehouse_url
+            )
+        },
+    )
 
 
 @pytest.fixture
@@ -205,18 +224,7 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
         from energy_assets.definitions import defs
 
         run = instance.get_runs(RunsFilter(job_name="monthly_marts_job"), limit=1)[0]
-        success = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)[0]
-        context = build_run_status_sensor_context(
-            sensor_name=forecasts_after_marts.name,
-            dagster_event=success.dagster_event,
-            dagster_instance=instance,
-            dagster_run=run,
-            resources={
-                "platform": Platform(
-                    home=str(platform.settings.home), warehouse_url=platform.warehouse_url
-                )
-            },
-        )
+        context = after_run(platform, instance, run)
         steps = {
             e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_SUCCESS)
         }
@@ -259,3 +267,13 @@ def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted)
     assert {k: v for k, v in counts.items() if k[2] != DEC and k[1] == "feeder"} == {
         k: v for k, v in EXPECTED_FORECASTS.items() if k[1] == "feeder"
     }
+    # That backtest-only run rebuilt no marts: the live forecast is not refreshed after it.
+    from energy_assets.automation import forecasts_after_marts
+
+    with platform_session(platform.settings), DagsterInstance.get() as instance:
+        again = instance.get_runs(RunsFilter(job_name="monthly_marts_job"), limit=1)[0]
+        assert again.asset_selection == {
+            AssetKey(["ml", "forecast_backtest"]),
+            AssetKey(["ml", "anomalies"]),
+        }
+        assert isinstance(forecasts_after_marts(after_run(platform, instance, again)), SkipReason)
