@@ -242,6 +242,24 @@ class AnomalyThresholds:
         "robust z of the median of a day's quantile ratios against its day-to-day spread over"
         " the trailing days that a multiplier error needs",
     )
+    multiplier_return_k: float = _anomaly(
+        "multiplier_return_k",
+        3.5,
+        "... or this robust z (in the same spread) against both the trailing and the following"
+        " days, by the same ratio: a wrong multiplier put right, the load back where it was",
+    )
+    multiplier_return_tolerance: float = _anomaly(
+        "multiplier_return_tolerance",
+        1.5,
+        "... the median quantile ratio against either within this many of those robust SDs of"
+        " the multiplier ratio (a household's day wanders as much around the scaled level)",
+    )
+    multiplier_return_outliers: int = _anomaly(
+        "multiplier_return_outliers",
+        1,
+        "... and at most this many quantiles further than multiplier_spread from it",
+        int,
+    )
     clock_regularity: float = _anomaly(
         "clock_regularity",
         0.7,

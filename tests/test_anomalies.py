@@ -32,6 +32,7 @@ from energy_assets.anomalies.detectors import (
     silent_meters,
     spikes,
     stale_copies,
+    trailing_days,
     triage,
     unexplained_gaps,
 )
@@ -584,6 +585,46 @@ def test_multiplier_errors_judged_against_how_much_the_days_wander(wander, found
     load.loc[load["interval_start"].dt.date == date(2024, 2, 8), "value"] *= 3**0.5
     found = multiplier_errors(daily_profiles(prepare(load), "UTC", 0.8))
     assert [d for _, d in days_of(found)] == found_days, found["reason"].tolist()
+
+
+def test_trailing_days_before_or_after_each_day():
+    days = pd.MultiIndex.from_product(
+        [["m1"], [date(2024, 1, d) for d in range(1, 6)]], names=["target_id", "day"]
+    )
+    level = pd.DataFrame({0: [1.0, 2.0, 3.0, 4.0, 5.0]}, index=days)
+    before = trailing_days(level, 2, 1)[0]
+    after = trailing_days(level, 2, 1, following=True)[0]
+    assert before.tolist()[1:] == [1.0, 1.5, 2.5, 3.5] and np.isnan(before.iat[0])
+    assert after.tolist()[:-1] == [2.5, 3.5, 4.5, 5.0] and np.isnan(after.iat[-1])
+
+
+def wandering_household(wander: float, seed: int) -> pd.DataFrame:
+    """household() whose whole day wanders in level from one day to the next (lognormal)."""
+    load = household(days=42)
+    load["value"] *= np.repeat(np.exp(np.random.default_rng(seed).normal(0, wander, 42)), 48)
+    return load
+
+
+def test_multiplier_error_put_right_is_judged_against_the_days_after_too():
+    """Two days x sqrt 3 on a household whose days wander +-12%: too little for the trailing
+    days alone, enough once the days after show the same ratio. The same change kept for the
+    rest of the series is no fault put right and is not found."""
+    load = wandering_household(0.12, 6)
+    kept = load.copy()
+    day = load["interval_start"].dt.date
+    load.loc[day.isin([date(2024, 2, 1), date(2024, 2, 2)]), "value"] *= 3**0.5
+    found = multiplier_errors(daily_profiles(prepare(load), "UTC", 0.8))
+    assert days_of(found) == [("m1", date(2024, 2, 2))]
+    details = found["details"].iat[0]
+    assert details["nearest_ratio"] == 1.7321
+    assert 1.5 < details["ratio_to_following"] < 2.0 and details["robust_z"] < 4
+    assert "the following days'" in found["reason"].iat[0]
+    trailing_only = AnomalyThresholds(multiplier_return_k=np.inf)
+    assert multiplier_errors(daily_profiles(prepare(load), "UTC", 0.8), trailing_only).empty
+    kept.loc[kept["interval_start"] >= T("2024-02-01", tz="UTC"), "value"] *= 3**0.5
+    assert multiplier_errors(daily_profiles(prepare(kept), "UTC", 0.8)).empty
+    unchanged = wandering_household(0.12, 6)
+    assert multiplier_errors(daily_profiles(prepare(unchanged), "UTC", 0.8)).empty
 
 
 def test_multiplier_errors_on_a_meter_at_zero_for_hours():

@@ -411,11 +411,12 @@ def daily_profiles(frame: pd.DataFrame, tz: str, coverage: float) -> pd.DataFram
 
 
 def trailing_days(
-    profiles: pd.DataFrame, window: int, min_days: int
+    profiles: pd.DataFrame, window: int, min_days: int, following: bool = False
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
     """Per target-day, from the previous `window` days (the day itself excluded, at least
     `min_days` of them): the median day mean, the MAD of the day means around it and the median
-    profile."""
+    profile. With `following`, from the next `window` days instead (a month judged after the
+    fact has days after most of its days)."""
     levels, spreads, usuals, index = [], [], [], []
     for _, rows in profiles.groupby(level="target_id", sort=False):
         index.extend(rows.index)
@@ -425,6 +426,8 @@ def trailing_days(
         grid = np.full((len(full), values.shape[1]), np.nan)
         position = full.get_indexer(days)
         grid[position] = values
+        if following:  # the days after a day are the days before it, the days reversed
+            grid = grid[::-1]
         padded = np.vstack([np.full((window, grid.shape[1]), np.nan), grid])[:-1]
         past = sliding_window_view(padded, window, axis=0)  # day x slot x previous days
         means = _nanmean(past, axis=1)
@@ -432,6 +435,8 @@ def trailing_days(
         level = _nanmedian(means, axis=1)
         spread = _nanmedian(np.abs(means - level[:, None]), axis=1)
         usual = _nanmedian(past, axis=2)
+        if following:
+            enough, level, spread, usual = enough[::-1], level[::-1], spread[::-1], usual[::-1]
         levels.append(np.where(enough, level, np.nan)[position])
         spreads.append(np.where(enough, spread, np.nan)[position])
         usuals.append(np.where(enough[:, None], usual, np.nan)[position])
@@ -603,6 +608,17 @@ def _quantile_name(q: float) -> str:
     return "min" if q == 0 else "max" if q == 1 else f"q{round(100 * q):02d}"
 
 
+def _quantile_moves(
+    logs: pd.DataFrame, usual: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Per day, the log ratio of each quantile to its `usual` level, which quantiles have a usual
+    level above zero, and the median of the finite ratios."""
+    judged = usual.notna()
+    # A quantile above zero on the usual days but not on this one moved by no ratio.
+    moved = (logs - usual).where(~(judged & logs.isna()), np.inf)
+    return moved, judged, moved.where(np.isfinite(moved)).median(axis=1)
+
+
 def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
     """Days on which the whole load is scaled by a CT or multiplier ratio (x or / 10, 2, sqrt 3,
     `multiplier_ratios`): every quantile of the day's readings (`multiplier_quantiles`, from the
@@ -615,6 +631,11 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     fridge's base load, a cold evening or a storage heater adds to some hours only, so the low
     and high quantiles move by different ratios. A household's energy varies ~2x day to day, so
     the ratio is judged against the meter's own spread, as a robust z.
+
+    A month is judged after the fact, so most of its days also have days after them: a day that
+    shows the ratio against the trailing days and against the following days alike (a fault
+    put right) needs a lower z (`multiplier_return_k`), within a tolerance that grows with the
+    meter's spread, and may have one quantile off the ratio.
     """
     if profiles.empty:
         return _empty()
@@ -626,23 +647,40 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     usual = pd.DataFrame(
         {n: trailing_days(logs[[n]], t.level_days, t.level_min_days)[0] for n in names}
     )
-    moved = logs - usual  # log of each quantile's ratio to the trailing days'
-    judged = usual.notna()  # a quantile the trailing days hold above zero
-    # A quantile above zero on the usual days but not on this one moved by no ratio.
-    moved = moved.where(~(judged & logs.isna()), np.inf)
+    moved, judged, estimate = _quantile_moves(logs, usual)
     counted = judged.sum(axis=1)
-    finite = moved.where(np.isfinite(moved))
-    estimate = finite.median(axis=1)
+    enough = counted >= (len(names) + 1) // 2
     candidates = np.log(np.r_[t.multiplier_ratios, 1 / np.asarray(t.multiplier_ratios)])
     nearest = candidates[np.abs(estimate.fillna(0).to_numpy()[:, None] - candidates).argmin(axis=1)]
     nearest = pd.Series(nearest, index=profiles.index)
     close = (estimate - nearest).abs() <= t.multiplier_tolerance
-    agree = (moved.sub(nearest, axis=0).abs() <= t.multiplier_spread) | ~judged
+    off = ((moved.sub(nearest, axis=0).abs() > t.multiplier_spread) & judged).sum(axis=1)
     # The median ratio moves from one ordinary day to the next too: its own spread over the
     # trailing days (each against its own previous weeks) is the yardstick.
     _, wander, _ = trailing_days(estimate.to_frame(), t.level_days, t.level_min_days)
-    z = estimate.abs() / np.maximum(MAD_SCALE * wander, 0.05)
-    flagged = close & agree.all(axis=1) & (counted >= (len(names) + 1) // 2) & (z >= t.multiplier_k)
+    sd = np.maximum(MAD_SCALE * wander, 0.05)
+    z = estimate.abs() / sd
+    flagged = close & (off == 0) & enough & (z >= t.multiplier_k)
+    # A wrong multiplier that is put right leaves the load where it was: against the days after
+    # the day too, the same ratio, at the laxer multiplier_return_k. An ordinary change of level
+    # (a new tenant, the heating season) stays, so the following days do not show the ratio.
+    following = pd.DataFrame(
+        {
+            n: trailing_days(logs[[n]], t.level_days, t.level_min_days, following=True)[0]
+            for n in names
+        }
+    )
+    _, judged_after, after = _quantile_moves(logs, following)
+    within = t.multiplier_return_tolerance * sd
+    returned = (
+        ((estimate - nearest).abs() <= within)
+        & ((after - nearest).abs() <= within)
+        & (np.minimum(estimate.abs(), after.abs()) >= t.multiplier_return_k * sd)
+        & (off <= t.multiplier_return_outliers)
+        & enough
+        & (judged_after.sum(axis=1) >= (len(names) + 1) // 2)
+    )
+    flagged |= returned
     rows = []
     low, mid, high = (names[int(np.abs(np.asarray(quantiles) - q).argmin())] for q in (0.1, 0.5, 1))
     for key in flagged[flagged].index:
@@ -655,10 +693,14 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
                 f" {stats.at[key, low]:.2f} kW, {mid} {stats.at[key, mid]:.2f} kW, {high}"
                 f" {stats.at[key, high]:.2f} kW against {np.exp(usual.at[key, low]):.2f},"
                 f" {np.exp(usual.at[key, mid]):.2f} and {np.exp(usual.at[key, high]):.2f} kW"
-                f" ({z[key]:.1f} robust SDs of the day-to-day spread), close to a ratio of"
-                f" {near:.3g}: a wrong CT ratio or multiplier?",
+                f" ({z[key]:.1f} robust SDs of the day-to-day spread)"
+                + (f" and x{np.exp(after[key]):.2f} the following days'" if returned[key] else "")
+                + f", close to a ratio of {near:.3g}: a wrong CT ratio or multiplier?",
                 {
                     "ratio": round(r, 3),
+                    "ratio_to_following": round(float(np.exp(after[key])), 3)
+                    if np.isfinite(after[key])
+                    else None,
                     "nearest_ratio": round(near, 4),
                     "robust_z": round(float(z[key]), 2),
                     **{f"day_{n}_kw": round(float(stats.at[key, n]), 4) for n in names},
