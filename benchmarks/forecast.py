@@ -251,10 +251,11 @@ def run_openstef(python: Path, data: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 
 def show(rows: list[dict]) -> str:
-    """A table of result rows, figures to 3 decimals, "skipped" where OpenSTEF did not run."""
+    """A table of result rows, figures to 4 decimals (the forecasters are often closer than
+    0.001 apart), "skipped" where OpenSTEF did not run."""
 
     def cell(value):
-        return "skipped" if value is None else f"{value:.3f}" if isinstance(value, float) else value
+        return "skipped" if value is None else f"{value:.4f}" if isinstance(value, float) else value
 
     return table(list(rows[0]), [[cell(v) for v in r.values()] for r in rows])
 

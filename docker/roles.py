@@ -72,7 +72,8 @@ def main() -> None:
                     sql.SQL("grant connect on database {} to {}").format(name, sql.Identifier(user))
                 )
         warehouse_name = sql.Identifier(warehouse)
-        cur.execute(sql.SQL("grant create on database {} to energy_platform").format(warehouse_name))
+        grant = sql.SQL("grant create on database {} to energy_platform")
+        cur.execute(grant.format(warehouse_name))
         cur.execute(
             sql.SQL("alter database {} owner to energy_dagster").format(sql.Identifier(dagster))
         )

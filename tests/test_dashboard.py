@@ -93,7 +93,7 @@ def seeded(pg_server, templates, tmp_path_factory):
         assert report.ok, report.table()
         patch.setenv("ENERGY_FORECASTS", "on")
         patch.setenv("ENERGY_BACKTEST_METERS", "0")
-        patch.setenv("ENERGY_FORECAST_ROUNDS", "60")  # the pages show forecasts, of any accuracy
+        patch.setenv("ENERGY_FORECAST_ROUNDS", "20")  # x a bag of 3: forecasts of any accuracy
         backtest(platform, "2013-02")
         conn = psycopg2.connect(platform.warehouse_url)
         conn.autocommit = True

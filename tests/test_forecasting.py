@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from energy_assets.forecasts import day_ahead
 from energy_assets.forecasts.day_ahead import (
@@ -116,11 +117,30 @@ KW = {"tz": TZ, "holiday_dates": {HOLIDAY}}
 
 
 @pytest.fixture(scope="module")
-def model(series, weather):
+def train(series, weather):
     frames = [build_features(series, issue, weather=weather, **KW) for issue in TRAIN_CUTOFFS]
-    train = pd.concat(frames, ignore_index=True).dropna(subset=["y"])
-    assert train["interval_start"].max() < TEST_CUTOFFS[0].issued_at
+    rows = pd.concat(frames, ignore_index=True).dropna(subset=["y"])
+    assert rows["interval_start"].max() < TEST_CUTOFFS[0].issued_at
+    return rows
+
+
+@pytest.fixture(scope="module")
+def model(train):
     return fit_quantile_model(train, rounds=200, seed=0)
+
+
+def test_a_bagged_model_is_one_booster_forecasting_the_mean_of_its_seeds(series, weather, train):
+    test = build_features(series, TEST_CUTOFFS[0], weather=weather, **KW)
+    singles = [fit_quantile_model(train, rounds=30, seed=s) for s in (5, 6, 7)]
+    bag = fit_quantile_model(train, rounds=30, seed=5, bag=3)
+    assert bag.booster.num_boosted_rounds() == 90
+    x = xgb.DMatrix(test[bag.features].astype(float))
+    quantiles = [m.booster.predict(x) for m in singles]
+    assert not np.allclose(quantiles[0], quantiles[1])  # the seeds differ
+    np.testing.assert_allclose(bag.booster.predict(x), np.mean(quantiles, axis=0), atol=1e-5)
+    # More rounds from a bagged model (the final fit after calibration) boost on from its mean.
+    more = fit_quantile_model(train, rounds=5, seed=5, start=bag)
+    assert more.booster.num_boosted_rounds() == 95
 
 
 def feature_columns(frame: pd.DataFrame) -> pd.DataFrame:

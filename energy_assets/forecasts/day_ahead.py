@@ -74,6 +74,7 @@ class ForecastConfig:
     min_history_days: int = 14  # less history before the issue: the 4-week mean instead
     coverage: float = 0.8  # P10-P90 nominally covers 80%
     rounds: int = 300  # at learning rate 0.05 (see model.MODEL_PARAMS)
+    bag: int = 3  # boosters of different seeds averaged in each model (see fit_quantile_model)
     max_train_rows: int = 40_000  # rows sampled from a larger training set
     recent_days: int = 56  # the latest training days, all used; older ones are sampled ...
     max_train_days: int = 112  # ... so that a model sees at most this many days, and every holiday
@@ -89,6 +90,7 @@ class ForecastConfig:
             product=Product.parse(settings.forecast_issue, settings.forecast_horizon_hours),
             train_days=settings.forecast_train_days,
             rounds=settings.forecast_rounds,
+            bag=settings.forecast_bag,
             min_history_days=settings.forecast_min_history_days,
             backtest_meters=settings.backtest_meters,
             holiday_country=settings.holiday_country,
@@ -302,7 +304,7 @@ def _train(group: _Group, issue: Issue, kind: str, targets: list, previous=None,
         # No model has forecast the calibration days yet: fit one without them, and then boost
         # it a sixth more on every day, those included (cheaper than a second full fit).
         first = _sample(earlier, config.max_train_rows, seed)
-        calibrator = fit_quantile_model(first, rounds=config.rounds, seed=seed)
+        calibrator = fit_quantile_model(first, rounds=config.rounds, seed=seed, bag=config.bag)
         model = fit_quantile_model(train, rounds=config.rounds // 6, seed=seed, start=calibrator)
     offset, own, scores = 0.0, {}, {}
     if calibrator is not None and len(calibration):
@@ -311,7 +313,7 @@ def _train(group: _Group, issue: Issue, kind: str, targets: list, previous=None,
         s = _score(predict_quantiles(calibrated, calibration), calibration)
         scores = forecast_metrics(s["actual"], s["p10"], s["p50"], s["p90"], s["baseline"], 1.0)
     if model is None:
-        model = fit_quantile_model(train, rounds=config.rounds, seed=seed)
+        model = fit_quantile_model(train, rounds=config.rounds, seed=seed, bag=config.bag)
     return TrainedModel(
         model=replace(model, band_offset=offset, target_offsets=own),
         name=f"{kind}/{pd.Timedelta(group.resolution).isoformat()}",

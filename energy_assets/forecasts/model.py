@@ -8,6 +8,7 @@ Pure functions, data frames in and out: no database, no Dagster.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -75,9 +76,15 @@ def fit_quantile_model(
     rounds: int = 300,
     seed: int = 0,
     start: QuantileModel | None = None,
+    bag: int = 1,
 ) -> QuantileModel:
-    """One global multi-quantile XGBoost model on the normalised target `y`; from `start`
-    (its features and trees) when given, boosting `rounds` more on `train`.
+    """One global multi-quantile XGBoost model on the normalised target `y`: the mean of `bag`
+    boosters trained with seeds `seed`, `seed + 1`, ..., stored as one booster (`bagged`); or,
+    from `start` (its features and trees) when given, `rounds` more on `train` (one seed).
+
+    Each booster sees its own subsample of rows at every round: on the few months a target
+    usually has, one booster's forecasts move by about 1% of WAPE from one seed to the next,
+    and their mean is better than any one of them.
 
     nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
     """
@@ -86,10 +93,48 @@ def fit_quantile_model(
     features = start.features if start is not None else model_features(train)
     train = train[train["y"].notna()]
     dtrain = xgb.DMatrix(train[features].astype(float), label=train["y"].to_numpy())
-    params = {**MODEL_PARAMS, "quantile_alpha": np.array(quantiles), "seed": seed}
-    booster = start.booster.copy() if start is not None else None
-    booster = xgb.train(params, dtrain, num_boost_round=rounds, xgb_model=booster)
+    params = {**MODEL_PARAMS, "quantile_alpha": np.array(quantiles)}
+    if start is not None:
+        booster = xgb.train(
+            {**params, "seed": seed}, dtrain, num_boost_round=rounds, xgb_model=start.booster.copy()
+        )
+    else:
+        boosters = [
+            xgb.train({**params, "seed": seed + k}, dtrain, num_boost_round=rounds)
+            for k in range(bag)
+        ]
+        booster = bagged(boosters) if bag > 1 else boosters[0]
     return QuantileModel(booster, features, tuple(quantiles))
+
+
+def bagged(boosters: list[xgb.Booster]) -> xgb.Booster:
+    """One booster that predicts the mean of `boosters` (trained on the same features with the
+    same objective and base score): their trees side by side, every leaf divided by their
+    number. One booster keeps ml.models, the store and the dashboard as they are."""
+    import xgboost as xgb
+
+    models = [json.loads(bytes(b.save_raw("json"))) for b in boosters]
+    merged = models[0]
+    trees, info, steps = [], [], []
+    for model in models:
+        gbtree = model["learner"]["gradient_booster"]["model"]
+        for tree in gbtree["trees"]:
+            leaf = np.asarray(tree["left_children"]) == -1
+            values = np.asarray(tree["split_conditions"], dtype=float)
+            values[leaf] /= len(models)
+            tree["split_conditions"] = values.tolist()
+            tree["base_weights"] = (np.asarray(tree["base_weights"]) / len(models)).tolist()
+            tree["id"] = len(trees)
+            trees.append(tree)
+        info += gbtree["tree_info"]
+        steps += np.diff(gbtree["iteration_indptr"]).tolist()
+    gbtree = merged["learner"]["gradient_booster"]["model"]
+    gbtree["trees"], gbtree["tree_info"] = trees, info
+    gbtree["iteration_indptr"] = np.r_[0, np.cumsum(steps)].astype(int).tolist()
+    gbtree["gbtree_model_param"]["num_trees"] = str(len(trees))
+    out = xgb.Booster()
+    out.load_model(bytearray(json.dumps(merged).encode()))
+    return out
 
 
 def _normalised(model: QuantileModel, features: pd.DataFrame) -> np.ndarray:
