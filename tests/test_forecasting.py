@@ -138,6 +138,9 @@ def test_a_bagged_model_is_one_booster_forecasting_the_mean_of_its_seeds(series,
     quantiles = [m.booster.predict(x) for m in singles]
     assert not np.allclose(quantiles[0], quantiles[1])  # the seeds differ
     np.testing.assert_allclose(bag.booster.predict(x), np.mean(quantiles, axis=0), atol=1e-5)
+    stored = xgb.Booster()  # as ml.models keeps it
+    stored.load_model(bytearray(bag.booster.save_raw("ubj")))
+    np.testing.assert_array_equal(stored.predict(x), bag.booster.predict(x))
     # More rounds from a bagged model (the final fit after calibration) boost on from its mean.
     more = fit_quantile_model(train, rounds=5, seed=5, start=bag)
     assert more.booster.num_boosted_rounds() == 95
