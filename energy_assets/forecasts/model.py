@@ -84,7 +84,7 @@ def fit_quantile_model(
 
     Each booster sees its own subsample of rows at every round: on the few months a target
     usually has, one booster's forecasts move by about 1% of WAPE from one seed to the next,
-    and their mean is steadier (it scored better than seed 0 alone on every real series).
+    and their mean is steadier (better than seed 0 alone on 7 of 8 real-series rows measured).
 
     nthread=1: on the shared 2-core machines two OpenMP threads busy-wait and run 4x slower.
     """
