@@ -21,13 +21,12 @@ from conftest import server_home
 from meter_files import write_meter_file
 from up_process import (
     ENERGY,
-    SAMPLE_SYSTEM_INTERVALS,
     embedded_url,
     energy,
     leftovers,
     platform_environ,
     runs,
-    system_intervals,
+    settled,
     ui_answers,
     wait_for,
 )
@@ -190,10 +189,7 @@ def test_the_next_start_retries_the_runs_the_stops_cut_short(home, env, tmp_path
     up, _ = start_up(env, tmp_path / "up.log")
     try:
         wait_for(
-            lambda: (
-                system_intervals(home, port) == SAMPLE_SYSTEM_INTERVALS
-                and all(status in FINISHED for _, status, _ in runs(home, port))
-            ),
+            lambda: settled(home, port),
             900,
             "the interrupted months to be rebuilt",
         )

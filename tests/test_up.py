@@ -28,7 +28,7 @@ from up_process import (
     energy_up,
     graphql,
     partition_stats,
-    system_intervals,
+    settled,
     ui_answers,
     wait_for,
 )
@@ -86,9 +86,9 @@ def up(tmp_path_factory) -> RunningPlatform:
             children = psutil.Process(process.pid).children(recursive=True)
             write_sample(home / "dropbox")
             wait_for(
-                lambda: system_intervals(home, db_port) == SAMPLE_SYSTEM_INTERVALS,
+                lambda: settled(home, db_port),
                 600,
-                "the sensor to load the sample and build the marts",
+                "the sensor to load the sample and build the marts of every file",
             )
             yield RunningPlatform(
                 process, home, env, ui_port, db_port, dashboard_port, log, children

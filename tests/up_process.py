@@ -82,6 +82,38 @@ def system_intervals(home: Path, db_port: int) -> int:
         conn.close()
 
 
+MONTHS_BEHIND = """
+select count(*) from (
+    select month_start, max(processed_at) as last_loaded
+    from raw.files, unnest(months) as month_start where status = 'loaded' group by month_start
+) loaded left join ml.anomaly_months a using (month_start)
+where a.computed_at is null or a.computed_at < loaded.last_loaded
+"""
+"""Months with a file loaded after the month's run last judged them: still to be rebuilt."""
+ACTIVE_RUNS = "select count(*) from runs where status not in ('SUCCESS', 'FAILURE', 'CANCELED')"
+
+
+def settled(home: Path, db_port: int) -> bool:
+    """Whether the sample is in the marts and the platform has nothing left to do: no file in
+    the dropbox, no run queued or going, every month rebuilt after its last file. The count of
+    system intervals alone is reached while the last month's run (its anomalies, plots) and
+    the marts built after the months are still under way."""
+    if system_intervals(home, db_port) != SAMPLE_SYSTEM_INTERVALS:
+        return False
+    if any((home / "dropbox").iterdir()):
+        return False
+    counts = []
+    for database, query in (("energy", MONTHS_BEHIND), ("dagster", ACTIVE_RUNS)):
+        conn = psycopg2.connect(embedded_url(home, db_port, database), connect_timeout=5)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                counts.append(cur.fetchone()[0])
+        finally:
+            conn.close()
+    return counts == [0, 0]
+
+
 @contextlib.contextmanager
 def energy_up(ui_port: int, log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """`energy up` with `env` until the block ends, then Ctrl-C unless it stopped already; the
