@@ -21,6 +21,7 @@ from conftest import server_home
 from meter_files import write_meter_file
 from up_process import (
     ENERGY,
+    FINISHED,
     embedded_url,
     energy,
     leftovers,
@@ -37,7 +38,6 @@ from energy_assets.warehouse.postgres import platform_database
 
 pytestmark = pytest.mark.db  # embedded servers of their own
 IN_PROGRESS = {"STARTING", "STARTED", "CANCELING"}
-FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 HOLD_THE_SERVER = """
 import sys, time
 from energy_assets.settings import Settings

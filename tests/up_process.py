@@ -15,6 +15,8 @@ import psycopg2
 import pytest
 import requests
 
+from energy_assets.dashboard.queries import freshness
+
 ENERGY = str(Path(sys.executable).with_name("energy"))
 SAMPLE_SYSTEM_INTERVALS = (31 + 29) * 96  # Jan and Feb 2024, 15-minute intervals
 PARTITION_STATS = """
@@ -82,36 +84,26 @@ def system_intervals(home: Path, db_port: int) -> int:
         conn.close()
 
 
-MONTHS_BEHIND = """
-select count(*) from (
-    select month_start, max(processed_at) as last_loaded
-    from raw.files, unnest(months) as month_start where status = 'loaded' group by month_start
-) loaded left join ml.anomaly_months a using (month_start)
-where a.computed_at is null or a.computed_at < loaded.last_loaded
-"""
-"""Months with a file loaded after the month's run last judged them: still to be rebuilt."""
-ACTIVE_RUNS = "select count(*) from runs where status not in ('SUCCESS', 'FAILURE', 'CANCELED')"
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+"""Run statuses that end a run."""
 
 
 def settled(home: Path, db_port: int) -> bool:
     """Whether the sample is in the marts and the platform has nothing left to do: no file in
-    the dropbox, no run queued or going, every month rebuilt after its last file. The count of
-    system intervals alone is reached while the last month's run (its anomalies, plots) and
-    the marts built after the months are still under way."""
+    the dropbox, every run finished, every month rebuilt after its last file (the dashboard's
+    freshness). The count of system intervals alone is reached while the last month's run (its
+    anomalies, plots) and the marts built after the months are still under way."""
     if system_intervals(home, db_port) != SAMPLE_SYSTEM_INTERVALS:
         return False
     if any((home / "dropbox").iterdir()):
         return False
-    counts = []
-    for database, query in (("energy", MONTHS_BEHIND), ("dagster", ACTIVE_RUNS)):
-        conn = psycopg2.connect(embedded_url(home, db_port, database), connect_timeout=5)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query)
-                counts.append(cur.fetchone()[0])
-        finally:
-            conn.close()
-    return counts == [0, 0]
+    if not all(status in FINISHED for _, status, _ in runs(home, db_port)):
+        return False
+    conn = psycopg2.connect(embedded_url(home, db_port), connect_timeout=5)
+    try:
+        return bool(freshness(conn)["up_to_date"].all())
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager
