@@ -94,23 +94,25 @@ def run_once(settings: Settings) -> RunReport:
     """
     from dagster import DagsterInstance
 
-    from energy_assets.automation import (
-        BACKTEST_KEYS,
-        RUN_HOST_TAG,
-        backtest_behind,
-        months_to_build,
-        this_host,
-        views_built,
-    )
     from energy_assets.commands.session import platform_session
     from energy_assets.marts.dbt_project import models_version
 
     report = RunReport()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    here = {RUN_HOST_TAG: this_host()}
     # dbt's own output is re-emitted on stdout; keep stdout for the summary, progress on stderr.
     with platform_session(settings) as db, contextlib.redirect_stdout(sys.stderr):
+        # The assets read the dbt manifest when imported, which the session has just parsed.
+        from energy_assets.automation import (
+            BACKTEST_KEYS,
+            RUN_HOST_TAG,
+            backtest_behind,
+            months_to_build,
+            this_host,
+            views_built,
+        )
         from energy_assets.definitions import defs
+
+        here = {RUN_HOST_TAG: this_host()}
 
         instance = DagsterInstance.get()
         paths = dropbox_files(settings.dropbox)  # the ingest takes each once it is stable
