@@ -410,43 +410,55 @@ def daily_profiles(frame: pd.DataFrame, tz: str, coverage: float) -> pd.DataFram
     return grid[grid.notna().mean(axis=1) >= coverage]
 
 
+TRAILING_BLOCK = 20_000_000
+"""Values (targets x days x slots x window) `trailing_days` holds at once: about 160 MB."""
+
+
 def trailing_days(
     profiles: pd.DataFrame, window: int, min_days: int, following: bool = False
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
     """Per target-day, from the previous `window` days (the day itself excluded, at least
     `min_days` of them): the median day mean, the MAD of the day means around it and the median
     profile. With `following`, from the next `window` days instead (a month judged after the
-    fact has days after most of its days)."""
-    levels, spreads, usuals, index = [], [], [], []
-    for _, rows in profiles.groupby(level="target_id", sort=False):
-        index.extend(rows.index)
-        days = pd.DatetimeIndex(rows.index.get_level_values("day"))
-        full = pd.date_range(days.min(), days.max(), freq="D")
-        values = rows.to_numpy(dtype=float)
-        grid = np.full((len(full), values.shape[1]), np.nan)
-        position = full.get_indexer(days)
-        grid[position] = values
-        if following:  # the days after a day are the days before it, the days reversed
-            grid = grid[::-1]
-        padded = np.vstack([np.full((window, grid.shape[1]), np.nan), grid])[:-1]
-        past = sliding_window_view(padded, window, axis=0)  # day x slot x previous days
-        means = _nanmean(past, axis=1)
-        enough = (~np.isnan(means)).sum(axis=1) >= min_days
-        level = _nanmedian(means, axis=1)
-        spread = _nanmedian(np.abs(means - level[:, None]), axis=1)
-        usual = _nanmedian(past, axis=2)
-        if following:
-            enough, level, spread, usual = enough[::-1], level[::-1], spread[::-1], usual[::-1]
-        levels.append(np.where(enough, level, np.nan)[position])
-        spreads.append(np.where(enough, spread, np.nan)[position])
-        usuals.append(np.where(enough[:, None], usual, np.nan)[position])
-    index = pd.MultiIndex.from_tuples(index, names=profiles.index.names)
+    fact has days after most of its days).
+
+    Every target's days go on one calendar (a day a target has no row for is empty), as a
+    targets x days x slots array, so the windows of a block of targets are reduced at once.
+    """
+    slots = profiles.shape[1]
+    target, targets = pd.factorize(profiles.index.get_level_values("target_id"))
+    days = pd.DatetimeIndex(profiles.index.get_level_values("day"))
+    if not len(days):
+        empty = pd.Series(np.nan, index=profiles.index, dtype=float)
+        return empty, empty.copy(), profiles.astype(float) * np.nan
+    position = ((days - days.min()) // pd.Timedelta(days=1)).to_numpy()
+    calendar = int(position.max()) + 1
+    if following:  # the days after a day are the days before it, the calendar reversed
+        position = calendar - 1 - position
+    values = profiles.to_numpy(dtype=float)
+    level = np.full(len(profiles), np.nan)
+    spread = np.full(len(profiles), np.nan)
+    usual = np.full(values.shape, np.nan)
+    block = max(1, TRAILING_BLOCK // (calendar * slots * window))
+    for first in range(0, len(targets), block):
+        rows = np.flatnonzero((target >= first) & (target < first + block))
+        grid = np.full((min(block, len(targets) - first), calendar + window, slots), np.nan)
+        # window empty days before the first, so the day at calendar position d is at d + window
+        grid[target[rows] - first, position[rows] + window] = values[rows]
+        grid = grid[:, :-1]  # a day's window ends the day before it
+        at = (target[rows] - first, position[rows])
+        past_means = sliding_window_view(_nanmean(grid, axis=2), window, axis=1)[at]
+        enough = (~np.isnan(past_means)).sum(axis=1) >= min_days
+        middle = _nanmedian(past_means, axis=1)
+        level[rows] = np.where(enough, middle, np.nan)
+        deviation = np.abs(past_means - middle[:, None])
+        spread[rows] = np.where(enough, _nanmedian(deviation, axis=1), np.nan)
+        past = sliding_window_view(grid, window, axis=1)[at]  # row x slot x previous days
+        usual[rows] = np.where(enough[:, None], _nanmedian(past, axis=2), np.nan)
     return (
-        pd.Series(np.concatenate(levels), index=index).reindex(profiles.index),
-        pd.Series(np.concatenate(spreads), index=index).reindex(profiles.index),
-        pd.DataFrame(np.vstack(usuals), index=index, columns=profiles.columns).reindex(
-            profiles.index
-        ),
+        pd.Series(level, index=profiles.index),
+        pd.Series(spread, index=profiles.index),
+        pd.DataFrame(usual, index=profiles.index, columns=profiles.columns),
     )
 
 
@@ -457,9 +469,14 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(values, axis=axis)
+    """np.nanmedian's values, by one sort along `axis` (NaN sorts last): numpy's own takes a
+    masked-array path per call that is many times slower on short axes."""
+    ordered = np.moveaxis(np.sort(values, axis=axis), axis, -1)
+    count = (~np.isnan(ordered)).sum(axis=-1, keepdims=True)
+    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=-1)
+    high = np.take_along_axis(ordered, count // 2, axis=-1)
+    middle = np.where(count % 2 == 1, low, (low + high) / 2)[..., 0]
+    return np.where(count[..., 0] > 0, middle, np.nan)
 
 
 def day_shifts(
@@ -741,7 +758,7 @@ def clock_shifts(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.
         return _empty()
     slots = profiles.shape[1]
     hourly = profiles.T.groupby(np.arange(slots) * 24 // slots).mean().T
-    hourly = hourly.T.fillna(hourly.mean(axis=1)).T
+    hourly = hourly.where(hourly.notna(), hourly.mean(axis=1), axis=0)
     _, _, usual = trailing_days(hourly, t.level_days, t.level_min_days)
     known = usual.notna().all(axis=1) & hourly.notna().all(axis=1)
     if not known.any():
