@@ -406,3 +406,26 @@ def test_the_backtest_sample_is_fixed_and_bounded(monkeypatch):
     assert ForecastConfig.from_settings(Settings.from_env()).backtest_meters is None
     monkeypatch.setenv("ENERGY_BACKTEST_METERS", "7")
     assert ForecastConfig.from_settings(Settings.from_env()).backtest_meters == 7
+
+
+def test_a_live_model_of_some_targets_forecasts_every_target_from_its_recent_weeks(series):
+    """The meters' live model trains on a sample of them; the rest need only recent weeks."""
+    cut = series[series["interval_start"] < pd.Timestamp("2025-03-20 12:00", tz=TZ)]
+    trained = {"house-1", "feeder-A"}
+    result = live_forecast(cut, "meter", FAST, train_targets=trained)
+    rows = result.rows.sort_values(["target_id", "interval_start"], ignore_index=True)
+    assert set(rows["target_id"]) == set(TARGETS) and (rows["verdict"] == "ok").all()
+    assert set(result.models[0].model.target_offsets) <= trained
+    # The model is the one the sample alone trains: the same forecasts of the sample's targets.
+    alone = live_forecast(cut[cut["target_id"].isin(trained)], "meter", FAST).rows
+    alone = alone.sort_values(["target_id", "interval_start"], ignore_index=True)
+    pd.testing.assert_frame_equal(
+        rows[rows["target_id"].isin(trained)].reset_index(drop=True), alone
+    )
+    # The others' readings before recent_needed change nothing.
+    recent = FAST.recent_needed(cut["interval_start"].max())
+    old = ~cut["target_id"].isin(trained) & (cut["interval_start"] < recent)
+    assert old.any()
+    trimmed = live_forecast(cut[~old], "meter", FAST, train_targets=trained).rows
+    trimmed = trimmed.sort_values(["target_id", "interval_start"], ignore_index=True)
+    pd.testing.assert_frame_equal(rows, trimmed)

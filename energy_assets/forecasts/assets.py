@@ -21,6 +21,7 @@ from energy_assets.forecasts.store import (
     TARGETS,
     feeder_count,
     latest_reading,
+    live_series,
     meters_between,
     read_series,
     read_weather,
@@ -103,7 +104,8 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
     group_name="ml",
     description="The live forecast: P10/P50/P90 for the product's next window after the latest "
     "reading of every target (ENERGY_FORECAST_ISSUE), by a model trained on everything before "
-    "its issue.",
+    "its issue; the meters' model on the backtest's fixed sample of meters "
+    "(ENERGY_BACKTEST_METERS), as the backtest judged it.",
 )
 def day_ahead_forecast(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
@@ -121,9 +123,9 @@ def day_ahead_forecast(context: AssetExecutionContext, platform: Platform) -> Ma
     issued = {}
     for kind in TARGETS:
         with platform.connection() as conn:
-            series = read_series(conn, kind, start, end)
+            series, sample = live_series(conn, kind, config, latest, start, end)
             zones = target_timezones(conn, kind)
-        result = live_forecast(series, kind, config, weather, zones)
+        result = live_forecast(series, kind, config, weather, zones, sample)
         with platform.connection() as conn:
             store_live(conn, kind, result)
         if not result.rows.empty:

@@ -102,6 +102,12 @@ class ForecastConfig:
         """When the first forecast whose window starts on local `day` is issued, in UTC."""
         return self.product.issues_on(day, tz or self.tz)[0].issued_at
 
+    def recent_needed(self, latest: pd.Timestamp) -> pd.Timestamp:
+        """The earliest interval a live forecast after `latest` reads of a target it does not
+        train on: the features' look-back and the history its verdict counts."""
+        days = max(HISTORY, pd.Timedelta(days=max(self.min_history_days, COMPLETENESS_DAYS)))
+        return latest - days - 2 * DAY
+
     def history_needed(self, first_day: date) -> pd.Timestamp:
         """The earliest interval a run whose first forecast day is `first_day` reads."""
         if self.train_days is None:
@@ -194,7 +200,7 @@ class _Group:
     feature frames per issue, each built once per run (training sets overlap from one retrain
     to the next)."""
 
-    def __init__(self, series, config, resolution, tz, weather):
+    def __init__(self, series, config, resolution, tz, weather, train_targets=None):
         self.series = series.sort_values("interval_start", ignore_index=True)
         self.config, self.resolution, self.tz, self.weather = config, resolution, tz, weather
         times = self.series["interval_start"]
@@ -202,6 +208,12 @@ class _Group:
         years = range(times.min().year - 1, times.max().year + 2)
         self.holidays = public_holidays(config.holiday_country, years, config.holiday_subdiv)
         self.frames: dict[pd.Timestamp, pd.DataFrame] = {}
+        self.train_targets = train_targets
+        self.training = self
+        if train_targets is not None:  # features of the targets trained on, built apart
+            mine = self.series[self.series["target_id"].isin(train_targets)]
+            self.training = _Group(mine, config, resolution, tz, weather)
+            self.training.first_day = self.first_day
 
     def features(self, issue: Issue) -> pd.DataFrame:
         if issue.issued_at not in self.frames:
@@ -290,7 +302,8 @@ def _train(group: _Group, issue: Issue, kind: str, targets: list, previous=None,
     days = group.training_days(issue.issued_at)
     if not days:
         return None
-    rows = pd.concat([group.features(i) for i in group.training_issues(days)], ignore_index=True)
+    training = group.training
+    rows = pd.concat([training.features(i) for i in group.training_issues(days)], ignore_index=True)
     rows = rows[rows["target_id"].isin(targets) & rows["y"].notna()]
     if rows.empty:
         return None
@@ -363,6 +376,8 @@ def _forecast_group(
             retrain_at = issue_day + timedelta(days=group.config.retrain_days)
             verdicts = data_verdicts(group.series, issue.issued_at, group.config, group.resolution)
             ok = list(verdicts.index[verdicts == "ok"])
+            if group.train_targets is not None:
+                ok = [t for t in ok if t in group.train_targets] or ok
             model = _train(group, issue, kind, ok, previous) if ok else None
             if model:
                 out.models.append(model)
@@ -389,7 +404,7 @@ def _forecast_group(
     return frames
 
 
-def _groups(series, config, timezones, weather):
+def _groups(series, config, timezones, weather, train_targets=None):
     """The targets grouped by resolution and timezone (a meter's own, else the platform's)."""
     known = series[series["value"].notna()]
     steps = resolution_of(known)
@@ -398,7 +413,7 @@ def _groups(series, config, timezones, weather):
         weather = weather.sort_values("valid_at", ignore_index=True)
     for (step, tz), members in steps.groupby([steps, zones]):
         group_series = series[series["target_id"].isin(members.index)]
-        yield _Group(group_series, config, step, tz, weather)
+        yield _Group(group_series, config, step, tz, weather, train_targets)
 
 
 def _forecast(series, kind, days, config, scored_only, timezones, weather) -> Forecasts:
@@ -481,15 +496,17 @@ def live_forecast(
     config: ForecastConfig,
     weather: pd.DataFrame | None = None,
     timezones: dict[str, str] | None = None,
+    train_targets: set[str] | None = None,
 ) -> Forecasts:
     """Each group's forecast for the product's next window after its latest reading, by a
-    model trained on everything before the issue."""
+    model trained on everything before the issue: of `train_targets` only, when given (the
+    others' series need reach back only to `config.recent_needed`)."""
     out = Forecasts(pd.DataFrame())
     known = series[series["value"].notna()]
     if known.empty:
         return out
     frames = []
-    for group in _groups(series, config, timezones, weather):
+    for group in _groups(series, config, timezones, weather, train_targets):
         latest = group.series.dropna(subset=["value"])["interval_start"].max()
         issue = config.product.next_after(latest, group.resolution, group.tz)
         frames += _forecast_group(group, kind, [issue], False, out)
