@@ -493,7 +493,8 @@ class Settings:
         "ENERGY_BACKTEST_METERS",
         50,
         _count_or_all,
-        "single meters in the monthly backtest (a fixed sample; `all`)",
+        "single meters in the monthly backtest, and that the live meter model trains on (a fixed"
+        " sample; `all`)",
     )
     customer_plots: int = _var(
         "ENERGY_CUSTOMER_PLOTS",
