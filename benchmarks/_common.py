@@ -123,6 +123,7 @@ class PeakMemory:
     def __init__(self, pid: int, pgdata: Path, every: float = 0.5) -> None:
         self.pid, self.pgdata, self.every = pid, pgdata, every
         self.peak_mb = self.postgres_peak_mb = 0.0
+        self.samples: list[tuple[float, float]] = []  # (time.time(), MB) of the process tree
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -145,9 +146,15 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            self.peak_mb = max(self.peak_mb, self._sum_mb(self._tree(self.pid), pss=False))
+            tree = self._sum_mb(self._tree(self.pid), pss=False)
+            self.samples.append((time.time(), tree))
+            self.peak_mb = max(self.peak_mb, tree)
             postgres = self._tree(postgres_pid(self.pgdata))
             self.postgres_peak_mb = max(self.postgres_peak_mb, self._sum_mb(postgres, pss=True))
+
+    def peak_between(self, start: float, end: float) -> float:
+        """The process tree's peak MB sampled in [start, end] (epoch seconds)."""
+        return max((mb for t, mb in self.samples if start <= t <= end), default=0.0)
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -158,13 +165,19 @@ class PeakMemory:
         self._thread.join()
 
 
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Wall seconds of each step of a Dagster run, from its event log, in the order they ran."""
+def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """(start, end) epoch seconds of each step of a Dagster run, from its event log, in the
+    order they ran."""
     stats = sorted(
         (s for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time),
         key=lambda s: s.start_time,
     )
-    return {s.step_key: s.end_time - s.start_time for s in stats}
+    return {s.step_key: (s.start_time, s.end_time) for s in stats}
+
+
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Wall seconds of each step of a Dagster run, in the order they ran."""
+    return {step: end - start for step, (start, end) in step_windows(instance, run_id).items()}
 
 
 def model_seconds(instance, run_id: str) -> dict[str, float]:

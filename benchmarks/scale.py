@@ -36,7 +36,7 @@ from benchmarks._common import (  # noqa: E402
     PeakMemory,
     model_seconds,
     platform_environ,
-    step_seconds,
+    step_windows,
     table,
     use_environ,
     write_results,
@@ -62,9 +62,10 @@ STAGES = {
 }
 
 
-def run_stages(settings) -> tuple[list[dict], dict[str, float], dict]:
-    """Per step of every run `energy run` made: (stage, step, seconds); dbt model seconds;
-    rows in marts.fct_intervals_clean and sizes on disk."""
+def run_stages(settings, memory: PeakMemory) -> tuple[list[dict], dict[str, float], dict]:
+    """Per step of every run `energy run` made: stage, step, seconds and the peak memory of the
+    `energy run` tree while it ran; dbt model seconds; rows in marts.fct_intervals_clean and
+    sizes on disk."""
     from dagster import DagsterInstance
 
     from energy_assets.commands.session import platform_session
@@ -76,13 +77,14 @@ def run_stages(settings) -> tuple[list[dict], dict[str, float], dict]:
         for record in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
             run = record.dagster_run
             stage = STAGES.get(run.job_name, run.job_name)
-            for step, seconds in step_seconds(instance, run.run_id).items():
+            for step, (start, end) in step_windows(instance, run.run_id).items():
                 steps.append(
                     {
                         "job": run.job_name,
                         "stage": stage,
                         "step": step,
-                        "seconds": seconds,
+                        "seconds": end - start,
+                        "peak_rss_mb": round(memory.peak_between(start, end)),
                         "status": run.status.value,
                     }
                 )
@@ -122,7 +124,7 @@ def measure(work: Path, households: int, months: int, max_concurrent: int | None
     from energy_assets.settings import Settings
 
     with use_environ(env):
-        steps, models, sizes = run_stages(Settings.from_env())
+        steps, models, sizes = run_stages(Settings.from_env(), memory)
     return {
         "households": households,
         "months": months,
@@ -149,20 +151,22 @@ def stage_rows(result: dict) -> list[list]:
             s["step"],
             s["seconds"],
             round(readings / s["seconds"]),
+            s.get("peak_rss_mb", "-"),
             "" if s["status"] == "SUCCESS" else s["status"],
         ]
         for s in result["steps"]
     ]
     if not any("forecast" in s["step"] for s in result["steps"]):
-        rows.append(["forecast", "(no forecast run)", "-", "-", ""])
+        rows.append(["forecast", "(no forecast run)", "-", "-", "-", ""])
     other = result["energy_run_s"] - sum(s["seconds"] for s in result["steps"])
-    rows.append(["-", "start-up, manifest, queries between runs", other, "-", ""])
+    rows.append(["-", "start-up, manifest, queries between runs", other, "-", "-", ""])
     rows.append(
         [
             "total",
             "energy run",
             result["energy_run_s"],
             round(readings / result["energy_run_s"]),
+            result["peak_rss_mb"],
             "",
         ]
     )
@@ -253,7 +257,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="energy-scale-") as tmp:
             result = measure(Path(tmp), args.households, args.months, args.max_concurrent)
     print()
-    print(table(["stage", "step", "seconds", "readings/s", "run status"], stage_rows(result)))
+    print(
+        table(
+            ["stage", "step", "seconds", "readings/s", "peak MB", "run status"], stage_rows(result)
+        )
+    )
     slowest = sorted(result["dbt_models_s"].items(), key=lambda kv: -kv[1])[:4]
     print("\nslowest dbt models: " + ", ".join(f"{m} {s:.0f} s" for m, s in slowest))
     print(
