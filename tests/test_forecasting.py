@@ -429,3 +429,7 @@ def test_a_live_model_of_some_targets_forecasts_every_target_from_its_recent_wee
     trimmed = live_forecast(cut[~old], "meter", FAST, train_targets=trained).rows
     trimmed = trimmed.sort_values(["target_id", "interval_start"], ignore_index=True)
     pd.testing.assert_frame_equal(rows, trimmed)
+    # A group with none of the sample (another resolution or timezone) trains on its own.
+    none = live_forecast(cut, "meter", FAST, train_targets={"elsewhere"}).rows
+    whole = live_forecast(cut, "meter", FAST).rows
+    pd.testing.assert_frame_equal(none, whole)

@@ -208,11 +208,12 @@ class _Group:
         years = range(times.min().year - 1, times.max().year + 2)
         self.holidays = public_holidays(config.holiday_country, years, config.holiday_subdiv)
         self.frames: dict[pd.Timestamp, pd.DataFrame] = {}
-        self.train_targets = train_targets
-        self.training = self
-        if train_targets is not None:  # features of the targets trained on, built apart
-            mine = self.series[self.series["target_id"].isin(train_targets)]
-            self.training = _Group(mine, config, resolution, tz, weather)
+        self.train_targets, self.training = None, self
+        mine = self.series["target_id"].isin(train_targets or ())
+        if mine.any():  # features of the targets trained on, built apart; a group with none of
+            # them trains on all of its own
+            self.train_targets = train_targets
+            self.training = _Group(self.series[mine], config, resolution, tz, weather)
             self.training.first_day = self.first_day
 
     def features(self, issue: Issue) -> pd.DataFrame:
@@ -377,7 +378,7 @@ def _forecast_group(
             verdicts = data_verdicts(group.series, issue.issued_at, group.config, group.resolution)
             ok = list(verdicts.index[verdicts == "ok"])
             if group.train_targets is not None:
-                ok = [t for t in ok if t in group.train_targets] or ok
+                ok = [t for t in ok if t in group.train_targets]
             model = _train(group, issue, kind, ok, previous) if ok else None
             if model:
                 out.models.append(model)
