@@ -138,7 +138,7 @@ def live_series(
     The meters' model trains on the backtest's fixed sample of the meters that read lately
     (ENERGY_BACKTEST_METERS), the model the backtest judges; the other meters are read from
     `config.recent_needed` only. Every meter's whole history would cost memory and time in
-    proportion to all meters' years (13 GB for 5,566 households' three months), for a model
+    proportion to all meters' years (21 GB for 5,566 households' three months), for a model
     that samples 40,000 rows of it.
     """
     if kind != "meter":
