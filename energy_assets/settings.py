@@ -236,6 +236,12 @@ class AnomalyThresholds:
         "largest |log| distance of any one of a day's quantile ratios from that multiplier ratio"
         " (a day that only gains or loses an appliance moves its quantiles unevenly)",
     )
+    multiplier_spread_share: float = _anomaly(
+        "multiplier_spread_share",
+        0.3,
+        "... or this share of the ratio's |log|, whichever is larger: under a x10 or x0.1"
+        " a quantile off by x1.7 is still the ratio (no appliance moves the base load x10)",
+    )
     multiplier_k: float = _anomaly(
         "multiplier_k",
         4.0,

@@ -575,6 +575,27 @@ def test_multiplier_errors_need_every_quantile_moved_by_the_ratio():
     assert 1.9 < details["ratio"] < 2.1 and details["robust_z"] >= 4
 
 
+def test_multiplier_errors_of_a_large_ratio_allow_a_quantile_further_off():
+    """Days at x0.1 whose evening peak came out at x0.06 (a quantile off by a log of 0.51, past
+    multiplier_spread's 0.35): within 0.3 of log 10 (0.69) that is still the ratio. The same
+    unevenness at x2 is no CT ratio (the share of log 2 is below multiplier_spread)."""
+    load = household(days=42)
+    day = load["interval_start"].dt.date
+    evening = load["interval_start"].dt.hour.between(17, 21)
+    tenth = day.isin([date(2024, 2, 5), date(2024, 2, 6)])
+    load.loc[tenth, "value"] *= 0.1
+    load.loc[tenth & evening, "value"] *= 0.6
+    doubled = day == date(2024, 2, 12)
+    load.loc[doubled, "value"] *= 2
+    load.loc[doubled & evening, "value"] *= 1.67
+    profiles = daily_profiles(prepare(load), "UTC", 0.8)
+    found = multiplier_errors(profiles)
+    assert days_of(found) == [("m1", date(2024, 2, 5)), ("m1", date(2024, 2, 6))]
+    assert [d["nearest_ratio"] for d in found["details"]] == [0.1, 0.1]
+    fixed_spread = AnomalyThresholds(multiplier_spread_share=0.0)
+    assert multiplier_errors(profiles, fixed_spread).empty
+
+
 @pytest.mark.parametrize(("wander", "found_days"), [(0.1, [date(2024, 2, 8)]), (0.4, [])])
 def test_multiplier_errors_judged_against_how_much_the_days_wander(wander, found_days):
     """A x sqrt 3 day stands out on a household whose whole day wanders +-10% in level from one

@@ -640,8 +640,9 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     """Days on which the whole load is scaled by a CT or multiplier ratio (x or / 10, 2, sqrt 3,
     `multiplier_ratios`): every quantile of the day's readings (`multiplier_quantiles`, from the
     minimum to the high load) moved against the same quantile of the trailing days by about one
-    ratio, their median ratio close to a candidate, and far from 1 against the day-to-day spread
-    of that median ratio on the trailing days.
+    ratio (`multiplier_spread`, or `multiplier_spread_share` of a large one), their median ratio
+    close to a candidate, and far from 1 against the day-to-day spread of that median ratio on
+    the trailing days.
 
     A wrong multiplier scales every reading, so the whole distribution of the day moves by one
     factor. Ordinary changes add or remove a load: a holiday drops the evening peak but keeps the
@@ -671,7 +672,8 @@ def multiplier_errors(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -
     nearest = candidates[np.abs(estimate.fillna(0).to_numpy()[:, None] - candidates).argmin(axis=1)]
     nearest = pd.Series(nearest, index=profiles.index)
     close = (estimate - nearest).abs() <= t.multiplier_tolerance
-    off = ((moved.sub(nearest, axis=0).abs() > t.multiplier_spread) & judged).sum(axis=1)
+    spread = np.maximum(t.multiplier_spread, t.multiplier_spread_share * nearest.abs())
+    off = (moved.sub(nearest, axis=0).abs().gt(spread, axis=0) & judged).sum(axis=1)
     # The median ratio moves from one ordinary day to the next too: its own spread over the
     # trailing days (each against its own previous weeks) is the yardstick.
     _, wander, _ = trailing_days(estimate.to_frame(), t.level_days, t.level_min_days)
