@@ -55,10 +55,28 @@ def _duration(intervals: int, step: pd.Timedelta) -> str:
     return f"{intervals} interval{'s' if intervals != 1 else ''} ({hours:g} h)"
 
 
+def _each(ids: pd.Series, per_target: pd.Series) -> pd.Series:
+    """`per_target` (indexed by target) on every row of `ids`, as `ids.map(per_target)`; by
+    the codes of `prepare`'s categorical ids, which maps millions of rows at the cost of one
+    array lookup (the map of string ids built a Python object per row)."""
+    if not isinstance(ids.dtype, pd.CategoricalDtype):
+        return ids.map(per_target)
+    values = per_target.reindex(ids.cat.categories).to_numpy()
+    return pd.Series(values[ids.cat.codes.to_numpy()], index=ids.index, name=per_target.name)
+
+
+def _codes(ids: pd.Series) -> np.ndarray:
+    """Integers equal where the target ids are equal: `prepare`'s categorical codes."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        return ids.cat.codes.to_numpy()
+    return pd.factorize(ids)[0]
+
+
 def prepare(series: pd.DataFrame) -> pd.DataFrame:
     """Sorted by target and time, with interval_end (the target's usual step if not given)."""
     frame = series.sort_values(["target_id", "interval_start"], kind="stable")
     frame = frame.reset_index(drop=True)
+    frame["target_id"] = frame["target_id"].astype("category")
     frame["value"] = frame["value"].astype("float64")
     frame["interval_start"] = pd.to_datetime(frame["interval_start"], utc=True).dt.as_unit("ns")
     if "interval_end" in frame:
@@ -101,7 +119,7 @@ def baseline(frame: pd.DataFrame, mask: pd.Series) -> Baseline:
     rows = frame.loc[mask & frame["value"].notna()]
     values = rows.groupby("target_id")["value"]
     median = values.median()
-    deviation = (rows["value"] - rows["target_id"].map(median)).abs()
+    deviation = (rows["value"] - _each(rows["target_id"], median)).abs()
     times = rows.groupby("target_id")["interval_start"]
     day = rows["interval_start"].dt.floor("D")
     zeros = (rows["value"] == 0).groupby([rows["target_id"], day]).mean()
@@ -128,7 +146,7 @@ def ceiling(
     keeps ordinary peaks under the ceiling; the MAD term guards smooth loads (feeders).
     """
     median = values.groupby(by).median()
-    mad = (values - by.map(median)).abs().groupby(by).median()
+    mad = (values - _each(by, median)).abs().groupby(by).median()
     high = values.groupby(by).quantile(quantile)
     return np.maximum(median + k * MAD_SCALE * mad, margin * high)
 
@@ -137,7 +155,7 @@ def _runs(frame: pd.DataFrame, mask: np.ndarray, key: np.ndarray | None = None) 
     """Maximal runs of flagged rows that are consecutive intervals of one target (and one `key`):
     first row, last row and length of each."""
     mask = np.asarray(mask, dtype=bool)
-    target = frame["target_id"].to_numpy()
+    target = _codes(frame["target_id"])
     start = frame["interval_start"].array.asi8
     end = frame["interval_end"].array.asi8
     joined = np.r_[False, (target[1:] == target[:-1]) & (start[1:] == end[:-1])]
@@ -173,7 +191,7 @@ def _span_findings(
         ]
     return pd.DataFrame(
         {
-            "target_id": frame["target_id"].to_numpy()[runs["first"]],
+            "target_id": frame["target_id"].iloc[runs["first"]].to_numpy(),
             "interval_start": frame["interval_start"].iloc[runs["first"]].to_numpy(),
             "interval_end": frame["interval_end"].iloc[runs["last"]].to_numpy(),
             "day": None,
@@ -200,7 +218,7 @@ def flatlines(frame: pd.DataFrame, base: Baseline, t: AnomalyThresholds = DEFAUL
     values = frame["value"].to_numpy()
     flat = ~np.isnan(values) & (values != 0)
     runs = _runs(frame, flat, key=values)
-    repeat = frame["target_id"].map(base.repeat_share).fillna(1.0).to_numpy()[runs["first"]]
+    repeat = _each(frame["target_id"], base.repeat_share).fillna(1.0).to_numpy()[runs["first"]]
     with np.errstate(divide="ignore"):
         chance = np.ceil(np.log(t.flatline_chance) / np.log(np.clip(repeat, 1e-9, 1 - 1e-9)))
     needed = np.clip(chance + 1, t.flatline_min_intervals, t.flatline_intervals)
@@ -228,13 +246,13 @@ def dropouts(frame: pd.DataFrame, base: Baseline, t: AnomalyThresholds = DEFAULT
     """Sudden drops to zero: `dropout_intervals` zeros in a row on a meter that normally draws
     (or exports) power; a normally idle meter at zero is not a fault."""
     values = frame["value"].to_numpy()
-    share = frame["target_id"].map(base.zero_share).fillna(1.0).to_numpy()
+    share = _each(frame["target_id"], base.zero_share).fillna(1.0).to_numpy()
     runs = _runs(frame, (values == 0) & (share < t.idle_share))
     first = runs["first"].to_numpy()
     needed = np.where(share[first] < t.rare_zero_share, t.dropout_intervals, t.flatline_intervals)
     runs = runs[runs["length"].to_numpy() >= needed]
     steps = _steps(frame, runs)
-    typical = frame["target_id"].map(base.typical).to_numpy()
+    typical = _each(frame["target_id"], base.typical).to_numpy()
     reasons = []
     for first, n, step in zip(runs["first"], runs["length"], steps, strict=True):
         before = (
@@ -269,8 +287,8 @@ def judged_ceiling(
 
 def spikes(frame: pd.DataFrame, mask: pd.Series, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
     """Values above a physical ceiling, or above the meter's robust statistical ceiling."""
-    limit = frame["target_id"].map(
-        judged_ceiling(frame, mask, t.spike_k, t.spike_quantile, t.spike_margin)
+    limit = _each(
+        frame["target_id"], judged_ceiling(frame, mask, t.spike_k, t.spike_quantile, t.spike_margin)
     )
     limit = limit.where(limit > 0)  # a meter that never varied has no statistical ceiling
     physical = pd.Series(t.physical_ceiling_kw, index=frame.index, dtype="float64")
@@ -300,13 +318,16 @@ def offpeak_spikes(
     hour = frame["interval_start"].dt.tz_convert(tz).dt.hour
     night = (hour >= t.night_hours[0]) & (hour < t.night_hours[1])
     rows = frame.loc[mask & night & frame["value"].notna()]
-    night_limit = frame["target_id"].map(
-        judged_ceiling(frame[night], mask[night], t.offpeak_k, t.offpeak_quantile, t.offpeak_margin)
+    night_limit = _each(
+        frame["target_id"],
+        judged_ceiling(
+            frame[night], mask[night], t.offpeak_k, t.offpeak_quantile, t.offpeak_margin
+        ),
     )
-    day_limit = frame["target_id"].map(
-        judged_ceiling(frame, mask, t.spike_k, t.spike_quantile, t.spike_margin)
+    day_limit = _each(
+        frame["target_id"], judged_ceiling(frame, mask, t.spike_k, t.spike_quantile, t.spike_margin)
     )
-    night_level = frame["target_id"].map(rows.groupby("target_id")["value"].median())
+    night_level = _each(frame["target_id"], rows.groupby("target_id")["value"].median())
     # What the meter draws at this time of night on its usual nights (a storage heater or a
     # timer at 04:00 every night is a habit, not an anomaly): the margin x what it reaches on
     # one night in ten at the same local time of day in the baseline.
@@ -328,9 +349,8 @@ def offpeak_spikes(
     # 00:00) did not rise out of the night level: not a night-time spike.
     first = runs["first"].to_numpy()
     before = np.maximum(first - 1, 0)
-    joined = (first > 0) & (
-        frame["target_id"].to_numpy()[before] == frame["target_id"].to_numpy()[first]
-    )
+    target = _codes(frame["target_id"])
+    joined = (first > 0) & (target[before] == target[first])
     carried = joined & (value.to_numpy()[before] > night_limit.to_numpy()[first])
     runs = runs[~carried]
     local = frame["interval_start"].dt.tz_convert(tz)
@@ -358,8 +378,8 @@ def reverse_flows(
     """Net flow below zero on a meter with no export history (an import-only meter cannot
     export; a flipped CT or sign convention can make it look so). Also delivered energy below
     zero where a `delivered` column is given."""
-    exports = frame["target_id"].map(base.negative_share > t.export_share).fillna(True)
-    tolerance = frame["target_id"].map(base.typical) * t.reverse_flow_share
+    exports = _each(frame["target_id"], base.negative_share > t.export_share).fillna(True)
+    tolerance = _each(frame["target_id"], base.typical) * t.reverse_flow_share
     value = frame["value"]
     findings = []
     reverse = (~exports & (value < -tolerance)).to_numpy()
@@ -565,9 +585,8 @@ def isolated_days(profiles: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd
 
     features = day_features(profiles, t)
     counts = features.groupby(level="target_id").size()
-    features = features[
-        features.index.get_level_values("target_id").map(counts) >= t.forest_min_days
-    ]
+    ids = features.index.get_level_values("target_id")
+    features = features[counts.reindex(ids).to_numpy() >= t.forest_min_days]
     if features.empty:
         return _empty()
     by = features.groupby(level="target_id")
@@ -803,7 +822,7 @@ STALE_LAGS = (pd.Timedelta(days=1), pd.Timedelta(days=7))
 def _repeats(frame: pd.DataFrame, lag: pd.Timedelta) -> np.ndarray:
     """Per row, whether its value equals, exactly, its target's value `lag` earlier (a row
     without a reading `lag` earlier is no repeat)."""
-    target = pd.factorize(frame["target_id"])[0].astype("int64")
+    target = _codes(frame["target_id"]).astype("int64")
     seconds = frame["interval_start"].array.asi8 // 10**9
     key = target * 10**11 + seconds  # sorted, as `prepare` sorts by target and time
     wanted = key - int(lag.total_seconds())
@@ -892,6 +911,20 @@ def clock_repeats(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.Da
     return pd.concat(parts).sort_values(["target_id", "interval_start"], ignore_index=True)
 
 
+def _presence(rows: pd.DataFrame) -> pd.DataFrame:
+    """Which target has a row at which interval_start: times x targets, both sorted (what
+    `pd.crosstab(...).astype(bool)` gives, without its per-cell Python aggregation)."""
+    time, times = pd.factorize(rows["interval_start"], sort=True)
+    target, targets = pd.factorize(rows["target_id"], sort=True)
+    seen = np.zeros((len(times), len(targets)), dtype=bool)
+    seen[time, target] = True
+    return pd.DataFrame(
+        seen,
+        index=pd.Index(times, name="interval_start"),
+        columns=pd.Index(targets, name="target_id"),
+    )
+
+
 def silent_meters(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.DataFrame:
     """Runs of `silent_intervals` or more in which a meter has no reading (no row, or a null
     value) while most of its feeder's meters (`silent_feeder_share`) report: the meter or its
@@ -902,7 +935,7 @@ def silent_meters(frame: pd.DataFrame, t: AnomalyThresholds = DEFAULTS) -> pd.Da
     read = frame[frame["feeder"].notna() & frame["value"].notna()]
     found = []
     for feeder, part in read.groupby("feeder"):
-        seen = pd.crosstab(part["interval_start"], part["target_id"]).astype(bool)
+        seen = _presence(part)
         if seen.shape[1] < 2:
             continue
         step = pd.Series(seen.index).diff().median()
@@ -968,7 +1001,7 @@ def _slot_scale(frame: pd.DataFrame, mask: pd.Series, tz: str) -> tuple[pd.Serie
     deviation = (rows["value"] - median.reindex(pd.MultiIndex.from_arrays(by)).to_numpy()).abs()
     sd = MAD_SCALE * deviation.groupby(by).median()
     floor = 0.1 * sd.groupby(level=0).median()
-    sd = np.maximum(sd, sd.index.get_level_values(0).map(floor).to_numpy())
+    sd = np.maximum(sd, floor.reindex(sd.index.get_level_values(0)).to_numpy())
     at = pd.MultiIndex.from_arrays([frame["target_id"], slot])
     return (
         pd.Series(median.reindex(at).to_numpy(), index=frame.index),
@@ -1194,7 +1227,8 @@ def find_anomalies(
         # Day findings become spans here, each in its own timezone, so episodes need no zone.
         parts.append(_days_as_spans(found, zone))
     found = pd.concat([p for p in parts if not p.empty] or [_empty()], ignore_index=True)
-    return within(episodes(found, pd.Timedelta(hours=t.episode_gap_hours), tz), start, end, tz)
+    found = within(episodes(found, pd.Timedelta(hours=t.episode_gap_hours), tz), start, end, tz)
+    return found.astype({"target_id": series["target_id"].dtype})  # not prepare's categories
 
 
 def _days_as_spans(found: pd.DataFrame, tz: str) -> pd.DataFrame:
