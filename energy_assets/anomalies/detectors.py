@@ -56,11 +56,9 @@ def _duration(intervals: int, step: pd.Timedelta) -> str:
 
 
 def _each(ids: pd.Series, per_target: pd.Series) -> pd.Series:
-    """`per_target` (indexed by target) on every row of `ids`, as `ids.map(per_target)`; by
-    the codes of `prepare`'s categorical ids, which maps millions of rows at the cost of one
-    array lookup (the map of string ids built a Python object per row)."""
-    if not isinstance(ids.dtype, pd.CategoricalDtype):
-        return ids.map(per_target)
+    """`per_target` (indexed by target) on every row of `ids`, `prepare`'s categorical ids, as
+    `ids.map(per_target)` gave for string ids: by their codes, which maps millions of rows at
+    the cost of one array lookup (the map of string ids built a Python object per row)."""
     values = per_target.reindex(ids.cat.categories).to_numpy()
     return pd.Series(values[ids.cat.codes.to_numpy()], index=ids.index, name=per_target.name)
 
