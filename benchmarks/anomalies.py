@@ -156,12 +156,17 @@ def _fault(kind, rng, out, values, rows, at, per_hour, q999) -> tuple[list[int],
 
 
 def inject(data: pd.DataFrame, months: list[pd.Timestamp], seed: int):
-    """One fault per target-month, kinds in turn from a random start; returns the faulty copy
-    and the labels (target_id, kind, start, end)."""
+    """One fault per target-month, kinds in turn from a random start; returns the faulty copy,
+    the labels (target_id, kind, start, end) and how many faults changed nothing.
+
+    A fault that changed no reading (a dropout, a multiplier or a copy on a meter reading zero
+    all along) is no fault in the data and gets no label: no detector could find it.
+    """
     rng = np.random.default_rng(seed)
     out = data.reset_index(drop=True)
-    values = out["value"].to_numpy(copy=True)
-    labels, silent = [], []
+    original = out["value"].to_numpy()
+    values = original.copy()
+    labels, silent, unchanged = [], [], 0
     for target, rows in out.groupby("target_id", sort=True):  # out is sorted by target, time
         times = rows["interval_start"]
         step = times.diff().median()
@@ -180,12 +185,15 @@ def inject(data: pd.DataFrame, months: list[pd.Timestamp], seed: int):
             turn += 1
             at = inside.index[rng.integers(len(inside))]
             span, dropped = _fault(kind, rng, out, values, rows, at, per_hour, q999)
+            if not dropped and np.array_equal(values[span], original[span]):
+                unchanged += 1
+                continue
             silent.extend(dropped)
             start = out.at[span[0], "interval_start"]
             labels.append((target, kind, start, out.at[span[-1], "interval_start"] + step))
     out["value"] = values
     out = out.drop(index=silent).reset_index(drop=True)
-    return out, pd.DataFrame(labels, columns=["target_id", "kind", "start", "end"])
+    return out, pd.DataFrame(labels, columns=["target_id", "kind", "start", "end"]), unchanged
 
 
 def same_slot_forecast(data: pd.DataFrame) -> pd.DataFrame:
@@ -300,7 +308,7 @@ def main() -> None:
     started = time.perf_counter()
     data = load_data()
     months = scan_months(data)
-    faulty, labels = inject(data, months, args.seed)
+    faulty, labels, unchanged = inject(data, months, args.seed)
     clean = detect(data, months)
     found = detect(faulty, months)
     intervals = month_intervals(data, months)
@@ -311,7 +319,8 @@ def main() -> None:
     print(
         f"\n{len(data):,} real intervals ({data['target_id'].nunique()} targets), "
         f"{intervals:,} scanned in {len(months)} months; {len(labels)} faults injected "
-        f"(seed {args.seed}); strict: every flag that overlaps no injected fault is false\n"
+        f"(seed {args.seed}; {unchanged} more changed no reading and are not counted); "
+        "strict: every flag that overlaps no injected fault is false\n"
     )
     print(f"{'kind':<18}{'injected':>9}{'flags':>7}{'precision':>11}{'recall':>8}{'F1':>7}")
     for kind in [*KINDS, "overall"]:
@@ -343,6 +352,7 @@ def main() -> None:
             "targets": int(data["target_id"].nunique()),
             "months": len(months),
             "injected": len(labels),
+            "injected_unchanged": unchanged,
             "scores": result,
             "uninjected": {
                 "flags": len(clean),
