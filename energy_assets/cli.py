@@ -393,7 +393,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = Settings.from_env()
+    try:
+        defaults = Settings.from_env()
+    except PlatformError as exc:  # a setting that does not parse: before any command
+        print(f"energy: {exc}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(
         prog="energy",
         description=__doc__,

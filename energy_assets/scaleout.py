@@ -18,8 +18,6 @@ DBT, ML = "dbt", "ml"
 (CPU-bound), so workers can be sized and placed for each."""
 WAREHOUSE_POOL = "warehouse"
 """The Dagster concurrency pool of the steps that load the warehouse most (the dbt builds)."""
-# Op tags are part of the definitions, so the queues' prefix is read when they are made.
-QUEUE_PREFIX = Settings.from_env().celery_queues
 
 
 def queue_name(prefix: str, kind: str) -> str:
@@ -28,8 +26,9 @@ def queue_name(prefix: str, kind: str) -> str:
 
 
 def step_tags(kind: str) -> dict[str, str]:
-    """Op tags that send a step of `kind` to its queue (ignored by the in-process executor)."""
-    return {QUEUE_TAG: queue_name(QUEUE_PREFIX, kind)}
+    """Op tags that send a step of `kind` to its queue (ignored by the in-process executor).
+    Op tags are part of the definitions, so the queues' prefix is read when they are made."""
+    return {QUEUE_TAG: queue_name(Settings.from_env().celery_queues, kind)}
 
 
 def celery_config(settings: Settings) -> dict:

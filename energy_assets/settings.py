@@ -35,9 +35,17 @@ def _flag(text: str) -> bool:
     return text.strip().lower() not in ("off", "0", "false", "no")
 
 
+def _positive(text: str) -> int:
+    """A count that means nothing at 0: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
 def _count_or_all(text: str) -> int | None:
     """`all` means no limit."""
-    return None if text.strip().lower() == "all" else int(text)
+    return None if text.strip().lower() == "all" else _positive(text)
 
 
 def _hours(text: str) -> tuple[int, int]:
@@ -94,7 +102,10 @@ def _read(cls: type, environ: Mapping[str, str], **given: Any) -> Any:
     for f in fields(cls):
         env = f.metadata.get("env")
         if env and f.name not in values and environ.get(env, "") != "":
-            values[f.name] = f.metadata["parse"](environ[env])
+            try:
+                values[f.name] = f.metadata["parse"](environ[env])
+            except ValueError as error:  # int("x"), a range check: name the variable
+                raise PlatformError(f"{env}={environ[env]!r}: {error}") from None
     return cls(**values)
 
 
@@ -438,7 +449,7 @@ class Settings:
     month_run_concurrency: int = _var(
         "ENERGY_MONTH_RUN_CONCURRENCY",
         1,
-        int,
+        _positive,
         "month runs the run queue starts at once (`dagster.yaml`); runs of one month take turns",
     )
     backlog_range_months: int = _var(
@@ -485,7 +496,7 @@ class Settings:
     warehouse_slots: int = _var(
         "ENERGY_WAREHOUSE_SLOTS",
         2,
-        int,
+        _positive,
         "steps of all runs together that may work the warehouse at once (the Dagster pool"
         " `warehouse`), with ENERGY_EXECUTOR=celery",
     )
@@ -531,14 +542,14 @@ class Settings:
     forecast_rounds: int = _var(
         "ENERGY_FORECAST_ROUNDS",
         300,
-        int,
+        _positive,
         "boosting rounds of each forecast model (learning rate 0.05): fewer train faster and"
         " forecast less well",
     )
     forecast_bag: int = _var(
         "ENERGY_FORECAST_BAG",
         3,
-        int,
+        _positive,
         "boosters of different seeds averaged in each forecast model, stored as one: 1 takes a"
         " third of the CPU (on 2 cores two thirds of the time: the three train at once, a thread"
         " each) and forecasts less well",

@@ -42,6 +42,21 @@ def test_a_command_refuses_a_folder_without_a_home_and_makes_none(command, tmp_p
     assert not home.exists()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("ENERGY_FORECAST_BAG", "0", "expected a whole number of at least 1"),
+        ("ENERGY_BACKTEST_METERS", "-5", "expected a whole number of at least 1"),
+        ("ENERGY_ANOMALY_SPIKE_K", "high", "could not convert string to float: 'high'"),
+    ],
+)
+def test_a_setting_that_does_not_parse_is_named_in_one_line(variable, value, why, tmp_path):
+    result = energy("--help", env=platform_environ(tmp_path / "home", **{variable: value}))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"{variable}={value!r}: {why}")
+    assert "Traceback" not in result.stderr
+
+
 def test_help_names_the_home_in_use(tmp_path):
     home = tmp_path / "somewhere"
     result = energy("--help", env=platform_environ(home))
