@@ -16,6 +16,7 @@ import psycopg2
 from meter_files import METERS, STEP, expected_marts, write_meter_data, write_meter_file
 
 from energy_assets.commands.run import run_once
+from energy_assets.marts.dbt_project import ensure_relations, relations
 
 ENERGY = str(Path(sys.executable).with_name("energy"))
 FEBRUARY = "interval_start >= '2024-02-01 00:00+00'"
@@ -149,3 +150,24 @@ def test_energy_run_repairs_the_month_a_killed_run_left_half_built(platform):
     status = energy_status()  # the dead run is superseded by the repair
     assert status.returncode == 0, status.stdout + status.stderr
     assert "failed runs: 0" in status.stdout and status.stdout.rstrip().endswith("OK")
+
+
+def test_a_month_table_new_to_the_warehouse_comes_empty_and_the_others_keep_their_rows(platform):
+    """A release that adds a month-partitioned model starts on a warehouse without its table:
+    the start creates that table alone, empty (its months are then to build), and the other
+    marts keep every row (building them all `--empty` ran their pre-hooks' delete of the
+    default window, the whole history)."""
+    month_files(platform.settings.dropbox, "2024-01", "2024-02-01")
+    write_meter_data(platform.settings.dropbox)
+    assert run_once(platform.settings).ok
+    tables = [name for _, name in relations(monthly=True)]
+    before = {t: platform.scalar(f"select count(*) from marts.{t}") for t in tables}
+    assert before["fct_meter_daily"] == 3 * 31 and before["fct_intervals_clean"] > 0
+    conn = psycopg2.connect(platform.warehouse_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("drop table marts.fct_meter_daily")  # as a release without the model left it
+    conn.close()
+
+    ensure_relations(platform.warehouse_url)
+    after = {t: platform.scalar(f"select count(*) from marts.{t}") for t in tables}
+    assert after == {**before, "fct_meter_daily": 0}

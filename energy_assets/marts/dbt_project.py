@@ -34,6 +34,7 @@ def dbt_command(*args: str, target: str | Path | None = None) -> list[str]:
 
 
 VIEWS_SCHEMA = "marts"
+VIEWS = ("--exclude", "tag:monthly")  # the dbt selection of the views
 VIEWS_BUILT = "views built from models "  # + models_version(): the marts schema's comment
 
 log = logging.getLogger(__name__)
@@ -99,14 +100,17 @@ def ensure_relations(warehouse_url: str) -> None:
     try:
         with conn, conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", (RELATIONS_LOCK,))
-            if _missing(cur, monthly=True):
-                _dbt_run(monthly=True)
+            # Only the missing tables, created empty: an existing one's pre-hook would delete its
+            # whole history. A month run fills them (their months are to build, stale_months).
+            missing = _missing(cur, monthly=True)
+            if missing:
+                _dbt_run("--select", *missing, "--empty")
             if _missing(cur, monthly=False):
-                _dbt_run(monthly=False)
+                _dbt_run(*VIEWS)
                 _record_views_version(cur)
             elif _views_version(cur) != models_version():
                 try:
-                    _dbt_run(monthly=False)
+                    _dbt_run(*VIEWS)
                 except subprocess.CalledProcessError:
                     log.warning(
                         "the mart views were built from other models and could not all be"
@@ -118,10 +122,11 @@ def ensure_relations(warehouse_url: str) -> None:
         conn.close()
 
 
-def _missing(cur, monthly: bool) -> bool:
-    names = [f"{schema}.{name}" for schema, name in relations(monthly)]
-    cur.execute("select count(to_regclass(n)) from unnest(%s::text[]) n", (names,))
-    return cur.fetchone()[0] < len(names)
+def _missing(cur, monthly: bool) -> list[str]:
+    """The models (month-partitioned, or the others) whose relation does not exist."""
+    names = {f"{schema}.{name}": name for schema, name in relations(monthly)}
+    cur.execute("select n from unnest(%s::text[]) n where to_regclass(n) is null", (list(names),))
+    return sorted(names[n] for (n,) in cur.fetchall())
 
 
 def _record_views_version(cur) -> None:
@@ -138,9 +143,8 @@ def _views_version(cur) -> str | None:
     return comment.removeprefix(VIEWS_BUILT) if comment.startswith(VIEWS_BUILT) else None
 
 
-def _dbt_run(monthly: bool) -> None:
-    """`dbt run` of the month-partitioned models (empty) or of the views."""
-    selection = ["--select", "tag:monthly", "--empty"] if monthly else ["--exclude", "tag:monthly"]
+def _dbt_run(*selection: str) -> None:
+    """`dbt run` of the models `selection` names."""
     with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
         subprocess.run(
             dbt_command("run", "--quiet", *selection, target=target),
