@@ -92,7 +92,7 @@ def seeded(pg_server, templates, tmp_path_factory):
         report = run_once(platform.settings)
         assert report.ok, report.table()
         patch.setenv("ENERGY_FORECASTS", "on")
-        patch.setenv("ENERGY_BACKTEST_METERS", "0")
+        patch.setenv("ENERGY_BACKTEST_METERS", "1")  # the pages show the meters' total
         patch.setenv("ENERGY_FORECAST_ROUNDS", "20")  # x a bag of 3: forecasts of any accuracy
         backtest(platform, "2013-02")
         conn = psycopg2.connect(platform.warehouse_url)

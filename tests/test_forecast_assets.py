@@ -120,10 +120,34 @@ def forecasted(platform, monkeypatch):
     return platform
 
 
-def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted):
+def test_forecasts_are_stored_scored_traceable_plotted_and_triggered(forecasted, tmp_path):
     """One sample run with forecasts on (it costs a minute), checked from every side."""
     platform = forecasted
     assert forecast_counts(platform) == EXPECTED_FORECASTS
+
+    # The meters_total target is the households' mart: their kW added up, from the file alone.
+    write_households(tmp_path / "households.csv")
+    households = pd.read_csv(tmp_path / "households.csv")
+    households["interval_start"] = pd.to_datetime(households["tstp"]).dt.tz_localize("UTC")
+    expected = households.groupby("interval_start")["energy(kWh/hh)"].sum() * 2  # kWh per 30 min
+    total = platform.query(
+        "select interval_start, kw_total, meters_reporting, meters_expected, meters_estimated"
+        " from marts.fct_meters_total_intervals order by interval_start"
+    )
+    assert total["interval_start"].tolist() == expected.index.tolist()  # 2 months, 2,880 rows
+    np.testing.assert_allclose(total["kw_total"].astype(float), expected.to_numpy(), rtol=1e-12)
+    counts = total[["meters_reporting", "meters_expected", "meters_estimated"]]
+    assert set(counts.itertuples(index=False, name=None)) == {(2, 2, 0)}
+    actuals = platform.query(
+        "select distinct interval_start, actual from ml.forecasts"
+        " where target_kind = 'meters_total' and run_kind = 'backtest' order by 1"
+    )
+    assert len(actuals) == (24 + 29) * 48
+    np.testing.assert_allclose(
+        actuals["actual"].astype(float),
+        expected[actuals["interval_start"]].to_numpy(),
+        rtol=1e-12,
+    )
     assert (
         platform.scalar("select count(*) from ml.forecasts where not (p10 <= p50 and p50 <= p90)")
         == 0

@@ -42,30 +42,23 @@ METER_KW = "coalesce(kw_net, demand_kw)"
 LOADS = {
     "system": f"""
         select s.interval_start, s.mw_total as value,
-               coalesce(f.complete, true) as complete, coalesce(q.estimated, false) as estimated
+               coalesce(f.complete, true) as complete, s.meters_estimated > 0 as estimated
         from marts.fct_system_intervals s
         left join (select interval_start,
                           bool_and(meters_reporting = meters_expected) as complete
                    from marts.fct_feeder_intervals where {WINDOW} group by 1) f
             using (interval_start)
-        left join (select interval_start, bool_or(quality = %(estimated)s) as estimated
-                   from marts.fct_intervals_clean where feeder is not null and {WINDOW}
-                   group by 1) q using (interval_start)
         where s.{WINDOW}""",
     "feeder": f"""
         select f.interval_start, f.mw_net as value, f.mw_del, f.mw_rec, f.pf_net,
                f.meters_reporting = f.meters_expected as complete,
-               coalesce(q.estimated, false) as estimated
+               f.meters_estimated > 0 as estimated
         from marts.fct_feeder_intervals f
-        left join (select interval_start, bool_or(quality = %(estimated)s) as estimated
-                   from marts.fct_intervals_clean where feeder = %(target)s and {WINDOW}
-                   group by 1) q using (interval_start)
         where f.feeder = %(target)s and f.{WINDOW}""",
     "meters_total": f"""
-        select interval_start, sum({METER_KW}) as value, bool_and(quality <> 'gap') as complete,
-               bool_or(quality = %(estimated)s) as estimated
-        from marts.fct_intervals_clean where feeder is null and {WINDOW}
-        group by interval_start""",
+        select interval_start, kw_total as value, meters_reporting = meters_expected as complete,
+               meters_estimated > 0 as estimated
+        from marts.fct_meters_total_intervals where {WINDOW}""",
     "meter": f"""
         select interval_start, {METER_KW} as value, quality <> 'gap' as complete,
                quality = %(estimated)s as estimated

@@ -38,6 +38,7 @@ MARTS = [
     ["marts", "fct_intervals_clean"],
     ["marts", "fct_feeder_intervals"],
     ["marts", "fct_system_intervals"],
+    ["marts", "fct_meters_total_intervals"],
 ]
 PLOTTED_KINDS = ("feeder", "system", "meters_total")
 OFF = "forecasts are off (ENERGY_FORECASTS)"
@@ -74,8 +75,9 @@ def forecast_backtest(context: AssetExecutionContext, platform: Platform) -> Mat
             else:
                 with platform.connection() as conn:
                     sample = None
-                    if kind == "meter":
-                        meters = meters_between(conn, start, end)
+                    if kind == "meter":  # the meters with readings to be forecast this month
+                        first = config.product.issues_on(days[0], config.tz)[0].start
+                        meters = meters_between(conn, first, end)
                         sample = backtest_sample(meters, config.backtest_meters) or meters
                     series = read_series(conn, kind, start, end, sample)
                     zones = target_timezones(conn, kind)

@@ -40,9 +40,8 @@ TARGETS = {  # kind -> (query over [start, end), unit)
     # Only intervals where every meter reported: a sum with holes is not the load.
     "meters_total": (
         f"select 'meters without feeder' as target_id, interval_start, "
-        f"case when count({METER_KW}) = count(*) then sum({METER_KW}) end as value "
-        f"from marts.fct_intervals_clean where feeder is null and {WINDOW} "
-        f"group by interval_start",
+        f"case when meters_reporting = meters_expected then kw_total end as value "
+        f"from marts.fct_meters_total_intervals where {WINDOW}",
         "kW",
     ),
     "meter": (

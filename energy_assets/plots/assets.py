@@ -26,7 +26,7 @@ from energy_assets.resources import Platform
     deps=[
         ["marts", "fct_feeder_intervals"],
         ["marts", "fct_system_intervals"],
-        ["marts", "fct_intervals_clean"],
+        ["marts", "fct_meters_total_intervals"],
     ],
     description="Per feeder and for the system: the month's net load with missing data shaded, "
     "and a day x time-of-day heat map of the system load; the same two for the meters on no "

@@ -17,11 +17,10 @@ where interval_start >= %s and interval_start < %s
 order by feeder, interval_start
 """
 METERS_TOTAL = """
-select interval_start, sum(coalesce(kw_net, demand_kw)) as kw,
-       bool_or(quality = 'gap') as incomplete
-from marts.fct_intervals_clean
-where feeder is null and interval_start >= %s and interval_start < %s
-group by interval_start order by interval_start
+select interval_start, kw_total as kw, meters_reporting < meters_expected as incomplete
+from marts.fct_meters_total_intervals
+where interval_start >= %s and interval_start < %s
+order by interval_start
 """
 PROFILES = """
 select customer_id, day_type, hour, mean_kw
