@@ -1,5 +1,5 @@
 """Frames into PostgreSQL with COPY: whatever the frame is concatenated from, COPY receives
-clean CSV (no NUL bytes) and the rows arrive as they were."""
+clean CSV (no NUL bytes) and the rows arrive as they were; and out of it, typed by Arrow."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import psycopg2
+import pyarrow as pa
 import pytest
 
 from energy_assets.anomalies.detectors import MonthInputs, month_findings
 from energy_assets.anomalies.store import store_findings
-from energy_assets.warehouse.database import copy_frame, csv_bytes
+from energy_assets.warehouse.database import (
+    TIMESTAMP,
+    copy_frame,
+    csv_bytes,
+    read_arrow,
+    read_frame,
+)
 
 UTC_TIMES = pd.to_datetime(["2024-01-01 00:15", "2024-01-02 23:45"]).tz_localize("UTC")
 
@@ -129,3 +136,36 @@ def test_findings_of_a_month_whose_first_target_kind_has_none_are_stored(platfor
             "detector": "forecast_residual",
         }
     ]
+
+
+def test_read_arrow_gives_the_rows_read_frame_gives_typed_and_in_utc(pg_server):
+    """Text with commas, quotes and line breaks, empty text apart from null, a time read in
+    another session timezone, NaN and null floats, an ID that looks like a number."""
+    query = """
+        select * from (values
+            ('1001', '2024-03-31 03:30+02'::timestamptz, 1.5::float8, 'a,"b"'),
+            ('', '2024-01-01 00:00+00', 'NaN', E'two\\nlines'),
+            (null, null, null, null)
+        ) as v (meter, at, value, note)
+        where %(all)s
+    """
+    types = {"meter": pa.string(), "at": TIMESTAMP, "value": pa.float64(), "note": pa.string()}
+    conn = psycopg2.connect(pg_server)
+    try:
+        conn.cursor().execute("set timezone = 'America/New_York'")
+        frame = read_arrow(conn, query, {"all": True}, types)
+        tuples = read_frame(conn, query, {"all": True})
+    finally:
+        conn.close()
+    assert frame["meter"].tolist()[:2] == ["1001", ""] and pd.isna(frame["meter"].iat[2])
+    assert frame["note"].tolist()[:2] == ['a,"b"', "two\nlines"] and pd.isna(frame["note"].iat[2])
+    assert str(frame["at"].dtype) == "datetime64[us, UTC]"
+    assert frame["at"].tolist()[:2] == [
+        pd.Timestamp("2024-03-31 01:30", tz="UTC"),
+        pd.Timestamp("2024-01-01 00:00", tz="UTC"),
+    ]
+    assert pd.isna(frame["at"].iat[2])
+    assert frame["value"].iat[0] == 1.5 and frame["value"].iloc[1:].isna().all()
+    pd.testing.assert_series_equal(frame["at"], pd.to_datetime(tuples["at"], utc=True))
+    for column in ("meter", "note"):
+        assert frame[column].fillna("<null>").tolist() == tuples[column].fillna("<null>").tolist()

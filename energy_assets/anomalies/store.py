@@ -9,11 +9,19 @@ import math
 from datetime import date, timedelta
 
 import pandas as pd
+import pyarrow as pa
 from psycopg2 import sql
 from psycopg2.extensions import connection
 
 from energy_assets.anomalies.detectors import MonthInputs
-from energy_assets.warehouse.database import FINDINGS_LOCK, SCHEMA_LOCK, copy_frame, read_frame
+from energy_assets.warehouse.database import (
+    FINDINGS_LOCK,
+    SCHEMA_LOCK,
+    TIMESTAMP,
+    copy_frame,
+    read_arrow,
+    read_frame,
+)
 
 HISTORY = timedelta(days=28)  # read before the month, for the detectors' baselines
 
@@ -41,12 +49,20 @@ where run_kind = 'backtest' and month_start >= %s and month_start <= %s
 """
 
 
+SERIES_TYPES = {
+    "target_id": pa.string(),
+    "interval_start": TIMESTAMP,
+    "interval_end": TIMESTAMP,
+    "value": pa.float64(),
+    "delivered": pa.float64(),
+    "feeder": pa.string(),
+    "timezone": pa.string(),
+}
+
+
 def _series(conn: connection, query: str, month: date, following: date) -> pd.DataFrame:
-    frame = read_frame(conn, query, (month - HISTORY, following))
-    for column in ("value", "delivered"):
-        if column in frame:
-            frame[column] = frame[column].astype("float64")
-    return frame
+    """The month's curves and the history before it: millions of rows, read by COPY."""
+    return read_arrow(conn, query, (month - HISTORY, following), SERIES_TYPES)
 
 
 def month_inputs(conn: connection, month: date, following: date) -> MonthInputs:

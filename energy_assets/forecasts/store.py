@@ -12,6 +12,7 @@ from datetime import date
 
 import pandas as pd
 import psycopg2
+import pyarrow as pa
 from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
@@ -22,7 +23,13 @@ from energy_assets.forecasts.day_ahead import (
     backtest_sample,
 )
 from energy_assets.forecasts.model import target_scores
-from energy_assets.warehouse.database import copy_frame, meter_timezones, read_frame
+from energy_assets.warehouse.database import (
+    TIMESTAMP,
+    copy_frame,
+    meter_timezones,
+    read_arrow,
+    read_frame,
+)
 
 WINDOW = "interval_start >= %(start)s and interval_start < %(end)s"
 METER_KW = "coalesce(kw_net, demand_kw)"  # net where the meter logs kW, else imported kW
@@ -52,6 +59,12 @@ TARGETS = {  # kind -> (query over [start, end), unit)
         f"and (%(targets)s::text[] is null or c.meter_id = any(%(targets)s::text[]))",
         "kW",
     ),
+}
+SERIES_TYPES = {
+    "target_id": pa.string(),
+    "interval_start": TIMESTAMP,
+    "value": pa.float64(),
+    "tariff_flag": pa.float64(),
 }
 # A meter alone on its feeder is forecast as the feeder: its own backtest would repeat it.
 METERS = f"""
@@ -84,12 +97,8 @@ def read_series(
 ) -> pd.DataFrame:
     """One kind's targets over [start, end) as a long frame; meters only those in `targets`
     when given."""
-    window = {"start": start, "end": end}
-    series = read_frame(conn, TARGETS[kind][0], {**window, "targets": targets})
-    series["interval_start"] = pd.to_datetime(series["interval_start"], utc=True)
-    for column in series.columns.drop(["target_id", "interval_start"]):
-        series[column] = pd.to_numeric(series[column]).astype(float)
-    return series
+    params = {"start": start, "end": end, "targets": targets}
+    return read_arrow(conn, TARGETS[kind][0], params, SERIES_TYPES)
 
 
 def read_weather(conn: connection, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pyarrow as pa
 from psycopg2.extensions import connection
 
 from energy_assets.segments.segmentation import Segmentation
-from energy_assets.warehouse.database import copy_frame, read_frame
+from energy_assets.warehouse.database import TIMESTAMP, copy_frame, read_arrow
 
 NEAR_EMPTY_SEGMENT = -1
 """The `segment` of a customer set apart as near-empty (not clustered) in ml.customer_segments."""
@@ -21,14 +22,12 @@ join (select customer_id, unnest(meter_ids) as meter_id from marts.dim_customer)
     on customers.meter_id = c.meter_id
 where c.interval_start >= %s and c.interval_start < %s
 """
+INTERVAL_TYPES = {"customer_id": pa.string(), "interval_start": TIMESTAMP, "kw": pa.float64()}
 
 
 def customer_intervals(conn: connection, month: date, following: date) -> pd.DataFrame:
     """Demand of the customer meters per customer (`marts.dim_customer`) and interval."""
-    intervals = read_frame(conn, CUSTOMER_INTERVALS, (month, following))
-    intervals["interval_start"] = pd.to_datetime(intervals["interval_start"], utc=True)
-    intervals["kw"] = intervals["kw"].astype("float64")
-    return intervals
+    return read_arrow(conn, CUSTOMER_INTERVALS, (month, following), INTERVAL_TYPES)
 
 
 def store_segments(

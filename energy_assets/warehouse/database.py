@@ -31,6 +31,8 @@ FINDINGS_LOCK = 7_310_004
 """Replacing one month's anomaly findings (with the month's ordinal as the second key)."""
 
 Params = Sequence | Mapping | None
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+"""A timestamptz column's Arrow type for `read_arrow`."""
 
 
 def connect(url: str) -> connection:
@@ -97,6 +99,28 @@ def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFr
     with conn, conn.cursor() as cur:
         cur.execute(query, params)
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def read_arrow(
+    conn: connection, query: str, params: Params, types: Mapping[str, pa.DataType]
+) -> pd.DataFrame:
+    """The rows of `query` as a DataFrame of the columns' Arrow `types` (times in UTC), streamed
+    by COPY as CSV and parsed by Arrow, in a transaction that ends with the read.
+
+    For reads of millions of rows: `read_frame` makes a tuple and Python objects of every row,
+    about four times slower on a month of meter intervals, and larger in memory.
+    """
+    buffer = io.BytesIO()
+    with conn, conn.cursor() as cur:
+        cur.execute("set local timezone = 'UTC'")
+        select = cur.mogrify(query, params)
+        cur.copy_expert(b"copy (" + select + b") to stdout with (format csv, header)", buffer)
+    buffer.seek(0)
+    # In PostgreSQL's CSV a null is an unquoted empty field and an empty text is "".
+    options = pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+    )
+    return pacsv.read_csv(buffer, convert_options=options).to_pandas()
 
 
 def meter_timezones(cur: cursor) -> dict[str, str]:
