@@ -12,7 +12,7 @@ from typing import BinaryIO
 import psycopg2.errors
 
 from energy_assets.months import next_month
-from energy_assets.warehouse.database import connect
+from energy_assets.warehouse.database import connect, copy_out
 
 EXPORTS = ("feeder", "system", "customer", "gaps")
 _LISTED = 20  # known names shown in an error message
@@ -103,8 +103,7 @@ def export_csv(
                 name = _resolve(cur, kind, name)
             elif name is not None:
                 raise ValueError(f"the {kind} export takes no name (got {name!r})")
-            select = cur.mogrify(_SELECTS[kind], {"name": name, "start": start, "end": end})
-            cur.copy_expert(b"copy (" + select + b") to stdout with (format csv, header)", out)
+            copy_out(cur, _SELECTS[kind], {"name": name, "start": start, "end": end}, out)
             return cur.rowcount
     except psycopg2.errors.UndefinedTable as exc:
         raise ValueError(f"the marts are not built yet (run `energy run`): {exc}") from exc

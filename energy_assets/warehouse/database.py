@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Mapping, Sequence
+from typing import BinaryIO
 
 import pandas as pd
 import psycopg2
@@ -101,6 +102,13 @@ def read_frame(conn: connection, query: str, params: Params = None) -> pd.DataFr
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
+def copy_out(cur: cursor, query: str, params: Params, out: BinaryIO) -> None:
+    """The rows of `query` (its parameters bound by psycopg2) as CSV with a header into `out`,
+    streamed by `COPY ... TO STDOUT`."""
+    select = cur.mogrify(query, params)
+    cur.copy_expert(b"copy (" + select + b") to stdout with (format csv, header)", out)
+
+
 def read_arrow(
     conn: connection, query: str, params: Params, types: Mapping[str, pa.DataType]
 ) -> pd.DataFrame:
@@ -113,8 +121,7 @@ def read_arrow(
     buffer = io.BytesIO()
     with conn, conn.cursor() as cur:
         cur.execute("set local timezone = 'UTC'")
-        select = cur.mogrify(query, params)
-        cur.copy_expert(b"copy (" + select + b") to stdout with (format csv, header)", buffer)
+        copy_out(cur, query, params, buffer)
     buffer.seek(0)
     # In PostgreSQL's CSV a null is an unquoted empty field and an empty text is "".
     options = pacsv.ConvertOptions(
