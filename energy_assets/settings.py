@@ -346,6 +346,14 @@ class AnomalyThresholds:
     forest_min_days: int = _anomaly(
         "forest_min_days", 21, "days a meter needs before its days are compared", int
     )
+    shard_meters: int = _anomaly(
+        "shard_meters",
+        1000,
+        "meters judged together: more are split into shards of about this many (a feeder's"
+        " meters kept together), judged apart, in parallel (ENERGY_ANOMALY_PROCESSES); the"
+        " IsolationForest is fitted per shard",
+        _positive,
+    )
     episode_gap_hours: float = _anomaly(
         "episode_gap_hours",
         24.0,
@@ -466,6 +474,13 @@ class Settings:
         _optional(int),
         "steps of a run in processes of their own, this many at once"
         " (unset: all steps in the run's process, faster on 2 cores)",
+    )
+    anomaly_processes: int | None = _var(
+        "ENERGY_ANOMALY_PROCESSES",
+        None,
+        _optional(_positive),
+        "processes that judge a month's meter shards at once (ENERGY_ANOMALY_SHARD_METERS;"
+        " unset: one per CPU)",
     )
     executor: str = _var(
         "ENERGY_EXECUTOR",

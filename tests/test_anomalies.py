@@ -25,6 +25,8 @@ from energy_assets.anomalies.detectors import (
     forecast_residuals,
     gap_findings,
     isolated_days,
+    meter_findings,
+    meter_shards,
     multiplier_errors,
     offpeak_spikes,
     prepare,
@@ -743,6 +745,43 @@ def test_silent_meter_while_its_feeder_reports():
     assert silent_meters(prepare(meters[~outage])).empty
     assert len(silent_meters(prepare(meters.assign(value=meters["value"].mask(silent))))) == 1
     assert silent_meters(prepare(meters[~silent].drop(columns="feeder"))).empty
+
+
+def test_meter_shards_keep_a_feeder_whole_and_the_findings_do_not_depend_on_the_processes():
+    """Six meters in shards of about two: feeder F1's three meters stay in one shard, so its
+    silent meter is still found; two processes find exactly what one does, and each shard's
+    findings are the detectors' on that shard alone."""
+    meters = pd.concat(
+        [household(days=30, seed=s, target=f"m{s}") for s in range(6)], ignore_index=True
+    )
+    meters["feeder"] = meters["target_id"].map({"m0": "F1", "m1": "F1", "m2": "F1"})
+    silent = (meters["target_id"] == "m1") & meters["interval_start"].between(
+        T("2024-01-20 10:00", tz="UTC"), T("2024-01-20 12:30", tz="UTC")
+    )
+    spike = (meters["target_id"] == "m4") & (
+        meters["interval_start"] == T("2024-01-25 03:00", tz="UTC")
+    )
+    meters = meters[~silent].assign(value=meters["value"].mask(spike, 40.0))
+    t = AnomalyThresholds(shard_meters=2)
+
+    shards = meter_shards(meters, t.shard_meters)
+    members = [set(shard["target_id"]) for shard in shards]
+    assert len(shards) == 3 and sum(map(len, shards)) == len(meters)
+    assert set().union(*members) == {f"m{s}" for s in range(6)}
+    assert any({"m0", "m1", "m2"} <= m for m in members)
+    shuffled = meter_shards(meters.sample(frac=1, random_state=1), t.shard_meters)
+    assert [set(shard["target_id"]) for shard in shuffled] == members
+
+    start, end = T("2024-01-08", tz="UTC"), T("2024-01-31", tz="UTC")
+    one = meter_findings(meters, start, end, t, processes=1)
+    several = meter_findings(meters, start, end, t, processes=2)
+    pd.testing.assert_frame_equal(one, several)
+    apart = pd.concat([find_anomalies(s, start, end, t) for s in shards], ignore_index=True)
+    pd.testing.assert_frame_equal(one, apart)
+    kinds = {(r.target_id, r.kind) for r in one.itertuples()}
+    assert {("m1", "silent_meter"), ("m4", "spike")} <= kinds
+    whole = meter_findings(meters, start, end, AnomalyThresholds(shard_meters=6), processes=2)
+    pd.testing.assert_frame_equal(whole, find_anomalies(meters, start, end, t))
 
 
 def test_triage_gives_severity_and_action():

@@ -19,9 +19,13 @@ frame does (robust statistics tolerate the contamination).
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
+import zlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -1229,6 +1233,57 @@ def find_anomalies(
     return found.astype({"target_id": series["target_id"].dtype})  # not prepare's categories
 
 
+def meter_shards(meters: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    """`meters` split into shards of about `size` meters each, which the detectors judge apart.
+
+    A feeder's meters stay together (the silent-meter check compares them); a meter on no feeder
+    goes alone. The largest groups go first, each to the shard with the fewest meters so far,
+    ties broken by the group's crc32: the same meters make the same shards, in any row order.
+    """
+    ids = meters["target_id"].astype(str)
+    count = -(-ids.nunique() // size)
+    if count <= 1:
+        return [meters]
+    key = "meter " + ids
+    if "feeder" in meters:
+        key = key.where(meters["feeder"].isna(), "feeder " + meters["feeder"].astype(str))
+    sizes = ids.groupby(key).nunique()
+    order = sorted(sizes.index, key=lambda k: (-sizes[k], zlib.crc32(k.encode()), k))
+    load = [0] * count
+    shard_of = {}
+    for k in order:
+        shard_of[k] = load.index(min(load))
+        load[shard_of[k]] += sizes[k]
+    shard = key.map(shard_of).to_numpy()
+    return [meters[shard == s] for s in range(count) if (shard == s).any()]
+
+
+def meter_findings(
+    meters: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    t: AnomalyThresholds = DEFAULTS,
+    tz: str = "UTC",
+    processes: int = 1,
+) -> pd.DataFrame:
+    """`find_anomalies` over each of `meter_shards`, up to `processes` shards at once.
+
+    The findings depend on the shards only, never on `processes`. A daemon process (a Celery
+    worker's) may not start processes of its own: it judges its shards one after another.
+    """
+    shards = meter_shards(meters, t.shard_meters)
+    processes = min(processes, len(shards))
+    if processes <= 1 or multiprocessing.current_process().daemon:
+        parts = [find_anomalies(shard, start, end, t, tz) for shard in shards]
+    else:
+        # spawn, not fork: the run's process has threads (Dagster's, the database driver's)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            same = (repeat(a) for a in (start, end, t, tz))
+            parts = list(pool.map(find_anomalies, shards, *same))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _days_as_spans(found: pd.DataFrame, tz: str) -> pd.DataFrame:
     """Day findings with their local day's span (UTC) in interval_start / interval_end."""
     if found.empty:
@@ -1393,16 +1448,22 @@ def unexplained_gaps(gaps: pd.DataFrame, meters: pd.DataFrame) -> pd.DataFrame:
 
 
 def month_findings(
-    inputs: MonthInputs, month: date, following: date, tz: str, t: AnomalyThresholds = DEFAULTS
+    inputs: MonthInputs,
+    month: date,
+    following: date,
+    tz: str,
+    t: AnomalyThresholds = DEFAULTS,
+    processes: int = 1,
 ) -> pd.DataFrame:
-    """Every detector over one month, as `ml.anomalies` rows: meters and feeders by the rules and
-    the forest, meter gaps from marts.fct_gaps, backtest residuals from ml.forecasts (the weeks
-    before the month are their error history), each with its severity and action."""
+    """Every detector over one month, as `ml.anomalies` rows: meters (in shards, `processes` at
+    once) and feeders by the rules and the forest, meter gaps from marts.fct_gaps, backtest
+    residuals from ml.forecasts (the weeks before the month are their error history), each with
+    its severity and action."""
     start, end = (pd.Timestamp(d, tz="UTC") for d in (month, following))
     gaps = within(gap_findings(inputs.gaps), start, end, tz)
     residuals = forecast_residuals(inputs.forecasts, t, start, tz)
     gap = pd.Timedelta(hours=t.episode_gap_hours)
-    meters = find_anomalies(inputs.meters, start, end, t, tz)
+    meters = meter_findings(inputs.meters, start, end, t, tz, processes)
     parts = [
         meters.assign(target_kind="meter"),
         find_anomalies(inputs.feeders, start, end, t, tz).assign(target_kind="feeder"),
