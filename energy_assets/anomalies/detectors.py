@@ -1276,8 +1276,9 @@ def meter_findings(
     if processes <= 1 or multiprocessing.current_process().daemon:
         parts = [find_anomalies(shard, start, end, t, tz) for shard in shards]
     else:
-        # spawn, not fork: the run's process has threads (Dagster's, the database driver's)
-        context = multiprocessing.get_context("spawn")
+        # fork: a spawned process would import the parent's __main__ again (whatever script
+        # that is) and every module; forked workers only judge their shard and leave by _exit.
+        context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(processes, mp_context=context) as pool:
             same = (repeat(a) for a in (start, end, t, tz))
             parts = list(pool.map(find_anomalies, shards, *same))
