@@ -190,10 +190,16 @@ def inject(data: pd.DataFrame, months: list[pd.Timestamp], seed: int):
                 continue
             silent.extend(dropped)
             start = out.at[span[0], "interval_start"]
-            labels.append((target, kind, start, out.at[span[-1], "interval_start"] + step))
+            ratio = np.nan
+            if kind == "multiplier":  # the ratio drawn, seen on the readings it changed
+                changed = original[span] != 0
+                ratio = float(np.median(values[span][changed] / original[span][changed]))
+            end = out.at[span[-1], "interval_start"] + step
+            labels.append((target, kind, start, end, ratio))
     out["value"] = values
     out = out.drop(index=silent).reset_index(drop=True)
-    return out, pd.DataFrame(labels, columns=["target_id", "kind", "start", "end"]), unchanged
+    columns = ["target_id", "kind", "start", "end", "ratio"]
+    return out, pd.DataFrame(labels, columns=columns), unchanged
 
 
 def same_slot_forecast(data: pd.DataFrame) -> pd.DataFrame:
@@ -296,6 +302,21 @@ def score(found: pd.DataFrame, labels: pd.DataFrame) -> dict:
     return {"kinds": rows, "other_detectors": others}
 
 
+def multiplier_misses(found: pd.DataFrame, labels: pd.DataFrame) -> str:
+    """The multiplier faults' recall by the ratio drawn and by how many days the fault held."""
+    _, hit = overlaps(found.reset_index(drop=True), labels)
+    faults = labels.assign(hit=hit, days=(labels["end"] - labels["start"]).dt.days)
+    faults = faults[faults["kind"] == "multiplier"]
+
+    def line(by: pd.Series, name) -> str:
+        groups = faults.groupby(by)["hit"]
+        return ", ".join(f"{name(k)} {g.mean():.2f} ({len(g)})" for k, g in groups)
+
+    ratios = line(faults["ratio"].round(3), lambda r: f"x{r:g}")
+    days = line(faults["days"], lambda d: f"{d} d")
+    return f"multiplier recall by ratio: {ratios}\nmultiplier recall by days held: {days}"
+
+
 def month_intervals(data: pd.DataFrame, months: list[pd.Timestamp]) -> int:
     """Intervals inside the scanned months (the history before the first one is not scanned)."""
     return int((data["interval_start"] >= months[0]).sum())
@@ -337,6 +358,7 @@ def main() -> None:
     )
     for kind, r in result["other_detectors"].items():
         print(f"  other detector {kind}: {r['flags']} flags, strict precision {r['precision']:.3f}")
+    print(multiplier_misses(found, labels))
     by_kind = clean["kind"].value_counts().to_dict()
     rate = 1000 * len(clean) / intervals
     print(f"uninjected data: {len(clean)} flags, {rate:.2f} per 1000 intervals (target <= 1)")
