@@ -348,7 +348,7 @@ class AnomalyThresholds:
     )
     shard_meters: int = _anomaly(
         "shard_meters",
-        1000,
+        500,
         "meters judged together: more are split into shards of about this many (a feeder's"
         " meters kept together), judged apart, in parallel (ENERGY_ANOMALY_PROCESSES); the"
         " IsolationForest is fitted per shard",
