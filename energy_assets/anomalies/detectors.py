@@ -1268,8 +1268,8 @@ def meter_findings(
 ) -> pd.DataFrame:
     """`find_anomalies` over each of `meter_shards`, up to `processes` shards at once.
 
-    The findings depend on the shards only, never on `processes`. A daemon process (a Celery
-    worker's) may not start processes of its own: it judges its shards one after another.
+    The findings depend on the shards only, never on `processes`. A daemonic process may not
+    start processes of its own (multiprocessing forbids it): it judges its shards in turn.
     """
     shards = meter_shards(meters, t.shard_meters)
     processes = min(processes, len(shards))
