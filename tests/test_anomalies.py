@@ -763,12 +763,16 @@ def test_meter_shards_keep_a_feeder_whole_and_the_findings_do_not_depend_on_the_
     )
     meters = meters[~silent].assign(value=meters["value"].mask(spike, 40.0))
     t = AnomalyThresholds(shard_meters=2)
+    # m3 joined feeder F2 halfway through: still one meter in one shard.
+    joined = (meters["target_id"] == "m3") & (meters["interval_start"] >= T("2024-01-15", tz="UTC"))
+    meters.loc[joined, "feeder"] = "F2"
 
     shards = meter_shards(meters, t.shard_meters)
     members = [set(shard["target_id"]) for shard in shards]
     assert len(shards) == 3 and sum(map(len, shards)) == len(meters)
     assert set().union(*members) == {f"m{s}" for s in range(6)}
     assert any({"m0", "m1", "m2"} <= m for m in members)
+    assert sum("m3" in m for m in members) == 1
     shuffled = meter_shards(meters.sample(frac=1, random_state=1), t.shard_meters)
     assert [set(shard["target_id"]) for shard in shuffled] == members
 

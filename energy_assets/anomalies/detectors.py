@@ -1237,24 +1237,27 @@ def meter_shards(meters: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """`meters` split into shards of about `size` meters each, which the detectors judge apart.
 
     A feeder's meters stay together (the silent-meter check compares them); a meter on no feeder
-    goes alone. The largest groups go first, each to the shard with the fewest meters so far,
-    ties broken by the group's crc32: the same meters make the same shards, in any row order.
+    goes alone, and a meter is never split (one whose feeder changed in the window goes with the
+    greatest name). The largest groups go first, each to the shard with the fewest meters so
+    far, ties broken by the group's crc32: the same meters make the same shards, in any order.
     """
     ids = meters["target_id"].astype(str)
     count = -(-ids.nunique() // size)
     if count <= 1:
         return [meters]
-    key = "meter " + ids
     if "feeder" in meters:
-        key = key.where(meters["feeder"].isna(), "feeder " + meters["feeder"].astype(str))
-    sizes = ids.groupby(key).nunique()
+        feeder = meters["feeder"].groupby(ids).max()
+    else:
+        feeder = pd.Series(np.nan, index=pd.unique(ids))
+    key = ("meter " + feeder.index.to_series()).where(feeder.isna(), "feeder " + feeder.astype(str))
+    sizes = key.value_counts()
     order = sorted(sizes.index, key=lambda k: (-sizes[k], zlib.crc32(k.encode()), k))
     load = [0] * count
     shard_of = {}
     for k in order:
         shard_of[k] = load.index(min(load))
         load[shard_of[k]] += sizes[k]
-    shard = key.map(shard_of).to_numpy()
+    shard = ids.map(key.map(shard_of)).to_numpy()
     return [meters[shard == s] for s in range(count) if (shard == s).any()]
 
 
