@@ -89,16 +89,22 @@ def _wall_clock_shift(times: pd.Series, days: int, tz: str) -> pd.DatetimeIndex:
 
 
 class _Wide:
-    """Values by (target, time): a time x target matrix, looked up by position."""
+    """Values by (target, time): a time x target matrix, looked up by position.
+
+    Times are held and looked up in nanoseconds: the warehouse's come in microseconds and the
+    shifted ones in nanoseconds, and `get_indexer` across two units turns the whole index into
+    objects at every call (18 ms against 0.1 ms for a day's lookup in a month; most of a
+    backtest's time)."""
 
     def __init__(self, rows: pd.DataFrame):
         wide = rows.pivot_table(
             index="interval_start", columns="target_id", values="value", dropna=False
         )
-        self.times, self.targets, self.values = wide.index, wide.columns, wide.to_numpy(dtype=float)
+        self.times = pd.DatetimeIndex(wide.index).as_unit("ns")
+        self.targets, self.values = wide.columns, wide.to_numpy(dtype=float)
 
     def lookup(self, targets: pd.Series, times: pd.DatetimeIndex) -> np.ndarray:
-        row = self.times.get_indexer(times)
+        row = self.times.get_indexer(pd.DatetimeIndex(times).as_unit("ns"))
         column = self.targets.get_indexer(targets)
         found = (row >= 0) & (column >= 0)
         out = np.full(len(row), np.nan)
