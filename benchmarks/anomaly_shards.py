@@ -12,7 +12,6 @@ construction); writes benchmarks/results/anomaly_shards.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import write_results  # noqa: E402
 from energy_assets.anomalies.detectors import meter_findings  # noqa: E402
-from energy_assets.settings import AnomalyThresholds  # noqa: E402
+from energy_assets.settings import AnomalyThresholds, Settings  # noqa: E402
 
 START, END = pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-03-01", tz="UTC")
 
@@ -53,7 +52,7 @@ def main() -> None:
     parser.add_argument("--households", type=int, default=5566)
     args = parser.parse_args()
     meters = households(args.households)
-    cores = len(os.sched_getaffinity(0))
+    cores = Settings.from_env({}).anomaly_workers  # the default: one per CPU
     sharded = AnomalyThresholds()
     ways = {
         "whole (one shard)": (AnomalyThresholds(shard_meters=args.households), 1),

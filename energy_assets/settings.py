@@ -645,6 +645,12 @@ class Settings:
     def embedded(self) -> bool:
         return self.database_url is None
 
+    @property
+    def anomaly_workers(self) -> int:
+        """Processes that judge a month's meter shards at once: ENERGY_ANOMALY_PROCESSES, else
+        one per CPU this process may run on."""
+        return self.anomaly_processes or len(os.sched_getaffinity(0))
+
     def ensure_dirs(self) -> None:
         for path in (self.dropbox, self.archive, self.quarantine, self.dagster_home):
             path.mkdir(parents=True, exist_ok=True)

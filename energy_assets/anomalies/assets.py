@@ -1,8 +1,6 @@
 """The monthly anomalies asset: every detector over the month, its findings stored and shaded
 on the load curves."""
 
-import os
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from energy_assets.anomalies.detectors import month_findings
@@ -28,7 +26,6 @@ from energy_assets.resources import Platform
 def anomalies(context: AssetExecutionContext, platform: Platform) -> MaterializeResult:
     settings = platform.settings()
     tz = settings.default_timezone
-    processes = settings.anomaly_processes or len(os.sched_getaffinity(0))
     summary: dict = {}
     metadata: dict = {}
     with platform.connection() as conn:
@@ -36,7 +33,9 @@ def anomalies(context: AssetExecutionContext, platform: Platform) -> Materialize
     for month, following in months_in(context.partition_time_window):
         with platform.connection() as conn:
             inputs = month_inputs(conn, month, following)
-        found = month_findings(inputs, month, following, tz, settings.anomaly, processes)
+        found = month_findings(
+            inputs, month, following, tz, settings.anomaly, settings.anomaly_workers
+        )
         loads = inputs.loads(month)
         intervals = len(loads["meters"]) + len(loads["feeders"])
         with platform.connection() as conn:
