@@ -93,8 +93,8 @@ class _Wide:
 
     Times are held and looked up in nanoseconds: the warehouse's come in microseconds and the
     shifted ones in nanoseconds, and `get_indexer` across two units turns the whole index into
-    objects at every call (18 ms against 0.1 ms for a day's lookup in a month; most of a
-    backtest's time)."""
+    objects at every call (18 ms against 0.1 ms for a day's lookup in a month; a fifth of the
+    sample's `energy run`, 8% of a 500-household backtest)."""
 
     def __init__(self, rows: pd.DataFrame):
         wide = rows.pivot_table(
