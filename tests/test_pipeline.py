@@ -15,11 +15,13 @@ from meter_files import expected_marts, three_meters_two_feeders, write_meter_da
 
 from energy_assets.cli import main
 from energy_assets.commands.run import run_once
+from energy_assets.settings import DBT_PROJECT_DIR
 
 
 def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
     inputs = three_meters_two_feeders(platform.settings.dropbox)
     expected = expected_marts(inputs)
+    targets_before = dbt_step_targets()
 
     assert main(["run"]) == 0
     summary = capsys.readouterr().out
@@ -84,6 +86,14 @@ def test_energy_run_builds_marts_equal_to_pandas(platform, capsys):
         ]
     )
     assert not any(platform.settings.dropbox.iterdir())
+    # The dbt steps succeeded: their target folders are gone, none was left in the project.
+    assert not any((platform.settings.home / "logs" / "dbt").iterdir())
+    assert dbt_step_targets() <= targets_before
+
+
+def dbt_step_targets() -> set[str]:
+    """Folders a dbt step's invocation left in the project's target folder."""
+    return {p.name for p in (DBT_PROJECT_DIR / "target").glob("*_marts-*")}
 
 
 def test_file_spanning_two_months_touches_both_partitions(platform):
@@ -219,6 +229,9 @@ def test_unusual_reading_warns_and_platform_defect_blocks_downstream(platform):
     built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "marts/fct_intervals_clean" in built
     assert "marts/fct_feeder_intervals" not in built  # blocked by the failed check
+    kept = list((platform.settings.home / "logs" / "dbt").iterdir())  # the failed build's only
+    assert [p.name.startswith("monthly_marts-") for p in kept] == [True]
+    assert (kept[0] / "run_results.json").exists() and (kept[0] / "compiled").is_dir()
     pd.testing.assert_frame_equal(
         platform.query("select * from marts.fct_feeder_intervals order by feeder, interval_start"),
         feeder_before,
