@@ -8,8 +8,9 @@ tests and the benchmarks. The platform's own processes get their connection deta
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
@@ -725,6 +726,19 @@ def export(values: Mapping[str, str]) -> None:
     if unknown:
         raise ValueError(f"not platform variables: {sorted(unknown)}")
     os.environ.update(values)
+
+
+@contextlib.contextmanager
+def environment_added(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the block, for a library that hands a copy
+    of it to the process it starts (dagster-dbt's dbt); as it was again after."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def environment_with_path(first: Path) -> dict[str, str]:

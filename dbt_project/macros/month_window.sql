@@ -1,10 +1,10 @@
 {# The [month_start, month_end) window of this run as SQL timestamptz literals. #}
 {% macro month_start() -%}
-    '{{ var("month_start") }}'::timestamptz
+    '{{ run_var("month_start") }}'::timestamptz
 {%- endmacro %}
 
 {% macro month_end() -%}
-    '{{ var("month_end") }}'::timestamptz
+    '{{ run_var("month_end") }}'::timestamptz
 {%- endmacro %}
 
 {# The one predicate "`column` falls in the run's month window", for model filters, the

@@ -12,11 +12,17 @@ from dagster import AssetExecutionContext, AssetKey, BackfillPolicy
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from packaging.version import Version
 
-from energy_assets.marts.dbt_project import MANIFEST, dbt_build_args, month_vars
+from energy_assets.marts.dbt_project import (
+    DBT_BUILD,
+    MANIFEST,
+    month_environment,
+    restore_parse,
+    save_parse,
+)
 from energy_assets.partitions import monthly_partitions
 from energy_assets.resources import Platform
 from energy_assets.scaleout import DBT, WAREHOUSE_POOL, step_tags
-from energy_assets.settings import DBT_PROJECT_DIR
+from energy_assets.settings import DBT_PROJECT_DIR, environment_added
 
 MONTHLY = "tag:monthly"
 
@@ -51,16 +57,26 @@ class PlatformDbt(DbtCliResource):
     def _initialize_dbt_core_adapter(self, args: Any) -> None:
         return None
 
-    def build(self, context: AssetExecutionContext, args: list[str], home: Path) -> Iterator:
-        """`dbt ARGS` for the step, its events streamed, in a target folder of its own under
-        `home/logs/dbt`: removed once the command succeeds, kept (compiled SQL, dbt.log,
-        run_results.json) when it fails. dagster-dbt's default target folders, in the project,
-        were never removed: 3 MB for every dbt step."""
+    def build(
+        self,
+        context: AssetExecutionContext,
+        home: Path,
+        environment: Mapping[str, str] | None = None,
+    ) -> Iterator:
+        """`dbt build` for the step, `environment` added to dbt's, its events streamed, in a
+        target folder of its own under `home/logs/dbt` that starts from the home's last parse:
+        removed once the build succeeds, kept (compiled SQL, dbt.log, run_results.json) when
+        it fails. dagster-dbt's default target folders, in the project, were never removed:
+        3 MB for every dbt step."""
         folders = home / "logs" / "dbt"
         folders.mkdir(parents=True, exist_ok=True)
         name = f"{context.op_execution_context.op.name}-{context.run.run_id[:8]}-"
         target = Path(tempfile.mkdtemp(prefix=name, dir=folders))
-        yield from self.cli(args, context=context, target_path=target).stream()
+        restore_parse(home, target)
+        with environment_added(environment or {}):  # dagster-dbt copies it as dbt starts
+            invocation = self.cli(list(DBT_BUILD), context=context, target_path=target)
+        yield from invocation.stream()
+        save_parse(target, home)
         shutil.rmtree(target)
 
 
@@ -82,10 +98,10 @@ def monthly_marts(context: AssetExecutionContext, dbt: PlatformDbt, platform: Pl
     window = context.partition_time_window
     settings = platform.settings()
     estimate = (settings.estimate_linear_intervals, settings.estimate_max_intervals)
-    variables = month_vars(
+    environment = month_environment(
         window.start.isoformat(), window.end.isoformat(), settings.default_timezone, estimate
     )
-    yield from dbt.build(context, dbt_build_args(variables), settings.home)
+    yield from dbt.build(context, settings.home, environment)
 
 
 @dbt_assets(
@@ -100,4 +116,4 @@ def unpartitioned_marts(
     context: AssetExecutionContext, dbt: PlatformDbt, platform: Platform
 ) -> Iterator:
     """Views over raw metadata and over the monthly models; cheap to rebuild, always current."""
-    yield from dbt.build(context, dbt_build_args(), platform.settings().home)
+    yield from dbt.build(context, platform.settings().home)

@@ -29,7 +29,7 @@ meter_intervals as not materialized (
         meters.sole_meter,
         clean.interval_start,
         meters.tariff,
-        coalesce(meters.timezone, '{{ var("timezone") }}') as tz,
+        coalesce(meters.timezone, '{{ run_var("timezone") }}') as tz,
         clean.demand_kw,
         clean.demand_kw * clean.interval_seconds / 3600.0 as energy_kwh,
         clean.quality

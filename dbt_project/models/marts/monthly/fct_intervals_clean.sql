@@ -89,7 +89,7 @@ measured as (
     left join meters
         on meters.meter_id = grid.meter_id
 )
-{%- if var('estimate_max_intervals') | int > 0 %}
+{%- if run_var('estimate_max_intervals') | int > 0 %}
 ,
 
 -- Gaps and islands: a gap row belongs to the run after the last reading before it
@@ -137,9 +137,9 @@ estimated as (
     select
         *,
         case
-            when quality <> 'gap' or gap_intervals > {{ var('estimate_max_intervals') }}
+            when quality <> 'gap' or gap_intervals > {{ run_var('estimate_max_intervals') }}
                 then null
-            when gap_intervals <= {{ var('estimate_linear_intervals') }}
+            when gap_intervals <= {{ run_var('estimate_linear_intervals') }}
                 and before_demand_kw is not null and after_demand_kw is not null
                 then 'linear'
             when profile_days > 0 then 'profile'
