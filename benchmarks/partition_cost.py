@@ -107,7 +107,7 @@ def rebuild_month(defs, instance) -> dict:
     """One run of the whole monthly job for the last month, as the sensor requests it."""
     start = time.perf_counter()
     result = defs.resolve_job_def("monthly_marts_job").execute_in_process(
-        partition_key=f"{LAST_MONTH}-01",
+        partition_key=LAST_MONTH,
         run_config=QUIET,
         instance=instance,
         raise_on_error=False,
