@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from energy_assets.settings import LOCATION_VARIABLES
+from energy_assets.settings import LOCATION_VARIABLES, environment_restored
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -97,14 +97,10 @@ def platform_environ(home: Path, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def use_environ(env: dict[str, str]) -> Iterator[None]:
     """Run the block with `env` as the whole process environment."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
+    with environment_restored():
         os.environ.clear()
-        os.environ.update(saved)
+        os.environ.update(env)
+        yield
 
 
 def postgres_pid(pgdata: Path) -> int | None:

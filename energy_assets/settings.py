@@ -729,16 +729,23 @@ def export(values: Mapping[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def environment_added(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in this process's environment for the block, for a library that hands a copy
-    of it to the process it starts (dagster-dbt's dbt); as it was again after."""
+def environment_restored() -> Iterator[None]:
+    """This process's environment as it was before the block, whatever the block did to it."""
     saved = dict(os.environ)
-    os.environ.update(values)
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def environment_added(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the block, for a library that hands a copy
+    of it to the process it starts (dagster-dbt's dbt)."""
+    with environment_restored():
+        os.environ.update(values)
+        yield
 
 
 def environment_with_path(first: Path) -> dict[str, str]:
